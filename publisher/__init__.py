@@ -1,0 +1,21 @@
+"""publisher: publish sensitive counts as safe, documented open data.
+
+The modules, in the order data flows through them (see DESIGN.md):
+
+- ``spec``: the YAML release spec, loaded safely into frozen, validated models.
+- ``ingest``: the private inputs, read lazily and checked against the spec.
+- ``privacy``: differentially private counts with OpenDP (the only module that sees rows).
+- ``postprocess``: totals and headline shares with intervals, from noisy values only.
+- ``disclosure``: rounding, thresholds and GSS markers.
+- ``package``: the Frictionless data package, validated and swapped into place atomically.
+- ``pipeline``: the release end to end.
+- ``site``: the public MkDocs site, generated from a package.
+- ``demo``: synthetic microdata shaped like the police data, for demonstrations and tests.
+- ``cli``: the ``publisher`` command, a thin layer over the above.
+"""
+
+from importlib.metadata import version
+
+__all__ = ["__version__"]
+
+__version__ = version("publisher")

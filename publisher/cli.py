@@ -1,0 +1,168 @@
+"""The ``publisher`` command line: a thin layer over the library.
+
+Each command parses its options, calls one library function and prints the result.
+:class:`~publisher.errors.PublisherError` becomes one ``Error: ...`` line per problem and
+exit code 1; usage errors exit 2. No traceback is shown for user errors, and an unexpected
+error shows only its type, since a traceback could quote private data; set
+``PUBLISHER_DEBUG=1`` to see it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from publisher.errors import PublisherError
+
+__all__ = ["cli"]
+
+DEFAULT_PACKAGE = Path("datapackage")
+
+
+class _Group(click.Group):
+    """Turns library errors into one-line messages and exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PublisherError as error:
+            for problem in error.problems:
+                click.echo(f"Error: {problem}", err=True)
+            sys.exit(1)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted; nothing new was published", err=True)
+            sys.exit(130)
+        except Exception as error:
+            if os.environ.get("PUBLISHER_DEBUG"):
+                raise
+            click.echo(
+                f"Error: unexpected internal error ({type(error).__name__}); nothing new was "
+                "published. Rerun with PUBLISHER_DEBUG=1 to see the traceback (it may show "
+                "private data) and report it.",
+                err=True,
+            )
+            sys.exit(1)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="publisher")
+def cli() -> None:
+    """Publish sensitive counts safely: differential privacy, official-statistics rules,
+    a Frictionless data package and a documentation site."""
+
+
+@cli.command()
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Folder to write."
+)
+@click.option("--crimes", default=4200, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=2023, show_default=True, type=int)
+def demo(out_dir: Path, crimes: int, seed: int) -> None:
+    """Write synthetic demo microdata and a ready release.yaml into OUT."""
+    from publisher import demo as demo_data
+
+    files = demo_data.generate(out_dir, crimes=crimes, seed=seed)
+    click.echo(f"Wrote synthetic demo data ({crimes:,} crimes, seed {seed}) to {out_dir}")
+    click.echo(f"Release spec: {files.spec}")
+
+
+@cli.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
+def check(spec_path: Path) -> None:
+    """Check a release spec and its inputs. Spends no privacy budget."""
+    from publisher import pipeline
+
+    result = pipeline.check(spec_path)
+    caution = result.spec.privacy.caution
+    if caution:
+        click.echo(f"Caution: {caution}", err=True)
+    click.echo(
+        f"{spec_path}: valid. {len(result.spec.inputs)} inputs, {len(result.spec.tables)} "
+        f"tables, {len(result.spec.shares)} headline shares; no privacy budget was spent."
+    )
+
+
+@cli.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    default=DEFAULT_PACKAGE,
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Package directory to write (replaced atomically).",
+)
+def release(spec_path: Path, out_dir: Path) -> None:
+    """Release the tables of SPEC as a validated data package."""
+    from publisher import pipeline
+
+    result = pipeline.release(spec_path, out_dir)
+    measured = result.measurements
+    name = "rho" if measured.model == "zcdp" else "epsilon"
+    click.echo(f"Released {len(measured.tables)} tables to {result.package_dir}")
+    click.echo(
+        f"Privacy loss spent: {name} = {measured.total_loss:.4g} "
+        f"(epsilon = {measured.epsilon:.4g}, delta = {measured.delta:.0e})"
+    )
+
+
+@cli.command()
+@click.argument(
+    "package_dir", metavar="PACKAGE_DIR", default=DEFAULT_PACKAGE, type=click.Path(path_type=Path)
+)
+def validate(package_dir: Path) -> None:
+    """Validate a data package with frictionless; exit 1 on any problem."""
+    from publisher import package
+
+    problems = package.validate(package_dir)
+    if problems:
+        raise PublisherError(problems)
+    click.echo(f"{package_dir}: valid data package")
+
+
+@cli.command()
+@click.argument(
+    "package_dir", metavar="PACKAGE_DIR", default=DEFAULT_PACKAGE, type=click.Path(path_type=Path)
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Build the site here instead of the project's docs/ and site/.",
+)
+def site(package_dir: Path, out_dir: Path | None) -> None:
+    """Generate the release pages from PACKAGE_DIR and build the site (strict)."""
+    from publisher import site as site_builder
+
+    built = site_builder.build_site(package_dir, out_dir=out_dir)
+    click.echo(f"Built the site from {package_dir} in {built}")
+
+
+@cli.command()
+@click.option(
+    "--dir",
+    "work_dir",
+    default=Path("publisher-quickstart"),
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Working directory for the demo data, the package and the site.",
+)
+def quickstart(work_dir: Path) -> None:
+    """Demo data -> release -> site, in one go."""
+    from publisher import demo as demo_data
+    from publisher import pipeline
+    from publisher import site as site_builder
+
+    files = demo_data.generate(work_dir / "demo-data")
+    click.echo(f"1/3 Synthetic demo data and release spec: {files.spec.parent}")
+    result = pipeline.release(files.spec, work_dir / "datapackage")
+    click.echo(f"2/3 Validated data package: {result.package_dir}")
+    built = site_builder.build_site(result.package_dir, out_dir=work_dir / "site")
+    click.echo(f"3/3 Site: {built / 'index.html'}")

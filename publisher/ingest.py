@@ -1,0 +1,150 @@
+"""Read the private inputs lazily and check them against the spec.
+
+Only the identifier and the declared categorical columns are ever selected. Problems are
+reported as counts and column names, never as the offending values: those are private.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from publisher.errors import InputError
+from publisher.spec import Input, ReleaseSpec
+
+__all__ = ["InputSummary", "check", "load"]
+
+
+class InputSummary(dict[str, int]):
+    """Row counts per input, from :func:`check`. Never published: it is not noisy."""
+
+
+def _scan(path: Path, source: Input) -> pl.LazyFrame:
+    """A lazy scan of every column as text, so types are checked by us, not guessed."""
+    if source.format == "parquet":
+        frame = pl.scan_parquet(path)
+        return frame.select(pl.all().cast(pl.String))
+    return pl.scan_csv(path, infer_schema=False, encoding="utf8")
+
+
+def _open(spec: ReleaseSpec, name: str) -> tuple[Path, pl.LazyFrame, list[str]]:
+    source = spec.inputs[name]
+    path = spec.input_path(name)
+    where = f"{path} (inputs.{name}.path)"
+    if not path.exists():
+        raise InputError(f"{where}: the file does not exist; check the path in the spec")
+    if not path.is_file():
+        raise InputError(f"{where}: this is a directory, not a file; point it at a file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{where}: the file is empty; expected a header row and data")
+    try:
+        frame = _scan(path, source)
+        names = frame.collect_schema().names()
+    except (pl.exceptions.PolarsError, OSError):
+        # Polars messages can quote row contents, so they are never shown.
+        raise InputError(
+            f"{where}: cannot be read as {source.format.upper()}"
+            + (" (UTF-8, comma-separated, with a header row)" if source.format == "csv" else "")
+            + "; check the file's format"
+        ) from None
+    return path, frame, names
+
+
+def _column_problems(where: str, name: str, source: Input, names: list[str]) -> list[str]:
+    wanted = [source.identifier, *source.columns]
+    missing = [column for column in wanted if column not in names]
+    if not missing:
+        return []
+    hint = ""
+    if len(names) == 1 and any(sep in names[0] for sep in ";\t|"):
+        hint = " (the header is one column: is the file comma-separated?)"
+    return [
+        f"{where}: missing column{'s' if len(missing) > 1 else ''} "
+        + ", ".join(f"'{column}'" for column in missing)
+        + f"{hint}; expected the columns declared under inputs.{name}"
+    ]
+
+
+def _value_problems(
+    spec: ReleaseSpec, where: str, name: str, frame: pl.LazyFrame
+) -> tuple[int, list[str]]:
+    """One pass over the data: row count, empty identifiers, values outside the keys."""
+    source = spec.inputs[name]
+    checks = [pl.len().alias("__rows"), pl.col(source.identifier).is_null().sum().alias("__ids")]
+    for column, declared in source.columns.items():
+        keys = spec.categories[declared.categories].values
+        outside = ~pl.col(column).is_in(keys) | pl.col(column).is_null()
+        checks.append(outside.sum().alias(column))
+    try:
+        counts = frame.select(checks).collect(engine="streaming").row(0, named=True)
+    except (pl.exceptions.PolarsError, OSError):
+        raise InputError(
+            f"{where}: cannot be read to the end (a malformed row, a wrong delimiter or "
+            "an encoding other than UTF-8); check the file's format"
+        ) from None
+
+    problems = []
+    if counts["__rows"] == 0:
+        problems.append(f"{where}: the file has a header but no rows; expected data")
+    if counts["__ids"]:
+        problems.append(
+            f"{where}: column '{source.identifier}' (the identifier) has {counts['__ids']:,} "
+            "empty values; every record needs the person it is about"
+        )
+    for column, declared in source.columns.items():
+        outside = counts[column]
+        if outside and declared.on_unknown == "error":
+            problems.append(
+                f"{where}: column '{column}' has {outside:,} values that are empty or outside "
+                f"categories.{declared.categories}; add the keys to the spec or set "
+                f"inputs.{name}.columns.{column}.on_unknown: map"
+            )
+    return counts["__rows"], problems
+
+
+def _prepare(spec: ReleaseSpec, name: str) -> tuple[pl.LazyFrame, int]:
+    path, frame, names = _open(spec, name)
+    where = f"{path} (inputs.{name})"
+    source = spec.inputs[name]
+    problems = _column_problems(where, name, source, names)
+    if problems:
+        raise InputError(problems)
+    frame = frame.select(source.identifier, *source.columns)
+    rows, problems = _value_problems(spec, where, name, frame)
+    if problems:
+        raise InputError(problems)
+    mapped = []
+    for column, declared in source.columns.items():
+        if declared.on_unknown == "map":
+            category = spec.categories[declared.categories]
+            mapped.append(
+                pl.when(pl.col(column).is_in(category.values))
+                .then(pl.col(column))
+                .otherwise(pl.lit(category.unknown))
+                .alias(column)
+            )
+    return (frame.with_columns(mapped) if mapped else frame), rows
+
+
+def _each_input(spec: ReleaseSpec) -> dict[str, tuple[pl.LazyFrame, int]]:
+    problems: list[str] = []
+    prepared = {}
+    for name in spec.inputs:
+        try:
+            prepared[name] = _prepare(spec, name)
+        except InputError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise InputError(problems)
+    return prepared
+
+
+def check(spec: ReleaseSpec) -> InputSummary:
+    """Check every input against the spec; raise :class:`InputError` listing all problems."""
+    return InputSummary({name: rows for name, (_, rows) in _each_input(spec).items()})
+
+
+def load(spec: ReleaseSpec) -> dict[str, pl.LazyFrame]:
+    """Checked lazy frames per input: the identifier and the categorical columns only."""
+    return {name: frame for name, (frame, _) in _each_input(spec).items()}

@@ -1,0 +1,424 @@
+"""Write the release as a Frictionless data package, validate it, then swap it into place.
+
+The package is built in a staging directory beside the destination, validated with
+frictionless, and only then renamed into place, so readers never see half a package and a
+failed release leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import frictionless
+import polars as pl
+
+from publisher.disclosure import LOW, MARKERS
+from publisher.errors import PackageError
+from publisher.postprocess import ShareEstimate
+from publisher.privacy import Measurements
+from publisher.spec import LICENCES, ReleaseSpec, Table
+
+__all__ = [
+    "DESCRIPTOR",
+    "SHARES_RESOURCE",
+    "ReleaseContent",
+    "check_destination",
+    "validate",
+    "write",
+]
+
+DESCRIPTOR = "datapackage.json"
+SHARES_RESOURCE = "headline-shares"
+PROFILE = "https://datapackage.org/profiles/2.0/datapackage.json"
+
+
+@dataclass(frozen=True)
+class ReleaseContent:
+    """What a release publishes: the rules applied and the measurements they came from."""
+
+    spec: ReleaseSpec
+    measurements: Measurements
+    tables: dict[str, pl.DataFrame]  # published tables by name, columns in order
+    shares: list[ShareEstimate]
+
+
+def check_destination(out_dir: Path) -> None:
+    """Refuse, before anything is spent, a destination we could not or must not replace."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PackageError(f"{out_dir}: exists and is a file; choose a directory for the package")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / DESCRIPTOR).is_file():
+        raise PackageError(
+            f"{out_dir}: exists, is not empty and holds no {DESCRIPTOR}; choose a new or empty "
+            "directory (a release replaces the whole directory)"
+        )
+    parent = out_dir.resolve().parent
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PackageError(f"{parent}: cannot write here; choose a directory you can write to")
+
+
+def write(content: ReleaseContent, out_dir: Path) -> Path:
+    """Build, validate and atomically publish the package at ``out_dir``."""
+    check_destination(out_dir)
+    return _publish_atomically(out_dir, lambda staging: _build(content, staging))
+
+
+def _publish_atomically(out_dir: Path, build: Callable[[Path], None]) -> Path:
+    target = out_dir.resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    try:
+        build(staging)
+        problems = validate(staging)
+        if problems:
+            raise PackageError(
+                [f"the new package is not valid, nothing was published: {p}" for p in problems]
+            )
+        _swap(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _swap(staging: Path, target: Path) -> None:
+    """Replace ``target`` with ``staging`` by renames (atomic on one filesystem)."""
+    if not target.exists():
+        staging.rename(target)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.previous-", dir=target.parent))
+    retired.rmdir()
+    target.rename(retired)
+    try:
+        staging.rename(target)
+    except OSError:
+        retired.rename(target)
+        raise
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def _build(content: ReleaseContent, staging: Path) -> None:
+    data_dir = staging / "data"
+    data_dir.mkdir()
+    resources = []
+    for table in content.spec.tables:
+        path = data_dir / f"{table.name}.csv"
+        content.tables[table.name].write_csv(path, line_terminator="\n")
+        resources.append(_table_resource(content, table, path))
+    if content.shares:
+        path = data_dir / f"{SHARES_RESOURCE}.csv"
+        _shares_frame(content.shares).write_csv(path, line_terminator="\n")
+        resources.append(_shares_resource(content, path))
+    descriptor = _descriptor(content, resources)
+    text = json.dumps(descriptor, indent=2, ensure_ascii=False) + "\n"
+    (staging / DESCRIPTOR).write_text(text, encoding="utf-8")
+
+
+def _file_facts(path: Path) -> dict[str, Any]:
+    data = path.read_bytes()
+    return {"bytes": len(data), "hash": f"sha256:{hashlib.sha256(data).hexdigest()}"}
+
+
+def _csv_resource(name: str, path: Path, title: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": "table",
+        "path": f"data/{path.name}",
+        "format": "csv",
+        "mediatype": "text/csv",
+        "encoding": "utf-8",
+        "title": title,
+        "description": description,
+        **_file_facts(path),
+    }
+
+
+def _table_resource(content: ReleaseContent, table: Table, path: Path) -> dict[str, Any]:
+    spec = content.spec
+    rules = spec.disclosure
+    noisy = content.measurements.table(table.name)
+    total_label = rules.total_label if table.totals else None
+    dimensions = []
+    fields: list[dict[str, Any]] = []
+    for column in table.by:
+        category = spec.category_of(table, column)
+        keys = [*category.values, *([total_label] if total_label else [])]
+        dimensions.append(
+            {
+                "name": column,
+                "title": category.title,
+                "description": category.description,
+                "values": list(category.values),
+                "ordered": category.ordered,
+                "unknown": category.unknown,
+                "definitions": dict(category.definitions),
+            }
+        )
+        fields.append(
+            {
+                "name": column,
+                "type": "string",
+                "title": category.title,
+                "description": category.description
+                + (f" '{total_label}' rows sum all keys of this column." if total_label else ""),
+                "categories": keys,
+                "categoriesOrdered": category.ordered,
+                "constraints": {"required": True, "enum": keys},
+            }
+        )
+    counted = table.counts
+    fields += [
+        {
+            "name": "value",
+            "type": "integer",
+            "title": f"Number of {counted}",
+            "description": (
+                f"Number of {counted}, with differentially private noise, rounded to the nearest "
+                f"{rules.rounding_base}. Empty where a marker stands instead."
+            ),
+            "constraints": {"minimum": rules.rounding_base},
+        },
+        {
+            "name": "marker",
+            "type": "string",
+            "title": "Marker",
+            "description": "GSS marker, empty when a value is shown. "
+            + " ".join(f"{marker}: {meaning}" for marker, meaning in MARKERS.items()),
+            "categories": list(MARKERS),
+            "constraints": {"enum": list(MARKERS)},
+        },
+        _bound_field("lower_95", "Lower bound of the 95% interval", counted, rules.rounding_base),
+        _bound_field("upper_95", "Upper bound of the 95% interval", counted, rules.rounding_base),
+    ]
+    resource = _csv_resource(table.name, path, table.title, table.description)
+    resource["schema"] = {"fields": fields, "missingValues": [""], "primaryKey": list(table.by)}
+    resource["privacy"] = {
+        spec.privacy.loss_name: noisy.loss,
+        "distribution": noisy.distribution,
+        "scale": noisy.scale,
+        "margin_95": noisy.margin_95,
+    }
+    resource["table"] = {
+        "input": table.input,
+        "counts": counted,
+        "by": list(table.by),
+        "totals": table.totals,
+        "dimensions": dimensions,
+    }
+    return resource
+
+
+def _bound_field(name: str, title: str, counted: str, base: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": "integer",
+        "title": title,
+        "description": (
+            f"{title} for the number of {counted}: it accounts for the noise and is widened "
+            f"outwards to a multiple of {base}."
+        ),
+        "constraints": {"required": True, "minimum": 0},
+    }
+
+
+def _percent(share: float | None) -> float | None:
+    return None if share is None else round(100.0 * share, 1)
+
+
+def _shares_frame(shares: list[ShareEstimate]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "share": [s.share.name for s in shares],
+            "description": [s.share.title for s in shares],
+            "percent": [_percent(s.estimate) for s in shares],
+            "lower_95": [_percent(s.lower_95) for s in shares],
+            "upper_95": [_percent(s.upper_95) for s in shares],
+        },
+        schema={
+            "share": pl.String,
+            "description": pl.String,
+            "percent": pl.Float64,
+            "lower_95": pl.Float64,
+            "upper_95": pl.Float64,
+        },
+    )
+
+
+def _shares_resource(content: ReleaseContent, path: Path) -> dict[str, Any]:
+    names = [s.share.name for s in content.shares]
+    resource = _csv_resource(
+        SHARES_RESOURCE,
+        path,
+        "Headline shares",
+        "Headline percentages computed from the noisy, unrounded counts of one table, with "
+        "95% intervals that allow for the noise in both numerator and denominator.",
+    )
+
+    def percent_field(name: str, title: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "type": "number",
+            "title": title,
+            "description": f"{title}, in percent, to one decimal place.",
+            "constraints": {"minimum": 0, "maximum": 100},
+        }
+
+    resource["schema"] = {
+        "fields": [
+            {
+                "name": "share",
+                "type": "string",
+                "title": "Share",
+                "description": "The short name of the headline share.",
+                "constraints": {"required": True, "unique": True, "enum": names},
+            },
+            {
+                "name": "description",
+                "type": "string",
+                "title": "Description",
+                "description": "What the share measures.",
+            },
+            percent_field("percent", "Estimated share"),
+            percent_field("lower_95", "Lower bound of the 95% interval"),
+            percent_field("upper_95", "Upper bound of the 95% interval"),
+        ],
+        "missingValues": [""],
+        "primaryKey": ["share"],
+    }
+    return resource
+
+
+def _records(count: int) -> str:
+    return f"{count} record" if count == 1 else f"{count} records"
+
+
+def _privacy_statement(content: ReleaseContent) -> str:
+    spec = content.spec
+    measured = content.measurements
+    if measured.model == "zcdp":
+        loss = (
+            f"zero-concentrated differential privacy with rho = {measured.total_loss:.4g} in "
+            f"total, which implies (epsilon = {measured.epsilon:.4g}, delta = "
+            f"{measured.delta:.0e})-differential privacy"
+        )
+    else:
+        loss = f"pure differential privacy with epsilon = {measured.total_loss:.4g} in total"
+    units = "; ".join(
+        f"in '{name}', a person is a distinct {source.identifier} and at most "
+        f"{_records(source.max_records_per_person)} per person are used"
+        for name, source in spec.inputs.items()
+        if name in measured.input_loss
+    )
+    return (
+        f"Every table in this release was computed with {loss}, accounted by OpenDP "
+        f"{measured.opendp_version}. The privacy unit is the person: {units}. Counts are "
+        f"rounded to the nearest {spec.disclosure.rounding_base} and counts below "
+        f"{spec.disclosure.threshold} are shown as {LOW}."
+    )
+
+
+def _descriptor(content: ReleaseContent, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    spec = content.spec
+    release = spec.release
+    measured = content.measurements
+    licence_title, licence_url = LICENCES[release.licence]
+    loss_name = spec.privacy.loss_name
+    published = release.published or date.today()
+    contributors: list[dict[str, Any]] = [
+        {"title": release.publisher, "roles": ["publisher"]},
+        {"title": release.contact.name, "email": release.contact.email, "roles": ["contact"]},
+    ]
+    return {
+        "$schema": PROFILE,
+        "name": release.id,
+        "id": f"urn:publisher:{release.id}:{release.version}",
+        "title": release.title,
+        "description": release.description,
+        "version": release.version,
+        "created": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "keywords": list(release.keywords),
+        "licenses": [{"name": release.licence, "title": licence_title, "path": licence_url}],
+        "sources": [
+            {k: v for k, v in source.model_dump().items() if v} for source in release.sources
+        ],
+        "contributors": contributors,
+        "resources": resources,
+        "release": {
+            "tool": f"publisher {version('publisher')}",
+            "opendp": measured.opendp_version,
+            "period": release.period,
+            "published": published.isoformat(),
+            "geography": release.geography,
+            "synthetic": release.synthetic,
+            "contact": {"name": release.contact.name, "email": release.contact.email},
+        },
+        "privacy": {
+            "model": measured.model,
+            "loss": {
+                loss_name: measured.total_loss,
+                "epsilon": measured.epsilon,
+                "delta": measured.delta,
+            },
+            "units": [
+                {
+                    "input": name,
+                    "title": source.title or name,
+                    "identifier": source.identifier,
+                    "max_records_per_person": source.max_records_per_person,
+                    loss_name: measured.input_loss[name],
+                }
+                for name, source in spec.inputs.items()
+                if name in measured.input_loss
+            ],
+            "statement": _privacy_statement(content),
+        },
+        "disclosure": {
+            "rounding_base": spec.disclosure.rounding_base,
+            "threshold": spec.disclosure.threshold,
+            "total_label": spec.disclosure.total_label,
+        },
+        "markers": dict(MARKERS),
+        "shares": [
+            {
+                "name": s.share.name,
+                "title": s.share.title,
+                "statement": s.share.statement,
+                "table": s.share.table,
+                "numerator": {k: list(v) for k, v in s.share.numerator.items()},
+                "denominator": {k: list(v) for k, v in s.share.denominator.items()},
+                "estimate": s.estimate,
+                "lower_95": s.lower_95,
+                "upper_95": s.upper_95,
+            }
+            for s in content.shares
+        ],
+    }
+
+
+def validate(package_dir: Path) -> list[str]:
+    """Validate a package with frictionless; one line per problem, empty when valid."""
+    descriptor = package_dir / DESCRIPTOR
+    if not descriptor.is_file():
+        return [f"{descriptor}: not found; give the directory of a data package"]
+    try:
+        report = frictionless.validate(str(descriptor))
+    except Exception as error:  # frictionless raises many kinds for unreadable descriptors
+        return [f"{descriptor}: cannot be read as a data package ({type(error).__name__})"]
+    problems = []
+    for task in report.tasks:
+        place = descriptor.parent / task.place if task.place else descriptor
+        problems += [f"{place}: {task.name}: {item.message}" for item in task.errors]
+    problems += [f"{descriptor}: {item.message}" for item in report.errors]
+    return problems

@@ -1,0 +1,449 @@
+"""The release spec: YAML (safe load only) into frozen, validated models.
+
+Every problem is collected with its YAML path (``tables[2].by[0]``) and reported at once.
+Category keys are public knowledge declared here; they are never derived from the data.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from publisher.errors import SpecError
+
+__all__ = [
+    "LICENCES",
+    "Category",
+    "Column",
+    "Input",
+    "Privacy",
+    "Release",
+    "ReleaseSpec",
+    "Share",
+    "Table",
+    "load",
+    "parse",
+]
+
+SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+SEMVER = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?$"
+
+Slug = Annotated[str, Field(pattern=SLUG, min_length=1, max_length=100)]
+Text = Annotated[str, Field(min_length=1)]
+PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+# OpenDP's own guidance on the largest typical total loss (it warns above these).
+CAUTION_ABOVE = {"zcdp": 0.5, "pure": 5.0}
+
+# Licences we can describe fully (id -> title, URL). Official statistics use OGL.
+LICENCES: dict[str, tuple[str, str]] = {
+    "OGL-UK-3.0": (
+        "Open Government Licence v3.0",
+        "https://www.nationalarchives.gov.uk/doc/open-government-licence/version/3/",
+    ),
+    "CC-BY-4.0": (
+        "Creative Commons Attribution 4.0",
+        "https://creativecommons.org/licenses/by/4.0/",
+    ),
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Contact(_Model):
+    name: Text
+    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+
+
+class Source(_Model):
+    title: Text
+    description: str = ""
+    path: str | None = None
+
+
+class Release(_Model):
+    """What is published: identity, period, licence and who publishes it."""
+
+    id: Slug
+    title: Text
+    version: Annotated[str, Field(pattern=SEMVER)]
+    period: Text
+    description: Text
+    publisher: Text
+    contact: Contact
+    licence: Literal["OGL-UK-3.0", "CC-BY-4.0"] = "OGL-UK-3.0"
+    published: date | None = None
+    geography: str = ""
+    keywords: list[Text] = []
+    sources: list[Source] = []
+    synthetic: bool = False
+
+
+class Privacy(_Model):
+    """The privacy-loss model and the total loss this release may spend."""
+
+    model: Literal["zcdp", "pure"]
+    rho: PositiveFinite | None = None
+    epsilon: PositiveFinite | None = None
+    # Only used to state a zCDP release as (epsilon, delta); no delta is spent by pure DP.
+    delta: Annotated[float, Field(gt=0, lt=1e-3)] = 1e-7
+
+    @model_validator(mode="after")
+    def _one_loss(self) -> Privacy:
+        wanted, other = ("rho", "epsilon") if self.model == "zcdp" else ("epsilon", "rho")
+        if getattr(self, wanted) is None:
+            raise ValueError(f"model '{self.model}' needs '{wanted}': set the total loss")
+        if getattr(self, other) is not None:
+            raise ValueError(f"model '{self.model}' takes '{wanted}', not '{other}': remove it")
+        return self
+
+    @property
+    def loss(self) -> float:
+        """The total loss in the model's own unit (rho for zCDP, epsilon for pure DP)."""
+        value = self.rho if self.model == "zcdp" else self.epsilon
+        assert value is not None  # guaranteed by the validator
+        return value
+
+    @property
+    def loss_name(self) -> str:
+        return "rho" if self.model == "zcdp" else "epsilon"
+
+    @property
+    def caution(self) -> str | None:
+        """Guidance when the total loss is above what OpenDP calls a typical loss."""
+        typical = CAUTION_ABOVE[self.model]
+        if self.loss <= typical:
+            return None
+        return (
+            f"privacy.{self.loss_name} = {self.loss:g} is above {typical:g}, the largest loss "
+            "OpenDP considers typical; the protection is weaker than usual, so check that "
+            "this is intended"
+        )
+
+
+class Category(_Model):
+    """A public set of keys for a dimension, in the order they are published."""
+
+    title: Text
+    description: str = ""
+    values: Annotated[list[Text], Field(min_length=1)]
+    ordered: bool = False
+    unknown: str | None = None
+    definitions: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Category:
+        seen: set[str] = set()
+        for value in self.values:
+            if value in seen:
+                raise ValueError(f"value '{value}' is listed twice: list each key once")
+            seen.add(value)
+        if self.unknown is not None and self.unknown not in seen:
+            raise ValueError(f"unknown '{self.unknown}' is not one of the values: add it")
+        for key in self.definitions:
+            if key not in seen:
+                raise ValueError(f"definitions names '{key}', which is not one of the values")
+        return self
+
+
+class Column(_Model):
+    """A categorical column of an input and what to do with values outside its keys."""
+
+    categories: Text
+    on_unknown: Literal["error", "map"] = "error"
+
+
+class Input(_Model):
+    """A private microdata file and its privacy unit."""
+
+    path: Text
+    format: Literal["csv", "parquet"] = "csv"
+    title: str = ""
+    description: str = ""
+    identifier: Text
+    max_records_per_person: Annotated[int, Field(ge=1, le=1000)]
+    columns: Annotated[dict[str, Column], Field(min_length=1)]
+
+
+class Table(_Model):
+    """One published table: counts of an input's records by public dimensions."""
+
+    name: Slug
+    input: Text
+    by: Annotated[list[Text], Field(min_length=1, max_length=4)]
+    title: Text
+    description: Text
+    counts: Text = "records"
+    weight: PositiveFinite = 1.0
+    totals: bool = True
+
+
+class Share(_Model):
+    """A headline share derived from one table: numerator cells over denominator cells."""
+
+    name: Slug
+    table: Text
+    title: Text
+    statement: Text
+    numerator: Annotated[dict[str, list[Text]], Field(min_length=1)]
+    denominator: dict[str, list[Text]] = {}
+
+
+class Disclosure(_Model):
+    """Official-statistics rules applied to the noisy counts."""
+
+    rounding_base: Annotated[int, Field(ge=1, le=1000)] = 5
+    threshold: Annotated[int, Field(ge=0)] = 10
+    total_label: Text = "Total"
+
+
+class ReleaseSpec(_Model):
+    """A whole release spec. ``base_dir`` is the folder relative paths start from."""
+
+    release: Release
+    privacy: Privacy
+    categories: Annotated[dict[str, Category], Field(min_length=1)]
+    inputs: Annotated[dict[str, Input], Field(min_length=1)]
+    tables: Annotated[list[Table], Field(min_length=1)]
+    shares: list[Share] = []
+    disclosure: Disclosure = Disclosure()
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    def input_path(self, name: str) -> Path:
+        return (self.base_dir / self.inputs[name].path).resolve()
+
+    def table(self, name: str) -> Table:
+        return next(table for table in self.tables if table.name == name)
+
+    def category_of(self, table: Table, column: str) -> Category:
+        return self.categories[self.inputs[table.input].columns[column].categories]
+
+    def table_loss(self, table: Table) -> float:
+        """The share of the total loss given to ``table``, by weight (before OpenDP checks)."""
+        total_weight = math.fsum(t.weight for t in self.tables)
+        return self.privacy.loss * table.weight / total_weight
+
+
+@dataclass(frozen=True)
+class _Problem:
+    path: str
+    message: str
+
+
+def _yaml_path(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def _pydantic_problems(error: ValidationError) -> list[_Problem]:
+    problems = []
+    for item in error.errors():
+        loc = tuple(p for p in item["loc"] if not str(p).startswith("function-after"))
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            message = "unknown key: remove it or check its spelling against the spec reference"
+        elif kind == "missing":
+            message = "required key is missing: add it"
+        elif kind == "value_error":
+            message = str(item["msg"]).removeprefix("Value error, ")
+        elif kind == "string_pattern_mismatch":
+            message = _pattern_hint(str(item["ctx"]["pattern"]))
+        else:
+            message = str(item["msg"])
+        problems.append(_Problem(_yaml_path(loc), message))
+    return problems
+
+
+def _pattern_hint(pattern: str) -> str:
+    if pattern == SLUG:
+        return (
+            "expected lowercase letters, digits and single hyphens (for example 'crimes-by-force')"
+        )
+    if pattern == SEMVER:
+        return "expected a semantic version such as '1.0.0'"
+    return "expected an email address such as 'statistics@example.org'"
+
+
+def _reference_problems(spec: ReleaseSpec) -> list[_Problem]:
+    """Cross-references the models cannot check alone."""
+    problems: list[_Problem] = []
+    for name, source in spec.inputs.items():
+        for column_name, column in source.columns.items():
+            where = f"inputs.{name}.columns.{column_name}"
+            category = spec.categories.get(column.categories)
+            if category is None:
+                problems.append(
+                    _Problem(
+                        f"{where}.categories",
+                        f"no category set named '{column.categories}': declare it under "
+                        "'categories' or fix the name",
+                    )
+                )
+            elif column.on_unknown == "map" and category.unknown is None:
+                problems.append(
+                    _Problem(
+                        f"{where}.on_unknown",
+                        f"'map' needs categories.{column.categories}.unknown: declare the "
+                        "unknown key or use 'error'",
+                    )
+                )
+        if source.identifier in source.columns:
+            problems.append(
+                _Problem(
+                    f"inputs.{name}.identifier",
+                    "the identifier must not also be a categorical column: remove it from columns",
+                )
+            )
+
+    seen_tables: set[str] = set()
+    for index, table in enumerate(spec.tables):
+        where = f"tables[{index}]"
+        if table.name in seen_tables:
+            problems.append(_Problem(f"{where}.name", f"table name '{table.name}' is used twice"))
+        seen_tables.add(table.name)
+        table_input = spec.inputs.get(table.input)
+        if table_input is None:
+            problems.append(
+                _Problem(
+                    f"{where}.input",
+                    f"no input named '{table.input}': expected one of {sorted(spec.inputs)}",
+                )
+            )
+            continue
+        if len(set(table.by)) != len(table.by):
+            problems.append(_Problem(f"{where}.by", "a column is listed twice: list it once"))
+        for position, by_column in enumerate(table.by):
+            if by_column not in table_input.columns:
+                problems.append(
+                    _Problem(
+                        f"{where}.by[{position}]",
+                        f"input '{table.input}' has no categorical column '{by_column}': declare "
+                        f"it under inputs.{table.input}.columns",
+                    )
+                )
+
+    seen_shares: set[str] = set()
+    for index, share in enumerate(spec.shares):
+        where = f"shares[{index}]"
+        if share.name in seen_shares or share.name in seen_tables:
+            problems.append(_Problem(f"{where}.name", f"name '{share.name}' is used twice"))
+        seen_shares.add(share.name)
+        problems.extend(_share_problems(spec, share, where))
+    return problems
+
+
+def _share_problems(spec: ReleaseSpec, share: Share, where: str) -> list[_Problem]:
+    table = next((t for t in spec.tables if t.name == share.table), None)
+    if table is None:
+        return [_Problem(f"{where}.table", f"no table named '{share.table}'")]
+    problems: list[_Problem] = []
+    for part in ("numerator", "denominator"):
+        selection: dict[str, list[str]] = getattr(share, part)
+        for column, values in selection.items():
+            if column not in table.by:
+                problems.append(
+                    _Problem(
+                        f"{where}.{part}.{column}",
+                        f"table '{table.name}' is not broken down by '{column}': "
+                        f"expected one of {table.by}",
+                    )
+                )
+                continue
+            category = spec.categories.get(spec.inputs[table.input].columns[column].categories)
+            if category is None:
+                continue
+            for position, value in enumerate(values):
+                if value not in category.values:
+                    problems.append(
+                        _Problem(
+                            f"{where}.{part}.{column}[{position}]",
+                            f"'{value}' is not a declared key of '{column}'",
+                        )
+                    )
+    for column, values in share.numerator.items():
+        allowed = share.denominator.get(column)
+        if allowed is not None and not set(values) <= set(allowed):
+            problems.append(
+                _Problem(
+                    f"{where}.numerator.{column}",
+                    "the numerator must be part of the denominator: add these keys to "
+                    f"denominator.{column}",
+                )
+            )
+    return problems
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate keys instead of keeping the last one."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the key '{key}' appears twice: keep one", mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,
+)
+
+
+def parse(text: str, *, name: str = "release spec", base_dir: Path = Path(".")) -> ReleaseSpec:
+    """Parse a spec from YAML text. Raises :class:`SpecError` listing every problem."""
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        reason = getattr(error, "problem", None) or "not valid YAML"
+        raise SpecError(f"{name}: {where}invalid YAML ({reason}); fix the syntax") from None
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"{name}: expected a mapping with the keys release, privacy, categories, "
+            "inputs and tables; see the release spec reference"
+        )
+    try:
+        spec = ReleaseSpec.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as error:
+        problems = _pydantic_problems(error)
+    else:
+        problems = _reference_problems(spec)
+    if problems:
+        raise SpecError([f"{name}: {p.path}: {p.message}" for p in problems])
+    return spec
+
+
+def load(path: str | Path) -> ReleaseSpec:
+    """Load and validate a release spec file; relative paths in it start from its folder."""
+    spec_path = Path(path)
+    if not spec_path.is_file():
+        what = "is a directory" if spec_path.is_dir() else "does not exist"
+        raise SpecError(f"{spec_path}: the release spec {what}; give the path to a YAML file")
+    try:
+        text = spec_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(f"{spec_path}: not UTF-8 text; save the spec as UTF-8") from None
+    except OSError as error:
+        raise SpecError(f"{spec_path}: cannot be read ({error.strerror}); check it") from None
+    return parse(text, name=str(spec_path), base_dir=spec_path.parent.resolve())

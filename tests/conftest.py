@@ -1,0 +1,111 @@
+"""Shared fixtures: a small release of a dataset that is NOT the police demo.
+
+It has other columns, other categories and another identifier, so the tests show that
+nothing about the demo is hard-coded in the library.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+WARDS = ["Cardiology", "Maternity", "Oncology", "Paediatrics"]
+OUTCOMES = ["Discharged", "Transferred", "Not known"]
+
+
+def admissions_spec(data: str = "admissions.csv", **overrides: object) -> dict[str, object]:
+    """A complete release spec for the synthetic hospital admissions fixture."""
+    spec: dict[str, object] = {
+        "release": {
+            "id": "hospital-admissions-test",
+            "title": "Hospital admissions by ward (test data)",
+            "version": "0.1.0",
+            "period": "April 2025 to March 2026",
+            "description": "Made-up admissions used by the test suite.",
+            "publisher": "Test suite",
+            "contact": {"name": "Test team", "email": "tests@example.org"},
+            "keywords": ["test"],
+            "synthetic": True,
+        },
+        "privacy": {"model": "zcdp", "rho": 0.5},
+        "categories": {
+            "ward": {"title": "Ward", "values": WARDS},
+            "outcome": {"title": "Outcome", "values": OUTCOMES, "unknown": "Not known"},
+        },
+        "inputs": {
+            "admissions": {
+                "path": data,
+                "identifier": "patient_ref",
+                "max_records_per_person": 2,
+                "columns": {"ward": {"categories": "ward"}, "outcome": {"categories": "outcome"}},
+            }
+        },
+        "tables": [
+            {
+                "name": "admissions-by-ward",
+                "input": "admissions",
+                "by": ["ward"],
+                "title": "Admissions by ward",
+                "description": "Number of admissions in each ward.",
+                "counts": "admissions",
+                "weight": 2,
+            },
+            {
+                "name": "admissions-by-ward-and-outcome",
+                "input": "admissions",
+                "by": ["ward", "outcome"],
+                "title": "Admissions by ward and outcome",
+                "description": "Number of admissions by ward and outcome.",
+                "counts": "admissions",
+            },
+        ],
+        "shares": [
+            {
+                "name": "maternity-share",
+                "table": "admissions-by-ward",
+                "title": "Admissions to maternity",
+                "statement": "of admissions were to maternity",
+                "numerator": {"ward": ["Maternity"]},
+            }
+        ],
+        "disclosure": {"rounding_base": 5, "threshold": 10},
+    }
+    spec.update(overrides)
+    return spec
+
+
+def admissions_rows(count: int = 600) -> list[tuple[str, str, str]]:
+    """Deterministic rows: patient reference, ward, outcome. Oncology is rare on purpose."""
+    wards = itertools.cycle(
+        ["Cardiology", "Maternity", "Maternity", "Paediatrics"] * 5 + ["Oncology"]
+    )
+    outcomes = itertools.cycle(OUTCOMES)
+    return [(f"P{i // 2:05d}", next(wards), next(outcomes)) for i in range(count)]
+
+
+def write_admissions(folder: Path, rows: list[tuple[str, str, str]] | None = None) -> Path:
+    lines = ["patient_ref,ward,outcome"] + [",".join(row) for row in rows or admissions_rows()]
+    path = folder / "admissions.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def make_release(tmp_path: Path) -> Callable[..., Path]:
+    """Write the admissions data and a spec (with overrides) into tmp_path; return the spec path."""
+
+    def make(
+        spec: dict[str, object] | None = None, rows: list[tuple[str, str, str]] | None = None
+    ) -> Path:
+        write_admissions(tmp_path, rows)
+        path = tmp_path / "release.yaml"
+        path.write_text(
+            yaml.safe_dump(spec or admissions_spec(), sort_keys=False), encoding="utf-8"
+        )
+        return path
+
+    return make
