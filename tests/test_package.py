@@ -177,7 +177,7 @@ def test_destination_checks(tmp_path: Path) -> None:
         package.check_destination(tmp_path / "file")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "mine.txt").write_text("keep me", encoding="utf-8")
-    with pytest.raises(PackageError, match="holds no datapackage.json"):
+    with pytest.raises(PackageError, match=r"holds no datapackage\.json"):
         package.check_destination(tmp_path / "notes")
 
 

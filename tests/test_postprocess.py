@@ -98,7 +98,7 @@ def test_share_interval_covers_the_truth_95_percent_of_the_time() -> None:
     covered = 0
     trials = 4000
     for _ in range(trials):
-        noisy = {key: int(round(value + rng.normal(0, scale))) for key, value in truth.items()}
+        noisy = {key: round(value + rng.normal(0, scale)) for key, value in truth.items()}
         result = estimate_share(SHARE, noisy_table(noisy, scale=scale))
         covered += result.lower_95 <= true_share <= result.upper_95
     assert 0.935 <= covered / trials <= 0.965
