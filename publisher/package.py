@@ -316,16 +316,17 @@ def _privacy_statement(content: ReleaseContent) -> str:
     else:
         loss = f"pure differential privacy with epsilon = {measured.total_loss:.4g} in total"
     units = "; ".join(
-        f"in '{name}', a person is a distinct {source.identifier} and at most "
-        f"{_records(source.max_records_per_person)} per person are used"
+        f"in the tables from '{name}', a person is one {source.identifier}, of whom at most "
+        f"{_records(source.max_records_per_person)} are used"
         for name, source in spec.inputs.items()
         if name in measured.input_loss
     )
     return (
-        f"Every table in this release was computed with {loss}, accounted by OpenDP "
-        f"{measured.opendp_version}. The privacy unit is the person: {units}. Counts are "
-        f"rounded to the nearest {spec.disclosure.rounding_base} and counts below "
-        f"{spec.disclosure.threshold} are shown as {LOW}."
+        f"The tables in this release were computed with {loss}, accounted by OpenDP "
+        f"{measured.opendp_version}. The privacy unit is the person identified in each "
+        f"input: {units}. The total bounds the privacy loss of anyone, whichever inputs "
+        f"they appear in. Counts are rounded to the nearest {spec.disclosure.rounding_base} "
+        f"and counts below {spec.disclosure.threshold} are shown as {LOW}."
     )
 
 
@@ -377,6 +378,7 @@ def _descriptor(content: ReleaseContent, resources: list[dict[str, Any]]) -> dic
                     "title": source.title or name,
                     "identifier": source.identifier,
                     "max_records_per_person": source.max_records_per_person,
+                    "tables": [table.name for table in spec.tables if table.input == name],
                     loss_name: measured.input_loss[name],
                 }
                 for name, source in spec.inputs.items()
