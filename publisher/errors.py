@@ -19,7 +19,9 @@ class PublisherError(Exception):
     """Base class: a problem the user can fix. ``problems`` holds one line per problem."""
 
     def __init__(self, problems: str | list[str]) -> None:
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        lines = [problems] if isinstance(problems, str) else list(problems)
+        # One problem is one line, even when it quotes a spec string with a line break.
+        self.problems = [line.replace("\r", "\\r").replace("\n", "\\n") for line in lines]
         super().__init__("\n".join(self.problems))
 
 

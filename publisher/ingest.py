@@ -53,6 +53,14 @@ def _open(spec: ReleaseSpec, name: str) -> tuple[Path, pl.LazyFrame, list[str]]:
 
 def _column_problems(where: str, name: str, source: Input, names: list[str]) -> list[str]:
     wanted = [source.identifier, *source.columns]
+    # Polars renames a repeated header name to NAME_duplicated_0: which one is meant?
+    repeated = [column for column in wanted if f"{column}_duplicated_0" in names]
+    if repeated:
+        return [
+            f"{where}: the header repeats column "
+            + ", ".join(f"'{column}'" for column in repeated)
+            + "; keep one column of each name"
+        ]
     missing = [column for column in wanted if column not in names]
     if not missing:
         return []
@@ -71,7 +79,9 @@ def _value_problems(
 ) -> tuple[int, list[str]]:
     """One pass over the data: row count, empty identifiers, values outside the keys."""
     source = spec.inputs[name]
-    checks = [pl.len().alias("__rows"), pl.col(source.identifier).is_null().sum().alias("__ids")]
+    identifier = pl.col(source.identifier)
+    empty_identifier = identifier.is_null() | (identifier.str.strip_chars() == "")
+    checks = [pl.len().alias("__rows"), empty_identifier.sum().alias("__ids")]
     for column, declared in source.columns.items():
         keys = spec.categories[declared.categories].values
         outside = ~pl.col(column).is_in(keys) | pl.col(column).is_null()
@@ -110,7 +120,10 @@ def _prepare(spec: ReleaseSpec, name: str) -> tuple[pl.LazyFrame, int]:
     problems = _column_problems(where, name, source, names)
     if problems:
         raise InputError(problems)
-    frame = frame.select(source.identifier, *source.columns)
+    # A blank line is not a record (CSV readers give it as a row of empty fields).
+    frame = frame.select(source.identifier, *source.columns).filter(
+        ~pl.all_horizontal(pl.all().is_null())
+    )
     rows, problems = _value_problems(spec, where, name, frame)
     if problems:
         raise InputError(problems)

@@ -25,7 +25,7 @@ import polars as pl
 from publisher.disclosure import LOW, MARKERS
 from publisher.errors import PackageError
 from publisher.postprocess import ShareEstimate
-from publisher.privacy import Measurements
+from publisher.privacy import Measurements, epsilon_delta
 from publisher.spec import LICENCES, ReleaseSpec, Table
 
 __all__ = [
@@ -80,6 +80,8 @@ def _publish_atomically(out_dir: Path, build: Callable[[Path], None]) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
     try:
+        # mkdtemp makes the directory private (0700); a published package is for everyone.
+        staging.chmod(0o777 & ~_umask())
         build(staging)
         problems = validate(staging)
         if problems:
@@ -91,6 +93,12 @@ def _publish_atomically(out_dir: Path, build: Callable[[Path], None]) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def _swap(staging: Path, target: Path) -> None:
@@ -171,8 +179,14 @@ def _table_resource(content: ReleaseContent, table: Table, path: Path) -> dict[s
                 "name": column,
                 "type": "string",
                 "title": category.title,
-                "description": category.description
-                + (f" '{total_label}' rows sum all keys of this column." if total_label else ""),
+                "description": " ".join(
+                    part
+                    for part in (
+                        category.description,
+                        f"'{total_label}' rows sum all keys of this column." if total_label else "",
+                    )
+                    if part
+                ),
                 "categories": keys,
                 "categoriesOrdered": category.ordered,
                 "constraints": {"required": True, "enum": keys},
@@ -206,6 +220,7 @@ def _table_resource(content: ReleaseContent, table: Table, path: Path) -> dict[s
     resource["schema"] = {"fields": fields, "missingValues": [""], "primaryKey": list(table.by)}
     resource["privacy"] = {
         spec.privacy.loss_name: noisy.loss,
+        **_approximate(spec, noisy.loss),
         "distribution": noisy.distribution,
         "scale": noisy.scale,
         "margin_95": noisy.margin_95,
@@ -218,6 +233,14 @@ def _table_resource(content: ReleaseContent, table: Table, path: Path) -> dict[s
         "dimensions": dimensions,
     }
     return resource
+
+
+def _approximate(spec: ReleaseSpec, loss: float) -> dict[str, float]:
+    """A zCDP loss also stated as (epsilon, delta) at the spec's delta, by OpenDP."""
+    if spec.privacy.model != "zcdp":
+        return {}
+    epsilon, delta = epsilon_delta(spec.privacy.model, loss, spec.privacy.delta)
+    return {"epsilon": epsilon, "delta": delta}
 
 
 def _bound_field(name: str, title: str, counted: str, base: int) -> dict[str, Any]:
@@ -380,6 +403,7 @@ def _descriptor(content: ReleaseContent, resources: list[dict[str, Any]]) -> dic
                     "max_records_per_person": source.max_records_per_person,
                     "tables": [table.name for table in spec.tables if table.input == name],
                     loss_name: measured.input_loss[name],
+                    **_approximate(spec, measured.input_loss[name]),
                 }
                 for name, source in spec.inputs.items()
                 if name in measured.input_loss

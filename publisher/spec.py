@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from publisher.errors import SpecError
 
@@ -34,9 +42,18 @@ __all__ = [
 SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 SEMVER = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?$"
 
+
+def _number_not_bool(value: object) -> object:
+    # YAML reads `yes`/`true` as booleans, which pydantic would quietly take as 1.
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not true/false")
+    return value
+
+
+Number = BeforeValidator(_number_not_bool)
 Slug = Annotated[str, Field(pattern=SLUG, min_length=1, max_length=100)]
-Text = Annotated[str, Field(min_length=1)]
-PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+PositiveFinite = Annotated[float, Number, Field(gt=0, allow_inf_nan=False)]
 
 # OpenDP's own guidance on the largest typical total loss (it warns above these).
 CAUTION_ABOVE = {"zcdp": 0.5, "pure": 5.0}
@@ -94,7 +111,7 @@ class Privacy(_Model):
     rho: PositiveFinite | None = None
     epsilon: PositiveFinite | None = None
     # Only used to state a zCDP release as (epsilon, delta); no delta is spent by pure DP.
-    delta: Annotated[float, Field(gt=0, lt=1e-3)] = 1e-7
+    delta: Annotated[float, Number, Field(gt=0, lt=1e-3)] = 1e-7
 
     @model_validator(mode="after")
     def _one_loss(self) -> Privacy:
@@ -169,7 +186,7 @@ class Input(_Model):
     title: str = ""
     description: str = ""
     identifier: Text
-    max_records_per_person: Annotated[int, Field(ge=1, le=1000)]
+    max_records_per_person: Annotated[int, Number, Field(ge=1, le=1000)]
     columns: Annotated[dict[str, Column], Field(min_length=1)]
 
 
@@ -200,8 +217,8 @@ class Share(_Model):
 class Disclosure(_Model):
     """Official-statistics rules applied to the noisy counts."""
 
-    rounding_base: Annotated[int, Field(ge=1, le=1000)] = 5
-    threshold: Annotated[int, Field(ge=0)] = 10
+    rounding_base: Annotated[int, Number, Field(ge=1, le=1000)] = 5
+    threshold: Annotated[int, Number, Field(ge=0)] = 10
     total_label: Text = "Total"
 
 
@@ -362,9 +379,11 @@ def _share_problems(spec: ReleaseSpec, share: Share, where: str) -> list[_Proble
                     )
                 )
                 continue
-            category = spec.categories.get(spec.inputs[table.input].columns[column].categories)
+            declared = spec.inputs.get(table.input)
+            column_spec = declared.columns.get(column) if declared else None
+            category = spec.categories.get(column_spec.categories) if column_spec else None
             if category is None:
-                continue
+                continue  # the table's own problem is reported under tables[...]
             for position, value in enumerate(values):
                 if value not in category.values:
                     problems.append(

@@ -1,0 +1,489 @@
+"""Reading the private inputs: columns, categories, formats, and errors that leak nothing."""
+
+from __future__ import annotations
+
+import copy
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+import yaml
+
+from publisher import ingest
+from publisher.errors import InputError
+from publisher.spec import ReleaseSpec, parse
+from tests.conftest import admissions_rows, admissions_spec, write_admissions
+
+HEADER = "patient_ref,ward,outcome\n"
+# Unique strings planted in private rows: no error message may ever contain them.
+MARKERS = ("LEAKCHECK-7f3a", "LEAKCHECK-id-91c2", "LEAKCHECK-extra-0d5e")
+
+
+def build_spec(
+    folder: Path,
+    data: str = "admissions.csv",
+    change: Callable[[dict[str, Any]], None] | None = None,
+) -> ReleaseSpec:
+    """The admissions spec with inputs relative to ``folder``, optionally changed first."""
+    raw = copy.deepcopy(admissions_spec(data))
+    if change is not None:
+        change(raw)
+    return parse(yaml.safe_dump(raw, sort_keys=False), base_dir=folder)
+
+
+def write(folder: Path, content: str | bytes, name: str = "admissions.csv") -> Path:
+    path = folder / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+def problems_of(spec: ReleaseSpec) -> list[str]:
+    """The problems :func:`ingest.check` reports; fails if the inputs are accepted."""
+    with pytest.raises(InputError) as caught:
+        ingest.check(spec)
+    # load runs the same checks: it must refuse the same inputs with the same problems.
+    with pytest.raises(InputError) as loaded:
+        ingest.load(spec)
+    assert loaded.value.problems == caught.value.problems
+    for problem in caught.value.problems:
+        assert "\n" not in problem
+        assert "Traceback" not in problem
+    return caught.value.problems
+
+
+def map_unknown(column: str) -> Callable[[dict[str, Any]], None]:
+    def change(raw: dict[str, Any]) -> None:
+        raw["inputs"]["admissions"]["columns"][column]["on_unknown"] = "map"
+
+    return change
+
+
+# --- valid data --------------------------------------------------------------------------
+
+
+def test_check_counts_the_rows_of_each_input(tmp_path: Path) -> None:
+    write_admissions(tmp_path)
+
+    summary = ingest.check(build_spec(tmp_path))
+
+    assert summary == {"admissions": 600}
+    assert isinstance(summary, ingest.InputSummary)
+
+
+def test_load_returns_identifier_and_categorical_columns_only(tmp_path: Path) -> None:
+    rows = admissions_rows(40)
+    lines = ["name,patient_ref,postcode,ward,outcome,notes"] + [
+        f"{MARKERS[1]}-{index},{ref},{MARKERS[2]},{ward},{outcome},free text"
+        for index, (ref, ward, outcome) in enumerate(rows)
+    ]
+    write(tmp_path, "\n".join(lines) + "\n")
+
+    frames = ingest.load(build_spec(tmp_path))
+
+    assert set(frames) == {"admissions"}
+    frame = frames["admissions"]
+    assert isinstance(frame, pl.LazyFrame)
+    # The plan itself selects only the declared columns, not just the collected result.
+    assert set(frame.collect_schema().names()) == {"patient_ref", "ward", "outcome"}
+    data = frame.collect()
+    assert data.height == 40
+    assert sorted(data.select("patient_ref", "ward", "outcome").rows()) == sorted(rows)
+    assert all(dtype == pl.String for dtype in data.schema.values())
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    write(tmp_path, ("\ufeff" + HEADER + "P1,Maternity,Discharged\n").encode("utf-8"))
+    spec = build_spec(tmp_path)
+
+    assert ingest.check(spec) == {"admissions": 1}
+    data = ingest.load(spec)["admissions"].collect()
+    assert data.columns.count("patient_ref") == 1
+    assert data.row(0, named=True) == {
+        "patient_ref": "P1",
+        "ward": "Maternity",
+        "outcome": "Discharged",
+    }
+
+
+def test_windows_line_endings_are_accepted(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        (HEADER + "P1,Maternity,Discharged\nP2,Oncology,Not known\n").replace("\n", "\r\n"),
+    )
+    spec = build_spec(tmp_path)
+
+    assert ingest.check(spec) == {"admissions": 2}
+    assert ingest.load(spec)["admissions"].collect()["outcome"].to_list() == [
+        "Discharged",
+        "Not known",
+    ]
+
+
+def test_parquet_input_is_read(tmp_path: Path) -> None:
+    rows = admissions_rows(30)
+    frame = pl.DataFrame(rows, schema=["patient_ref", "ward", "outcome"], orient="row")
+    frame.with_columns(pl.lit(7).alias("age")).write_parquet(tmp_path / "admissions.parquet")
+
+    def as_parquet(raw: dict[str, Any]) -> None:
+        raw["inputs"]["admissions"]["format"] = "parquet"
+
+    spec = build_spec(tmp_path, "admissions.parquet", as_parquet)
+
+    assert ingest.check(spec) == {"admissions": 30}
+    data = ingest.load(spec)["admissions"].collect()
+    assert set(data.columns) == {"patient_ref", "ward", "outcome"}
+    assert sorted(data.select("patient_ref", "ward", "outcome").rows()) == sorted(rows)
+
+
+def test_parquet_columns_that_are_not_text_are_read_as_text(tmp_path: Path) -> None:
+    pl.DataFrame(
+        {"patient_ref": [101, 102, 102], "ward": ["Oncology"] * 3, "outcome": ["Discharged"] * 3}
+    ).write_parquet(tmp_path / "admissions.parquet")
+
+    def as_parquet(raw: dict[str, Any]) -> None:
+        raw["inputs"]["admissions"]["format"] = "parquet"
+
+    data = ingest.load(build_spec(tmp_path, "admissions.parquet", as_parquet))["admissions"]
+
+    assert data.collect()["patient_ref"].to_list() == ["101", "102", "102"]
+
+
+# --- files that cannot be used -----------------------------------------------------------
+
+
+def test_a_missing_file_is_reported(tmp_path: Path) -> None:
+    (problem,) = problems_of(build_spec(tmp_path))
+
+    assert problem.startswith(f"{tmp_path / 'admissions.csv'} (inputs.admissions.path): ")
+    assert "does not exist" in problem
+
+
+def test_a_directory_is_not_a_file(tmp_path: Path) -> None:
+    (tmp_path / "admissions.csv").mkdir()
+
+    (problem,) = problems_of(build_spec(tmp_path))
+
+    assert problem.startswith(f"{tmp_path / 'admissions.csv'} (inputs.admissions.path): ")
+    assert "directory" in problem
+
+
+def test_an_empty_file_is_reported(tmp_path: Path) -> None:
+    write(tmp_path, "")
+
+    (problem,) = problems_of(build_spec(tmp_path))
+
+    assert "empty" in problem
+
+
+def test_a_header_without_rows_is_reported(tmp_path: Path) -> None:
+    write(tmp_path, HEADER)
+
+    (problem,) = problems_of(build_spec(tmp_path))
+
+    assert problem.startswith(f"{tmp_path / 'admissions.csv'} (inputs.admissions): ")
+    assert "no rows" in problem
+
+
+@pytest.mark.parametrize(
+    ("header", "missing", "present"),
+    [
+        ("patient_ref,colour", ["ward", "outcome"], ["patient_ref"]),
+        ("ward,outcome", ["patient_ref"], ["ward", "outcome"]),
+        ("Patient_Ref,Ward,outcome", ["patient_ref", "ward"], ["outcome"]),
+        ("id,name", ["patient_ref", "ward", "outcome"], []),
+    ],
+)
+def test_every_missing_column_is_named(
+    tmp_path: Path, header: str, missing: list[str], present: list[str]
+) -> None:
+    columns = header.count(",") + 1
+    write(tmp_path, header + "\n" + ",".join(["x"] * columns) + "\n")
+
+    (problem,) = problems_of(build_spec(tmp_path))
+
+    assert ("missing columns " if len(missing) > 1 else "missing column ") in problem
+    for column in missing:
+        assert f"'{column}'" in problem
+    for column in present:
+        assert f"'{column}'" not in problem
+    assert "comma-separated" not in problem
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+def test_another_delimiter_gets_a_hint(tmp_path: Path, delimiter: str) -> None:
+    write(
+        tmp_path,
+        f"patient_ref{delimiter}ward{delimiter}outcome\nP1{delimiter}Maternity{delimiter}Discharged\n",
+    )
+
+    (problem,) = problems_of(build_spec(tmp_path))
+
+    assert "comma-separated" in problem
+    for column in ("patient_ref", "ward", "outcome"):
+        assert f"'{column}'" in problem
+
+
+def test_non_utf8_bytes_are_reported(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        (HEADER + "P1,Maternity,Discharged\nP2,Maternit\xe9,Discharged\n").encode("latin-1"),
+    )
+
+    (problem,) = problems_of(build_spec(tmp_path))
+
+    assert problem.startswith(f"{tmp_path / 'admissions.csv'} (inputs.admissions")
+    assert "UTF-8" in problem
+
+
+def test_a_malformed_row_is_reported(tmp_path: Path) -> None:
+    write(tmp_path, HEADER + "P1,Maternity,Discharged,surplus\nP2,Maternity\n")
+
+    (problem,) = problems_of(build_spec(tmp_path))
+
+    assert "cannot be read" in problem
+
+
+def test_a_file_that_is_not_parquet_is_reported(tmp_path: Path) -> None:
+    write(tmp_path, HEADER + "P1,Maternity,Discharged\n", name="admissions.parquet")
+
+    def as_parquet(raw: dict[str, Any]) -> None:
+        raw["inputs"]["admissions"]["format"] = "parquet"
+
+    (problem,) = problems_of(build_spec(tmp_path, "admissions.parquet", as_parquet))
+
+    assert "cannot be read as PARQUET" in problem
+
+
+def test_a_header_repeating_a_declared_column_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "patient_ref,ward,ward,outcome\nP1,Maternity,Oncology,Discharged\n")
+
+    (problem,) = problems_of(build_spec(tmp_path))
+
+    assert "'ward'" in problem
+
+
+def test_a_trailing_blank_line_is_not_a_record_of_empty_values(tmp_path: Path) -> None:
+    write(tmp_path, HEADER + "P1,Maternity,Discharged\n\n")
+
+    try:
+        rows = ingest.check(build_spec(tmp_path))
+    except InputError as error:
+        # Refusing is acceptable too, if the message says what is wrong.
+        messages = [problem.replace(str(tmp_path), "<folder>") for problem in error.problems]
+        assert any("blank" in message for message in messages), messages
+    else:
+        assert rows == {"admissions": 1}
+
+
+# --- values ------------------------------------------------------------------------------
+
+
+def test_empty_identifiers_are_counted(tmp_path: Path) -> None:
+    bad = [("", "Maternity", "Discharged")] * 1234
+    lines = [",".join(row) for row in [*admissions_rows(10), *bad]]
+    write(tmp_path, HEADER + "\n".join(lines) + "\n")
+
+    (problem,) = problems_of(build_spec(tmp_path))
+
+    assert "column 'patient_ref' (the identifier) has 1,234 empty values" in problem
+
+
+def test_values_outside_the_categories_are_counted_per_column(tmp_path: Path) -> None:
+    rows = [
+        *admissions_rows(20),
+        ("P9001", "Surgery", "Discharged"),
+        ("P9002", "Surgery", "Discharged"),
+        ("P9003", "", "Discharged"),  # empty counts as outside
+        ("P9004", "maternity", "Discharged"),  # keys are case-sensitive
+        ("P9005", "Maternity", "Died"),
+    ]
+    write(tmp_path, HEADER + "\n".join(",".join(row) for row in rows) + "\n")
+
+    problems = problems_of(build_spec(tmp_path))
+
+    assert len(problems) == 2, problems
+    ward = next(p for p in problems if "column 'ward'" in p)
+    outcome = next(p for p in problems if "column 'outcome'" in p)
+    assert "has 4 values that are empty or outside categories.ward" in ward
+    assert "has 1 values that are empty or outside categories.outcome" in outcome
+    assert "inputs.admissions.columns.ward.on_unknown: map" in ward
+    for problem in problems:
+        assert problem.startswith(f"{tmp_path / 'admissions.csv'} (inputs.admissions): ")
+        for value in ("Surgery", "maternity", "Died", "P900"):
+            assert value not in problem
+
+
+def test_values_with_surrounding_spaces_are_outside_the_categories(tmp_path: Path) -> None:
+    write(tmp_path, HEADER + "P1, Maternity,Discharged\nP2,Maternity ,Discharged\n")
+
+    (problem,) = problems_of(build_spec(tmp_path))
+
+    assert "column 'ward' has 2 values" in problem
+
+
+def test_map_sends_outside_and_empty_values_to_the_unknown_key(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        HEADER
+        + "P1,Maternity,Discharged\n"
+        + "P2,Maternity,Absconded\n"
+        + "P3,Oncology,\n"
+        + "P4,Oncology,Transferred\n"
+        + "P5,Cardiology,Not known\n",
+    )
+    spec = build_spec(tmp_path, change=map_unknown("outcome"))
+
+    assert ingest.check(spec) == {"admissions": 5}
+    data = ingest.load(spec)["admissions"].collect().sort("patient_ref")
+    assert data["outcome"].to_list() == [
+        "Discharged",
+        "Not known",
+        "Not known",
+        "Transferred",
+        "Not known",
+    ]
+    # A column without 'map' is left exactly as it was.
+    assert data["ward"].to_list() == [
+        "Maternity",
+        "Maternity",
+        "Oncology",
+        "Oncology",
+        "Cardiology",
+    ]
+
+
+def test_map_on_one_column_does_not_excuse_another(tmp_path: Path) -> None:
+    write(tmp_path, HEADER + "P1,Surgery,Absconded\nP2,Maternity,\n")
+
+    (problem,) = problems_of(build_spec(tmp_path, change=map_unknown("outcome")))
+
+    assert "column 'ward' has 1 values" in problem
+
+
+def test_map_does_not_excuse_empty_identifiers(tmp_path: Path) -> None:
+    write(tmp_path, HEADER + ",Maternity,Absconded\nP2,Maternity,Discharged\n")
+
+    (problem,) = problems_of(build_spec(tmp_path, change=map_unknown("outcome")))
+
+    assert "(the identifier) has 1 empty values" in problem
+
+
+# --- privacy: raw values never reach an error message -------------------------------------
+
+
+def leaky_files() -> dict[str, str | bytes]:
+    ward, ident, extra = MARKERS
+    good = "\n".join(",".join(row) for row in admissions_rows(12))
+    return {
+        "value outside the categories": (
+            f"{HEADER}{good}\n{ident},{ward},Discharged\n{ident}-2,Maternity,{ward}\n"
+        ),
+        "empty identifier": f"{HEADER}{good}\n,Maternity,Discharged\n,{ward},{extra}\n",
+        "extra column": (
+            f"patient_ref,ward,outcome,{extra}\nP1,Maternity,Discharged,{ward}\n"
+            f"{ident},{ward},Discharged,{extra}\n"
+        ),
+        "missing column": f"patient_ref,{extra}\n{ident},{ward}\n",
+        "other delimiter": f"patient_ref;ward;outcome\n{ident};{ward};{extra}\n",
+        "ragged row": f"{HEADER}{good}\n{ident},{ward},Discharged,{extra}\n{ident},{ward}\n",
+        "unclosed quote": f'{HEADER}{good}\n{ident},"{ward},{extra}\n',
+        "not UTF-8": f"{HEADER}{good}\n{ident},{ward}\xe9,{extra}\n".encode("latin-1"),
+        "binary": b"\x00\x01" + ward.encode() + b"\xff\xfe" + ident.encode(),
+    }
+
+
+@pytest.mark.parametrize("case", list(leaky_files()))
+@pytest.mark.parametrize("on_unknown", ["error", "map"])
+def test_errors_never_contain_raw_values(tmp_path: Path, case: str, on_unknown: str) -> None:
+    write(tmp_path, leaky_files()[case])
+    spec = build_spec(tmp_path, change=map_unknown("outcome") if on_unknown == "map" else None)
+
+    with pytest.raises(InputError) as caught:
+        ingest.check(spec)
+
+    # Not even a traceback (PUBLISHER_DEBUG=1) may show them: check the whole chain.
+    texts = [*caught.value.problems, *traceback.format_exception(caught.value)]
+    for text in texts:
+        for marker in MARKERS:
+            assert marker not in text
+
+
+def test_parquet_errors_never_contain_raw_values(tmp_path: Path) -> None:
+    ward, ident, extra = MARKERS
+    pl.DataFrame(
+        {"patient_ref": [ident, None], "ward": [ward, "Maternity"], "outcome": [extra, "Died"]}
+    ).write_parquet(tmp_path / "admissions.parquet")
+
+    def as_parquet(raw: dict[str, Any]) -> None:
+        raw["inputs"]["admissions"]["format"] = "parquet"
+
+    problems = problems_of(build_spec(tmp_path, "admissions.parquet", as_parquet))
+
+    assert len(problems) == 3, problems
+    for problem in problems:
+        for marker in MARKERS:
+            assert marker not in problem
+
+
+# --- several inputs ----------------------------------------------------------------------
+
+
+def with_transfers(raw: dict[str, Any]) -> None:
+    """A second input with its own identifier and file."""
+    raw["inputs"]["transfers"] = {
+        "path": "transfers.csv",
+        "identifier": "transfer_ref",
+        "max_records_per_person": 1,
+        "columns": {"to_ward": {"categories": "ward"}},
+    }
+    raw["tables"].append(
+        {
+            "name": "transfers-by-ward",
+            "input": "transfers",
+            "by": ["to_ward"],
+            "title": "Transfers by ward",
+            "description": "Number of transfers into each ward.",
+        }
+    )
+
+
+def test_every_input_is_checked(tmp_path: Path) -> None:
+    write_admissions(tmp_path)
+    write(
+        tmp_path, "transfer_ref,to_ward\nT1,Oncology\nT2,Maternity\nT3,Maternity\n", "transfers.csv"
+    )
+    spec = build_spec(tmp_path, change=with_transfers)
+
+    assert ingest.check(spec) == {"admissions": 600, "transfers": 3}
+    frames = ingest.load(spec)
+    assert set(frames["transfers"].collect_schema().names()) == {"transfer_ref", "to_ward"}
+
+
+def test_problems_of_all_inputs_are_reported_together(tmp_path: Path) -> None:
+    write(tmp_path, HEADER + "P1,Surgery,Discharged\n,Maternity,Discharged\n")
+    # transfers.csv is missing altogether.
+    spec = build_spec(tmp_path, change=with_transfers)
+
+    problems = problems_of(spec)
+
+    assert len(problems) == 3, problems
+    assert sum("(inputs.admissions)" in p for p in problems) == 2
+    (transfers,) = [p for p in problems if "(inputs.transfers.path)" in p]
+    assert transfers.startswith(str(tmp_path / "transfers.csv"))
+    assert "does not exist" in transfers
+
+
+def test_a_broken_second_input_blocks_the_whole_load(tmp_path: Path) -> None:
+    write_admissions(tmp_path)
+    write(tmp_path, "transfer_ref,ward\nT1,Oncology\n", "transfers.csv")
+
+    (problem,) = problems_of(build_spec(tmp_path, change=with_transfers))
+
+    assert "(inputs.transfers)" in problem
+    assert "'to_ward'" in problem
