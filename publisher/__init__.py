@@ -4,11 +4,14 @@ The modules, in the order data flows through them (see DESIGN.md):
 
 - ``spec``: the YAML release spec, loaded safely into frozen, validated models.
 - ``ingest``: the private inputs, read lazily and checked against the spec.
+- ``ledger``: the private SQLite privacy-budget ledger: reserve before noise, commit after.
 - ``privacy``: differentially private counts with OpenDP (the only module that sees rows).
-- ``postprocess``: totals and headline shares with intervals, from noisy values only.
+- ``postprocess``: consistent estimates (generalised least squares), totals and headline
+  shares with intervals, from noisy values only.
 - ``disclosure``: rounding, thresholds and GSS markers.
 - ``package``: the Frictionless data package, validated and swapped into place atomically.
 - ``pipeline``: the release end to end.
+- ``plan``: the loss split and expected margins of error, from public parameters only.
 - ``site``: the public MkDocs site, generated from a package.
 - ``demo``: synthetic microdata shaped like the police data, for demonstrations and tests.
 - ``cli``: the ``publisher`` command, a thin layer over the above.

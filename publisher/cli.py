@@ -91,6 +91,45 @@ def check(spec_path: Path) -> None:
 @cli.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
 @click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="TABLE=MARGIN",
+    help="Find the least loss that gives TABLE this 95% margin of error per cell (repeatable).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(spec_path: Path, targets: tuple[str, ...], as_json: bool) -> None:
+    """Show the loss split and the expected 95% margins of error, before spending anything.
+
+    Uses the spec's public parameters only: the data is not read.
+    """
+    from publisher import plan as planner
+    from publisher import spec as spec_module
+
+    release_spec = spec_module.load(spec_path)
+    result = planner.plan(release_spec, planner.parse_targets(release_spec, targets))
+    if as_json:
+        click.echo(result.to_json())
+    else:
+        _print(result.to_table())
+    if not result.meets_targets:
+        raise PublisherError(
+            f"{spec_path}: the targets need {result.loss_name} = {result.total_loss:.4g} in "
+            f"total, above the lifetime cap of {result.cap:g} (privacy.cap); relax a target"
+        )
+
+
+def _print(*renderables: Any) -> None:
+    from rich.console import Console
+
+    console = Console(width=max(120, Console().width))
+    for renderable in renderables:
+        console.print(renderable)
+
+
+@cli.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
+@click.option(
     "--out",
     "out_dir",
     default=DEFAULT_PACKAGE,
@@ -110,6 +149,33 @@ def release(spec_path: Path, out_dir: Path) -> None:
         f"Privacy loss spent: {name} = {measured.total_loss:.4g} "
         f"(epsilon = {measured.epsilon:.4g}, delta = {measured.delta:.0e})"
     )
+
+
+@cli.command()
+@click.option(
+    "--ledger",
+    "ledger_path",
+    type=click.Path(path_type=Path),
+    help="The ledger file (default: the --spec's privacy.ledger, else ./ledger.sqlite).",
+)
+@click.option(
+    "--spec", "spec_path", type=click.Path(path_type=Path), help="Read the ledger this spec uses."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the ledger as JSON.")
+def budget(ledger_path: Path | None, spec_path: Path | None, as_json: bool) -> None:
+    """Show what each dataset has spent of its lifetime cap, release by release."""
+    from publisher import ledger
+    from publisher import spec as spec_module
+
+    if ledger_path is None:
+        ledger_path = (
+            spec_module.load(spec_path).ledger_path if spec_path else Path("ledger.sqlite")
+        )
+    report = ledger.report(ledger_path)
+    if as_json:
+        click.echo(report.to_json())
+    else:
+        _print(report.to_table())
 
 
 @cli.command()
@@ -161,8 +227,16 @@ def quickstart(work_dir: Path) -> None:
     from publisher import site as site_builder
 
     files = demo_data.generate(work_dir / "demo-data")
+    # The quickstart is a rehearsal on synthetic data: each run starts a fresh ledger, so it
+    # can be run again. A real dataset's ledger is never reset.
+    for stale in files.spec.parent.glob("ledger.sqlite*"):
+        stale.unlink()
     click.echo(f"1/3 Synthetic demo data and release spec: {files.spec.parent}")
     result = pipeline.release(files.spec, work_dir / "datapackage")
     click.echo(f"2/3 Validated data package: {result.package_dir}")
     built = site_builder.build_site(result.package_dir, out_dir=work_dir / "site")
     click.echo(f"3/3 Site: {built / 'index.html'}")
+
+
+if __name__ == "__main__":
+    cli()

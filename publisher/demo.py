@@ -610,13 +610,18 @@ release:
       description: "Made-up records from publisher.demo with seed $seed and $crimes crimes."
   synthetic: true
 
-# The privacy-loss budget of the whole release, shared between the tables by weight.
+# The privacy-loss budget of this release, shared between the tables by weight.
 # zCDP (zero-concentrated differential privacy) spends rho; delta is only used to state
-# the guarantee as (epsilon, delta) for readers who know that form.
+# the guarantee as (epsilon, delta) for readers who know that form. The cap is what the
+# dataset may ever spend over all its releases; the ledger (private, never published)
+# records every spend and refuses a release that would pass the cap.
 privacy:
   model: zcdp
   rho: 0.5
   delta: 1.0e-7
+  cap:
+    rho: 1.0
+  ledger: ledger.sqlite
 
 # The public keys of every breakdown, in the order they are published. They are declared
 # here and never taken from the data, so an empty category is still shown.
@@ -628,6 +633,19 @@ categories:
 $forces
     definitions:
 $force_definitions
+  region:
+    title: Region
+    description: >-
+      The region of the police force that recorded the crime (British Transport Police
+      is national).
+    values:
+$regions
+    # Each region groups forces: a column derived with `from: force` is consistent with
+    # the force table, and regions sum to the national total.
+    groups:
+      of: force
+      members:
+$region_members
   offence_type:
     title: Offence type
     description: The type of sexual offence recorded, grouped.
@@ -701,6 +719,7 @@ inputs:
     max_records_per_person: 5
     columns:
       force: {categories: force, on_unknown: error}
+      region: {categories: region, from: force}
       offence_type: {categories: offence_type, on_unknown: error}
       environment: {categories: environment, on_unknown: error}
       online_element: {categories: online_element, on_unknown: error}
@@ -740,6 +759,15 @@ tables:
     description: The number of group-based crimes recorded by each police force.
     counts: crimes
     weight: 2
+    totals: true
+  - name: crimes-by-region
+    input: crimes
+    by: [region]
+    title: Group-based crimes by region
+    description: >-
+      The number of group-based crimes recorded by the police forces of each region.
+    counts: crimes
+    weight: 1
     totals: true
   - name: crimes-by-environment
     input: crimes
@@ -827,6 +855,11 @@ def _release_yaml(*, crimes: int, seed: int) -> str:
         crimes=f"{crimes:,}",
         forces=_yaml_list(_FORCES, 6),
         force_definitions=_force_definitions(6),
+        regions=_yaml_list([region for region, _ in _FORCES_BY_REGION], 6),
+        region_members="\n".join(
+            f"        {_q(region)}:\n" + _yaml_list([force for force, _ in forces], 10)
+            for region, forces in _FORCES_BY_REGION
+        ),
         offence_types=_yaml_list(_OFFENCE_TYPES, 6),
         environments=_yaml_list(_ENVIRONMENTS, 6),
         online=_yaml_list(_ONLINE, 6),

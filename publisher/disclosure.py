@@ -53,12 +53,13 @@ def round_to_base(count: float, base: int) -> int:
 def publish_cell(estimate: float, margin: float, *, base: int, threshold: int) -> PublishedCell:
     """Apply the rules to one noisy estimate and its 95% margin of error.
 
-    The interval is widened outwards to the rounding base, so rounding never makes it
-    narrower than the noise allows, and is clipped at zero (counts cannot be negative).
+    The interval's bounds are rounded to the base like the counts, from the unrounded
+    estimate, so rounding neither shifts the interval towards the rounded value nor
+    makes it systematically wider; the lower bound is clipped at zero.
     """
     rounded = round_to_base(estimate, base)
-    lower = max(0, math.floor((estimate - margin) / base) * base)
-    upper = max(0, math.ceil((estimate + margin) / base) * base)
+    lower = max(0, round_to_base(estimate - margin, base))
+    upper = max(0, round_to_base(estimate + margin, base))
     if estimate < threshold or rounded <= 0:
         return PublishedCell(None, LOW, lower, upper)
     return PublishedCell(rounded, None, lower, upper)

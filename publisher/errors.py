@@ -8,6 +8,7 @@ They never contain a raw data value.
 from __future__ import annotations
 
 __all__ = [
+    "BudgetError",
     "InputError",
     "PackageError",
     "PublisherError",
@@ -35,3 +36,7 @@ class InputError(PublisherError):
 
 class PackageError(PublisherError):
     """A data package is missing, incomplete or fails validation."""
+
+
+class BudgetError(PublisherError):
+    """The privacy budget ledger refuses a release (cap, version) or cannot be used."""

@@ -52,7 +52,7 @@ def _open(spec: ReleaseSpec, name: str) -> tuple[Path, pl.LazyFrame, list[str]]:
 
 
 def _column_problems(where: str, name: str, source: Input, names: list[str]) -> list[str]:
-    wanted = [source.identifier, *source.columns]
+    wanted = [source.identifier, *_read_columns(source)]
     # Polars renames a repeated header name to NAME_duplicated_0: which one is meant?
     repeated = [column for column in wanted if f"{column}_duplicated_0" in names]
     if repeated:
@@ -82,7 +82,8 @@ def _value_problems(
     identifier = pl.col(source.identifier)
     empty_identifier = identifier.is_null() | (identifier.str.strip_chars() == "")
     checks = [pl.len().alias("__rows"), empty_identifier.sum().alias("__ids")]
-    for column, declared in source.columns.items():
+    for column in _read_columns(source):
+        declared = source.columns[column]
         keys = spec.categories[declared.categories].values
         outside = ~pl.col(column).is_in(keys) | pl.col(column).is_null()
         checks.append(outside.sum().alias(column))
@@ -102,7 +103,8 @@ def _value_problems(
             f"{where}: column '{source.identifier}' (the identifier) has {counts['__ids']:,} "
             "empty values; every record needs the person it is about"
         )
-    for column, declared in source.columns.items():
+    for column in _read_columns(source):
+        declared = source.columns[column]
         outside = counts[column]
         if outside and declared.on_unknown == "error":
             problems.append(
@@ -121,14 +123,15 @@ def _prepare(spec: ReleaseSpec, name: str) -> tuple[pl.LazyFrame, int]:
     if problems:
         raise InputError(problems)
     # A blank line is not a record (CSV readers give it as a row of empty fields).
-    frame = frame.select(source.identifier, *source.columns).filter(
+    frame = frame.select(source.identifier, *_read_columns(source)).filter(
         ~pl.all_horizontal(pl.all().is_null())
     )
     rows, problems = _value_problems(spec, where, name, frame)
     if problems:
         raise InputError(problems)
     mapped = []
-    for column, declared in source.columns.items():
+    for column in _read_columns(source):
+        declared = source.columns[column]
         if declared.on_unknown == "map":
             category = spec.categories[declared.categories]
             mapped.append(
@@ -137,7 +140,29 @@ def _prepare(spec: ReleaseSpec, name: str) -> tuple[pl.LazyFrame, int]:
                 .otherwise(pl.lit(category.unknown))
                 .alias(column)
             )
-    return (frame.with_columns(mapped) if mapped else frame), rows
+    if mapped:
+        frame = frame.with_columns(mapped)
+    return frame.with_columns(_derived_columns(spec, source)), rows
+
+
+def _read_columns(source: Input) -> list[str]:
+    """The categorical columns read from the file (derived ones are computed)."""
+    return [name for name, column in source.columns.items() if column.derived_from is None]
+
+
+def _derived_columns(spec: ReleaseSpec, source: Input) -> list[pl.Expr]:
+    """Columns derived by a public grouping of another column's keys (force -> region)."""
+    derived = []
+    for name, column in source.columns.items():
+        if column.derived_from is None:
+            continue
+        groups = spec.categories[column.categories].groups
+        assert groups is not None  # checked by the spec
+        group_of = {key: group for group, keys in groups.members.items() for key in keys}
+        derived.append(
+            pl.col(column.derived_from).replace_strict(group_of, return_dtype=pl.String).alias(name)
+        )
+    return derived
 
 
 def _each_input(spec: ReleaseSpec) -> dict[str, tuple[pl.LazyFrame, int]]:

@@ -285,7 +285,7 @@ def _shares_resource(content: ReleaseContent, path: Path) -> dict[str, Any]:
         SHARES_RESOURCE,
         path,
         "Headline shares",
-        "Headline percentages computed from the noisy, unrounded counts of one table, with "
+        "Headline percentages computed from the unrounded estimates of one table, with "
         "95% intervals that allow for the noise in both numerator and denominator.",
     )
 
@@ -414,6 +414,20 @@ def _descriptor(content: ReleaseContent, resources: list[dict[str, Any]]) -> dic
             "rounding_base": spec.disclosure.rounding_base,
             "threshold": spec.disclosure.threshold,
             "total_label": spec.disclosure.total_label,
+        },
+        "estimation": {
+            "method": "generalised least squares",
+            "description": (
+                "The tables of each input are estimated together from all their noisy cells, "
+                "weighted by their noise variances: the estimates agree on every shared "
+                "total and margin and are unbiased. Intervals come from the estimates' "
+                "covariance and the noise distribution; bounds are rounded to the base."
+            ),
+            "groups": [
+                {"input": name, "tables": [t.name for t in spec.tables if t.input == name]}
+                for name in spec.inputs
+                if any(t.input == name for t in spec.tables)
+            ],
         },
         "markers": dict(MARKERS),
         "shares": [

@@ -6,10 +6,15 @@ spends nothing and writes nothing.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
-from publisher import disclosure, ingest, package, postprocess, privacy, spec
+import polars as pl
+
+from publisher import disclosure, ingest, ledger, package, postprocess, privacy, spec
+from publisher.errors import PublisherError
 from publisher.postprocess import ShareEstimate
 
 __all__ = ["CheckResult", "ReleaseResult", "check", "release"]
@@ -33,34 +38,99 @@ class ReleaseResult:
 
 
 def check(spec_path: Path) -> CheckResult:
-    """Validate the spec and every input against it. Spends nothing."""
+    """Validate the spec, every input against it, and that the ledger would accept the
+    release (version not yet released, room under the cap). Spends nothing."""
     release_spec = spec.load(spec_path)
-    return CheckResult(release_spec, dict(ingest.check(release_spec)))
+    rows = dict(ingest.check(release_spec))
+    if release_spec.ledger_path.exists():
+        book = ledger.Ledger(release_spec.ledger_path, read_only=True)
+        book.preview(_spend_request(release_spec, spec_path))
+    return CheckResult(release_spec, rows)
 
 
 def release(spec_path: Path, out_dir: Path) -> ReleaseResult:
-    """Run a release of ``spec_path`` into ``out_dir`` (replaced atomically on success)."""
+    """Run a release of ``spec_path`` into ``out_dir`` (replaced atomically on success).
+
+    Every check comes first; the whole loss is then reserved in the ledger before any noise
+    is drawn. From then on the loss is spent: a failure marks the release failed (still
+    counted) and leaves the previous package in place.
+    """
     release_spec = spec.load(spec_path)
     package.check_destination(out_dir)
+    _check_ledger_is_private(release_spec, out_dir)
     frames = ingest.load(release_spec)
 
-    measurements = privacy.measure(release_spec, frames)
+    book = ledger.Ledger(release_spec.ledger_path)
+    reservation = book.reserve(_spend_request(release_spec, spec_path))
+    try:
+        result = _release_reserved(release_spec, frames, out_dir, reservation)
+        book.commit(
+            reservation,
+            loss=result.measurements.total_loss,
+            table_losses={table.name: table.loss for table in result.measurements.tables},
+            files=ledger.file_hashes(result.package_dir),
+        )
+    except BaseException as error:
+        # Only the kind of error is recorded: a message could quote private data.
+        reason = error.problems[0] if isinstance(error, PublisherError) else type(error).__name__
+        book.fail(reservation, reason)
+        raise
+    return result
 
+
+def _check_ledger_is_private(release_spec: spec.ReleaseSpec, out_dir: Path) -> None:
+    if release_spec.ledger_path.is_relative_to(out_dir.resolve()):
+        raise PublisherError(
+            f"{release_spec.ledger_path} (privacy.ledger): the ledger is private and must not "
+            f"be inside the published package {out_dir}; move it next to the data"
+        )
+
+
+def _spend_request(release_spec: spec.ReleaseSpec, spec_path: Path) -> ledger.SpendRequest:
+    privacy_spec = release_spec.privacy
+    return ledger.SpendRequest(
+        dataset=release_spec.dataset_id,
+        fingerprint=ledger.fingerprint([release_spec.input_path(n) for n in release_spec.inputs]),
+        release_id=release_spec.release.id,
+        version=release_spec.release.version,
+        model=privacy_spec.model,
+        loss=privacy_spec.loss,
+        table_losses={t.name: release_spec.table_loss(t) for t in release_spec.tables},
+        cap=privacy_spec.cap_loss,
+        spec_hash=hashlib.sha256(spec_path.read_bytes()).hexdigest(),
+        publisher_version=version("publisher"),
+        opendp_version=version("opendp"),
+    )
+
+
+def _release_reserved(
+    release_spec: spec.ReleaseSpec,
+    frames: dict[str, pl.LazyFrame],
+    out_dir: Path,
+    reservation: ledger.Reservation,
+) -> ReleaseResult:
+    measurements = privacy.measure(release_spec, frames)
+    # OpenDP's accounting must fit what was reserved before anything is published.
+    reservation.check(
+        loss=measurements.total_loss,
+        table_losses={table.name: table.loss for table in measurements.tables},
+    )
+
+    estimates = postprocess.consistent_estimates(release_spec, measurements)
     rules = release_spec.disclosure
     published = {}
     for table in release_spec.tables:
         order = {column: release_spec.category_of(table, column).values for column in table.by}
-        estimates = postprocess.with_totals(
-            measurements.table(table.name),
+        with_totals = postprocess.with_totals(
+            estimates[table.name],
             order=order,
             total_label=rules.total_label if table.totals else None,
         )
         published[table.name] = disclosure.apply(
-            estimates, list(table.by), base=rules.rounding_base, threshold=rules.threshold
+            with_totals, list(table.by), base=rules.rounding_base, threshold=rules.threshold
         )
     shares = [
-        postprocess.estimate_share(share, measurements.table(share.table))
-        for share in release_spec.shares
+        postprocess.estimate_share(share, estimates[share.table]) for share in release_spec.shares
     ]
     content = package.ReleaseContent(release_spec, measurements, published, shares)
     package_dir = package.write(content, out_dir)

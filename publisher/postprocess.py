@@ -1,70 +1,202 @@
-"""Pure post-processing of noisy counts: totals and headline shares with intervals.
+"""Pure post-processing of noisy counts: consistent estimates, totals and shares.
 
-Nothing here sees private data; everything is computed from OpenDP's noisy output and
-the public description of its noise, so it costs no privacy.
+Nothing here sees private data: everything is computed from OpenDP's noisy output and the
+public description of its noise, so it costs no privacy.
+
+Consistency. The tables of one input are all sums of the same unknown cross-classified
+counts (the cells of every column they use, with derived columns such as region mapped to
+the column they group). Each noisy cell is one measurement with a known noise variance.
+The weighted least squares (generalised least squares) estimate of every measured cell
+from all measurements together is their projection onto the consistent tables:
+
+    y_hat = D^1/2 P D^-1/2 y,   Cov(y_hat) = D^1/2 P D^1/2,
+
+where D is the diagonal of noise variances and P the orthogonal projection onto the range
+of D^-1/2 A (A maps the cross-classified counts to the measured cells). P is found from
+the Gram matrix A A^T, which is computed from the public keys alone, so the unknown
+cross-classification is never built. The estimates are unbiased, agree across tables
+(every total, force -> region -> all), and have the least variance of any unbiased linear
+estimate (Gauss-Markov). They are not forced to be non-negative, which would bias small
+cells upwards; a negative or small estimate is published as a marker instead.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from itertools import combinations
+from itertools import product
 from statistics import NormalDist
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 
-from publisher.privacy import CONFIDENCE, NOISY_COUNT, NoisyTable
-from publisher.spec import Share
+from publisher.privacy import CONFIDENCE, NOISY_COUNT, Measurements, keys_of
+from publisher.spec import ReleaseSpec, Share, Table
 
-__all__ = ["ESTIMATE", "MARGIN", "ShareEstimate", "estimate_share", "with_totals"]
+__all__ = [
+    "ESTIMATE",
+    "MARGIN",
+    "ShareEstimate",
+    "TableEstimates",
+    "consistent_estimates",
+    "estimate_share",
+    "projection",
+    "quantile",
+    "with_totals",
+]
 
 ESTIMATE = "estimate"
 MARGIN = "margin_95"
 _Z = NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)
+# The 95% two-sided quantile of a Laplace distribution, in standard deviations.
+_LAPLACE_Q = math.log(1 / (1 - CONFIDENCE)) / math.sqrt(2)
+
+Matrix = npt.NDArray[np.float64]
 
 
-def _rank(column: str, keys: list[str]) -> pl.Expr:
-    return pl.col(column).replace_strict(keys, list(range(len(keys)))).alias(f"__rank_{column}")
+@dataclass(frozen=True)
+class TableEstimates:
+    """A table's consistent cell estimates and their covariance (noise only)."""
+
+    name: str
+    by: tuple[str, ...]
+    cells: pl.DataFrame  # the key columns, then ``estimate`` (Float64), in key order
+    covariance: Matrix  # cells x cells
+    quantile: float  # 95% half-width of an estimate, in standard deviations
+
+    def margin(self, weights: Matrix) -> Matrix:
+        """The 95% margin of error of each linear combination (rows of ``weights``)."""
+        variance = np.einsum("ij,jk,ik->i", weights, self.covariance, weights)
+        return np.asarray(self.quantile * np.sqrt(np.maximum(variance, 0.0)))
+
+
+def quantile(distribution: str) -> float:
+    """The 95% half-width of an estimate in standard deviations, for OpenDP's ``distribution``:
+    normal for Gaussian noise (sums and averages of it stay Gaussian); for Laplace noise
+    the Laplace quantile, exact for one cell and conservative for combinations."""
+    return _LAPLACE_Q if distribution == "Integer Laplace" else _Z
+
+
+def _membership(spec: ReleaseSpec, table: Table, base: str) -> Matrix:
+    """For each cell of ``table``: which keys of the base column ``base`` it covers."""
+    base_keys = spec.categories[spec.inputs[table.input].columns[base].categories].values
+    position = {key: index for index, key in enumerate(base_keys)}
+    keys = keys_of(spec, table)
+    covered = np.ones((keys.height, len(base_keys)))
+    for column in table.by:
+        declared = spec.inputs[table.input].columns[column]
+        if (declared.derived_from or column) != base:
+            continue
+        if declared.derived_from is None:
+            members = {key: [key] for key in base_keys}
+        else:
+            groups = spec.categories[declared.categories].groups
+            assert groups is not None  # checked by the spec
+            members = groups.members
+        rows = np.zeros_like(covered)
+        for row, key in enumerate(keys[column]):
+            rows[row, [position[member] for member in members[key]]] = 1.0
+        covered *= rows
+    return covered
+
+
+def _gram(spec: ReleaseSpec, tables: list[Table]) -> Matrix:
+    """A A^T: how many cross-classified cells each pair of measured cells shares."""
+    source = spec.inputs[tables[0].input]
+    bases = {column.derived_from or name for name, column in source.columns.items()}
+    used = sorted(
+        base
+        for base in bases
+        if any(
+            (source.columns[column].derived_from or column) == base
+            for table in tables
+            for column in table.by
+        )
+    )
+    gram = None
+    for base in used:
+        covered = np.vstack([_membership(spec, table, base) for table in tables])
+        shared = covered @ covered.T
+        gram = shared if gram is None else gram * shared
+    assert gram is not None  # every table has at least one column
+    return gram
+
+
+def projection(
+    spec: ReleaseSpec, tables: list[Table], variances: list[float]
+) -> tuple[Matrix, Matrix]:
+    """The weighted least squares map W (y_hat = W y) and Cov(y_hat) for the cells of
+    ``tables`` (all of one input), each table's cells having noise variance ``variances``.
+
+    Depends on public parameters only, so ``publisher plan`` can use it before any spend.
+    """
+    sizes = [keys_of(spec, table).height for table in tables]
+    noise = np.repeat(np.asarray(variances, dtype=float), sizes)
+    root = np.sqrt(noise)
+    scaled = _gram(spec, tables) / np.outer(root, root)
+    eigenvalues, eigenvectors = np.linalg.eigh(scaled)
+    keep = eigenvalues > eigenvalues.max() * 1e-10
+    basis = eigenvectors[:, keep]
+    project = basis @ basis.T
+    weights = root[:, None] * project / root[None, :]
+    covariance = root[:, None] * project * root[None, :]
+    return weights, covariance
+
+
+def consistent_estimates(
+    spec: ReleaseSpec, measurements: Measurements
+) -> dict[str, TableEstimates]:
+    """Every table's cells estimated from all the noisy tables of its input together."""
+    estimates: dict[str, TableEstimates] = {}
+    for input_name in spec.inputs:
+        tables = [table for table in spec.tables if table.input == input_name]
+        if not tables:
+            continue
+        noisy = [measurements.table(table.name) for table in tables]
+        weights, covariance = projection(spec, tables, [t.variance for t in noisy])
+        observed = np.concatenate(
+            [t.noisy_counts[NOISY_COUNT].to_numpy().astype(float) for t in noisy]
+        )
+        fitted = weights @ observed
+        start = 0
+        for table, measured in zip(tables, noisy, strict=True):
+            stop = start + measured.noisy_counts.height
+            estimates[table.name] = TableEstimates(
+                name=table.name,
+                by=tuple(table.by),
+                cells=measured.noisy_counts.select(table.by).with_columns(
+                    pl.Series(ESTIMATE, fitted[start:stop], dtype=pl.Float64)
+                ),
+                covariance=covariance[start:stop, start:stop],
+                quantile=quantile(measured.distribution),
+            )
+            start = stop
+    return estimates
 
 
 def with_totals(
-    table: NoisyTable, *, order: dict[str, list[str]], total_label: str | None
+    estimates: TableEstimates, *, order: dict[str, list[str]], total_label: str | None
 ) -> pl.DataFrame:
-    """The table's cells, plus every margin when ``total_label`` is given, each with its 95%
-    margin of error. Totals are sums of the noisy, unrounded cells, so their noise is the
-    sum of independent noises: a normal approximation with the summed variance.
+    """The table's cells, plus every margin when ``total_label`` is given, each with its
+    estimate and 95% margin of error. Totals are sums of the unrounded cell estimates.
 
-    ``order`` gives each dimension's keys in publication order; totals come last.
+    ``order`` gives each column's keys in publication order; totals come last.
     """
-    by = list(table.by)
-    cells = table.noisy_counts.select(
-        *by, pl.col(NOISY_COUNT).alias(ESTIMATE), pl.lit(1, dtype=pl.Int64).alias("__cells")
-    )
-    parts = [cells]
-    if total_label is not None:
-        for size in range(1, len(by) + 1):
-            for summed in combinations(by, size):
-                kept = [column for column in by if column not in summed]
-                aggregate = [pl.col(ESTIMATE).sum(), pl.col("__cells").sum()]
-                part = cells.group_by(kept).agg(aggregate) if kept else cells.select(aggregate)
-                parts.append(
-                    part.with_columns(pl.lit(total_label).alias(column) for column in summed)
-                )
-    combined = pl.concat([part.select(*by, ESTIMATE, "__cells") for part in parts])
-    single_cell_margin = table.margin_95
-    margin = (
-        pl.when(pl.col("__cells") == 1)
-        .then(pl.lit(single_cell_margin))
-        .otherwise(_Z * (pl.col("__cells") * table.variance).sqrt())
-    )
-    ranks = [
-        _rank(column, [*order[column], total_label] if total_label else order[column])
-        for column in by
-    ]
-    return (
-        combined.with_columns(margin.alias(MARGIN), *ranks)
-        .sort([f"__rank_{column}" for column in by])
-        .select(*by, ESTIMATE, MARGIN)
+    by = list(estimates.by)
+    keys = [[*order[column], *([total_label] if total_label else [])] for column in by]
+    rows = list(product(*keys))
+    weights = np.ones((len(rows), estimates.cells.height))
+    for position, column in enumerate(by):
+        cell_keys = estimates.cells[column].to_numpy()
+        row_keys = np.asarray([row[position] for row in rows], dtype=object)
+        weights *= (row_keys[:, None] == total_label) | (row_keys[:, None] == cell_keys[None, :])
+    fitted = estimates.cells[ESTIMATE].to_numpy()
+    return pl.DataFrame(
+        rows, schema=[(column, pl.String) for column in by], orient="row"
+    ).with_columns(
+        pl.Series(ESTIMATE, weights @ fitted, dtype=pl.Float64),
+        pl.Series(MARGIN, estimates.margin(weights), dtype=pl.Float64),
     )
 
 
@@ -73,41 +205,42 @@ class ShareEstimate:
     """A share of one table's cells in another set of its cells, with a 95% interval."""
 
     share: Share
-    estimate: float | None  # None when the noisy denominator is not positive
+    estimate: float | None  # None when the estimated denominator is not positive
     lower_95: float
     upper_95: float
 
 
-def _selected(frame: pl.DataFrame, selection: dict[str, list[str]]) -> pl.Series:
-    mask = pl.Series([True] * frame.height)
+def _selected(frame: pl.DataFrame, selection: dict[str, list[str]]) -> Matrix:
+    mask = np.ones(frame.height, dtype=bool)
     for column, values in selection.items():
-        mask = mask & frame[column].is_in(values)
-    return mask
+        mask &= frame[column].is_in(values).to_numpy()
+    return mask.astype(float)
 
 
-def estimate_share(share: Share, table: NoisyTable) -> ShareEstimate:
-    """The share numerator / denominator from noisy cells, with Fieller's 95% interval.
+def estimate_share(share: Share, estimates: TableEstimates) -> ShareEstimate:
+    """The share numerator / denominator, with Fieller's 95% interval.
 
-    With N the noisy numerator and M the noisy rest of the denominator (independent noise,
-    variances vN and vM), the true share p satisfies (N - p(N+M))^2 <= z^2 ((1-p)^2 vN +
-    p^2 vM) with 95% probability under normal noise. Solving that quadratic gives an
+    With N the estimated numerator and D the estimated denominator, the true share p
+    satisfies (N - p D)^2 <= q^2 Var(N - p D) with 95% probability under normal noise;
+    the variance allows for the covariance of N and D. Solving that quadratic gives an
     interval for a ratio that does not pretend the denominator is known.
     """
-    frame = table.noisy_counts
-    in_denominator = _selected(frame, share.denominator)
-    in_numerator = in_denominator & _selected(frame, share.numerator)
-    rest = in_denominator & ~in_numerator
-    numerator = float(frame.filter(in_numerator)[NOISY_COUNT].sum())
-    others = float(frame.filter(rest)[NOISY_COUNT].sum())
-    var_numerator = int(in_numerator.sum()) * table.variance
-    var_others = int(rest.sum()) * table.variance
-    denominator = numerator + others
+    cells = estimates.cells
+    denominator_cells = _selected(cells, share.denominator)
+    numerator_cells = denominator_cells * _selected(cells, share.numerator)
+    fitted = cells[ESTIMATE].to_numpy()
+    numerator = float(numerator_cells @ fitted)
+    denominator = float(denominator_cells @ fitted)
+    cov = estimates.covariance
+    var_n = float(numerator_cells @ cov @ numerator_cells)
+    var_d = float(denominator_cells @ cov @ denominator_cells)
+    cov_nd = float(numerator_cells @ cov @ denominator_cells)
     estimate = min(max(numerator / denominator, 0.0), 1.0) if denominator > 0 else None
 
-    z2 = _Z**2
-    a = denominator**2 - z2 * (var_numerator + var_others)
-    b = -2.0 * numerator * denominator + 2.0 * z2 * var_numerator
-    c = numerator**2 - z2 * var_numerator
+    q2 = estimates.quantile**2
+    a = denominator**2 - q2 * var_d
+    b = -2.0 * numerator * denominator + 2.0 * q2 * cov_nd
+    c = numerator**2 - q2 * var_n
     discriminant = b * b - 4.0 * a * c
     if a <= 0 or discriminant < 0:
         # The denominator is not distinguishable from zero: nothing can be said.

@@ -17,17 +17,24 @@ from importlib.metadata import version
 from itertools import product
 from typing import Any
 
-import opendp.prelude as dp
 import polars as pl
 from opendp.accuracy import summarize_polars_measurement
+from opendp.combinators import make_zCDP_to_approxDP
+from opendp.context import Context, loss_of, unit_of
+from opendp.domains import atom_domain
+from opendp.extras.polars import dp_len
+from opendp.measurements import make_gaussian
+from opendp.metrics import absolute_distance
+from opendp.mod import enable_features
 
 from publisher.spec import ReleaseSpec, Table
 
 __all__ = ["CONFIDENCE", "Measurements", "NoisyTable", "epsilon_delta", "keys_of", "measure"]
 
 # Features are enabled once, here, explicitly: "contrib" gives the Polars and composition
-# constructors this module uses; nothing else is switched on.
-dp.enable_features("contrib")
+# constructors this module uses; nothing else is switched on. (OpenDP's modules are
+# imported one by one: its prelude also imports scikit-learn, a second of start-up.)
+enable_features("contrib")
 
 CONFIDENCE = 0.95
 NOISY_COUNT = "noisy_count"
@@ -82,7 +89,7 @@ def _loss_of(model: str, loss: float) -> Any:
     # itself (see spec.Privacy.caution), so the library stays quiet here.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return dp.loss_of(rho=loss) if model == "zcdp" else dp.loss_of(epsilon=loss)
+        return loss_of(rho=loss) if model == "zcdp" else loss_of(epsilon=loss)
 
 
 def epsilon_delta(model: str, loss: float, delta: float) -> tuple[float, float]:
@@ -93,11 +100,9 @@ def epsilon_delta(model: str, loss: float, delta: float) -> tuple[float, float]:
     """
     if model == "pure":
         return loss, 0.0
-    gaussian = dp.m.make_gaussian(
-        dp.atom_domain(T=float, nan=False), dp.absolute_distance(T=float), scale=1.0
-    )
+    gaussian = make_gaussian(atom_domain(T=float, nan=False), absolute_distance(T=float), scale=1.0)
     # rho = d_in**2 / (2 * scale**2) for this mechanism.
-    profile = dp.c.make_zCDP_to_approxDP(gaussian).map(math.sqrt(2.0 * loss))  # type: ignore[no-untyped-call]
+    profile = make_zCDP_to_approxDP(gaussian).map(math.sqrt(2.0 * loss))  # type: ignore[no-untyped-call]
     return float(profile.epsilon(delta)), delta
 
 
@@ -112,9 +117,9 @@ def measure(spec: ReleaseSpec, frames: dict[str, pl.LazyFrame]) -> Measurements:
             continue
         losses = [spec.table_loss(table) for table in input_tables]
         budget = math.fsum(losses)
-        context = dp.Context.compositor(
+        context = Context.compositor(
             data=frames[input_name],
-            privacy_unit=dp.unit_of(contributions=1, identifier=source.identifier),
+            privacy_unit=unit_of(contributions=1, identifier=source.identifier),
             privacy_loss=_loss_of(model, budget),
             split_by_weights=[loss / budget for loss in losses],
         )
@@ -140,7 +145,7 @@ def _release_table(spec: ReleaseSpec, table: Table, context: Any, source: Any) -
         context.query()
         .truncate_per_group(source.max_records_per_person)
         .group_by(list(table.by))
-        .agg(dp.len(signed=True).alias(NOISY_COUNT))  # type: ignore[attr-defined]
+        .agg(dp_len(signed=True).alias(NOISY_COUNT))
         .with_keys(keys)
     )
     measurement = query.resolve()

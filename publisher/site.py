@@ -264,6 +264,8 @@ class _Package:
     markers: tuple[tuple[str, str], ...]
     shares: tuple[_Share, ...]
     resources: tuple[_Resource, ...]
+    # Groups of tables estimated together (consistent with each other), by table name.
+    consistent_groups: tuple[tuple[str, ...], ...] = ()
 
     @property
     def tables(self) -> tuple[_Resource, ...]:
@@ -407,6 +409,18 @@ def _read_package(package_dir: Path) -> _Package:
         _read_share(reader, reader.mapping(item, f"shares[{index}]"), index)
         for index, item in enumerate(reader.items(root, "shares", ""))
     )
+    estimation = reader.mapping(root.get("estimation"), "estimation", required=False)
+    consistent_groups = tuple(
+        tuple(
+            str(name)
+            for name in reader.items(
+                reader.mapping(group, f"estimation.groups[{index}]"),
+                "tables",
+                f"estimation.groups[{index}].",
+            )
+        )
+        for index, group in enumerate(reader.items(estimation, "groups", "estimation."))
+    )
     rounding_base = reader.whole(disclosure, "rounding_base", "disclosure.", required=True)
     threshold = reader.whole(disclosure, "threshold", "disclosure.", required=True)
     total_label = reader.text(disclosure, "total_label", "disclosure.", required=True)
@@ -458,6 +472,7 @@ def _read_package(package_dir: Path) -> _Package:
         markers=markers,
         shares=shares,
         resources=resources,
+        consistent_groups=consistent_groups,
     )
 
 
@@ -1118,6 +1133,34 @@ def _tables_index_page(package: _Package) -> str:
     return "\n".join(lines)
 
 
+def _consistency_section(package: _Package) -> list[str]:
+    groups = [group for group in package.consistent_groups if len(group) > 1]
+    if not groups:
+        return []
+    titles = {resource.name: resource.title for resource in package.tables}
+    lines = ["## Consistency between tables", ""]
+    lines += [
+        "Several tables count the same records in different ways, so they share totals "
+        "and margins (for example a total by one breakdown and by another, or areas and "
+        "the larger areas that contain them). Their noise is independent, so on their own "
+        "they would disagree slightly. Each group of tables below was estimated together: "
+        "every figure is the weighted least squares (generalised least squares) estimate "
+        "from all the noisy figures of its group, weighted by their noise. The tables then "
+        "agree on every shared total and margin, and each figure is at least as precise as "
+        "its own noisy measurement, usually more.",
+        "",
+        "The estimates are unbiased: they are not forced to be zero or more, because that "
+        "would push small figures upwards. A negative or small estimate is never published "
+        "as a number: a marker stands in its place. This step uses only the noisy figures, "
+        "so it spends no privacy loss.",
+        "",
+    ]
+    for group in groups:
+        lines.append("- " + _join([_md(titles.get(name, name)) for name in group]))
+    lines.append("")
+    return lines
+
+
 def _methodology_page(package: _Package) -> str:
     lines = _front_matter("Methodology")
     lines += ["# Methodology", ""]
@@ -1269,9 +1312,9 @@ def _methodology_page(package: _Package) -> str:
             f"- A noisy count below {threshold:,} is not published: a marker stands in its place."
         )
     lines.append(
-        f"- Totals (rows labelled *{_md(package.total_label)}*) are computed from the noisy "
-        "counts before rounding and rounded on their own, so they may not equal the sum of "
-        "the rounded figures."
+        f"- Totals (rows labelled *{_md(package.total_label)}*) are computed from the "
+        "estimates before rounding and rounded on their own, so they may not equal the sum "
+        "of the rounded figures."
     )
     if threshold > 0:
         lines.append(
@@ -1297,6 +1340,7 @@ def _methodology_page(package: _Package) -> str:
         "",
     ]
 
+    lines += _consistency_section(package)
     lines += ["## How to read a 95% interval", ""]
     lines += [
         f"Each figure comes with a lower and an upper bound (the `{LOWER}` and `{UPPER}` "
@@ -1307,8 +1351,11 @@ def _methodology_page(package: _Package) -> str:
         "",
         "- To compare two figures, compare their intervals: if they overlap, the data do not "
         "show which is larger, and a story should not say that one is.",
-        "- The interval accounts for the noise added for privacy. It does not account for "
-        "how the data were recorded or for truncation (see the limitations).",
+        "- The interval accounts for the noise added for privacy and for the way the "
+        "tables were made consistent. It is computed from the estimate before rounding and "
+        "its bounds are rounded like the figures, so rounding does not shift it. It does "
+        "not account for how the data were recorded or for truncation (see the "
+        "limitations).",
         "- Shares (such as the key findings in percent) have their own intervals, computed "
         "from the noisy counts.",
         "",

@@ -104,14 +104,26 @@ class Release(_Model):
     synthetic: bool = False
 
 
+class Cap(_Model):
+    """The lifetime privacy loss a dataset may ever spend, over all its releases."""
+
+    rho: PositiveFinite | None = None
+    epsilon: PositiveFinite | None = None
+
+
 class Privacy(_Model):
-    """The privacy-loss model and the total loss this release may spend."""
+    """The privacy-loss model, the loss this release spends and the dataset's lifetime cap."""
 
     model: Literal["zcdp", "pure"]
     rho: PositiveFinite | None = None
     epsilon: PositiveFinite | None = None
     # Only used to state a zCDP release as (epsilon, delta); no delta is spent by pure DP.
     delta: Annotated[float, Number, Field(gt=0, lt=1e-3)] = 1e-7
+    cap: Cap
+    # The private budget ledger (SQLite), relative to the spec; never inside a package.
+    ledger: Text = "ledger.sqlite"
+    # Releases of one dataset share its cap; defaults to the release id.
+    dataset: Slug | None = None
 
     @model_validator(mode="after")
     def _one_loss(self) -> Privacy:
@@ -120,7 +132,22 @@ class Privacy(_Model):
             raise ValueError(f"model '{self.model}' needs '{wanted}': set the total loss")
         if getattr(self, other) is not None:
             raise ValueError(f"model '{self.model}' takes '{wanted}', not '{other}': remove it")
+        cap = getattr(self.cap, wanted)
+        if cap is None or getattr(self.cap, other) is not None:
+            raise ValueError(f"cap: model '{self.model}' needs the cap as '{wanted}' only")
+        if cap < getattr(self, wanted):
+            raise ValueError(
+                f"{wanted} = {getattr(self, wanted):g} is above the lifetime cap {cap:g}: "
+                "lower the release's loss"
+            )
         return self
+
+    @property
+    def cap_loss(self) -> float:
+        """The lifetime cap in the model's own unit."""
+        value = self.cap.rho if self.model == "zcdp" else self.cap.epsilon
+        assert value is not None  # guaranteed by the validator
+        return value
 
     @property
     def loss(self) -> float:
@@ -146,6 +173,13 @@ class Privacy(_Model):
         )
 
 
+class Groups(_Model):
+    """How each key of a category groups the keys of a finer one (force -> region)."""
+
+    of: Text
+    members: Annotated[dict[str, list[Text]], Field(min_length=1)]
+
+
 class Category(_Model):
     """A public set of keys for a dimension, in the order they are published."""
 
@@ -155,6 +189,7 @@ class Category(_Model):
     ordered: bool = False
     unknown: str | None = None
     definitions: dict[str, str] = {}
+    groups: Groups | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Category:
@@ -168,14 +203,23 @@ class Category(_Model):
         for key in self.definitions:
             if key not in seen:
                 raise ValueError(f"definitions names '{key}', which is not one of the values")
+        if self.groups is not None and set(self.groups.members) != seen:
+            raise ValueError("groups.members must list the members of every value, and only those")
         return self
 
 
 class Column(_Model):
-    """A categorical column of an input and what to do with values outside its keys."""
+    """A categorical column of an input and what to do with values outside its keys.
+
+    With ``from``, the column is not read from the file but derived from another column
+    by its categories' ``groups`` (for example region from force).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     categories: Text
     on_unknown: Literal["error", "map"] = "error"
+    derived_from: str | None = Field(default=None, alias="from")
 
 
 class Input(_Model):
@@ -233,6 +277,14 @@ class ReleaseSpec(_Model):
     shares: list[Share] = []
     disclosure: Disclosure = Disclosure()
     base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @property
+    def ledger_path(self) -> Path:
+        return (self.base_dir / self.privacy.ledger).resolve()
+
+    @property
+    def dataset_id(self) -> str:
+        return self.privacy.dataset or self.release.id
 
     def input_path(self, name: str) -> Path:
         return (self.base_dir / self.inputs[name].path).resolve()
@@ -317,6 +369,7 @@ def _reference_problems(spec: ReleaseSpec) -> list[_Problem]:
                         "unknown key or use 'error'",
                     )
                 )
+            problems.extend(_derived_problems(spec, name, column_name, column))
         if source.identifier in source.columns:
             problems.append(
                 _Problem(
@@ -324,6 +377,9 @@ def _reference_problems(spec: ReleaseSpec) -> list[_Problem]:
                     "the identifier must not also be a categorical column: remove it from columns",
                 )
             )
+
+    for name, category in spec.categories.items():
+        problems.extend(_groups_problems(spec, name, category))
 
     seen_tables: set[str] = set()
     for index, table in enumerate(spec.tables):
@@ -360,6 +416,46 @@ def _reference_problems(spec: ReleaseSpec) -> list[_Problem]:
         seen_shares.add(share.name)
         problems.extend(_share_problems(spec, share, where))
     return problems
+
+
+def _groups_problems(spec: ReleaseSpec, name: str, category: Category) -> list[_Problem]:
+    if category.groups is None:
+        return []
+    where = f"categories.{name}.groups"
+    finer = spec.categories.get(category.groups.of)
+    if finer is None or category.groups.of == name:
+        return [_Problem(f"{where}.of", f"no other category set named '{category.groups.of}'")]
+    listed = [key for members in category.groups.members.values() for key in members]
+    if sorted(listed) != sorted(finer.values):
+        return [
+            _Problem(
+                f"{where}.members",
+                f"every key of '{category.groups.of}' must be in exactly one group: check "
+                "for keys missing, repeated or not declared",
+            )
+        ]
+    return []
+
+
+def _derived_problems(
+    spec: ReleaseSpec, name: str, column_name: str, column: Column
+) -> list[_Problem]:
+    if column.derived_from is None:
+        return []
+    where = f"inputs.{name}.columns.{column_name}.from"
+    source = spec.inputs[name].columns.get(column.derived_from)
+    category = spec.categories.get(column.categories)
+    if source is None or source.derived_from is not None:
+        return [_Problem(where, f"'{column.derived_from}' is not a column read from this input")]
+    if category is None or category.groups is None or category.groups.of != source.categories:
+        return [
+            _Problem(
+                where,
+                f"categories.{column.categories} needs groups of '{source.categories}' to "
+                f"derive this column from '{column.derived_from}'",
+            )
+        ]
+    return []
 
 
 def _share_problems(spec: ReleaseSpec, share: Share, where: str) -> list[_Problem]:

@@ -31,7 +31,7 @@ def admissions_spec(data: str = "admissions.csv", **overrides: object) -> dict[s
             "keywords": ["test"],
             "synthetic": True,
         },
-        "privacy": {"model": "zcdp", "rho": 0.5},
+        "privacy": {"model": "zcdp", "rho": 0.5, "cap": {"rho": 2.0}},
         "categories": {
             "ward": {"title": "Ward", "values": WARDS},
             "outcome": {"title": "Outcome", "values": OUTCOMES, "unknown": "Not known"},

@@ -146,7 +146,9 @@ def test_check_reports_a_valid_spec_and_spends_nothing(
 
 
 def test_check_cautions_about_a_large_loss_but_passes(make_release: Callable[..., Path]) -> None:
-    spec_path = make_release(admissions_spec(privacy={"model": "zcdp", "rho": 5}))
+    spec_path = make_release(
+        admissions_spec(privacy={"model": "zcdp", "rho": 5, "cap": {"rho": 10}})
+    )
 
     result = invoke("check", spec_path)
 

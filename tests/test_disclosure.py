@@ -48,12 +48,12 @@ def test_a_cell_is_a_rounded_value_or_a_marker_never_both(
 
 
 @given(counts, margins, bases, thresholds)
-def test_the_interval_never_narrows_the_noise(
+def test_interval_bounds_are_the_noise_bounds_rounded_to_the_nearest_multiple(
     count: int, margin: float, base: int, threshold: int
 ) -> None:
     cell = publish_cell(count, margin, base=base, threshold=threshold)
-    assert cell.lower_95 <= max(count - margin, 0)
-    assert cell.upper_95 >= count + margin or count + margin < 0
+    assert abs(cell.lower_95 - max(count - margin, 0)) <= base / 2
+    assert abs(cell.upper_95 - max(count + margin, 0)) <= base / 2
 
 
 @pytest.mark.parametrize("count", [-7, -1, 0, 1, 9])
@@ -76,5 +76,5 @@ def test_apply_publishes_tidy_columns_in_order() -> None:
     assert table["ward"].to_list() == ["A", "B", "Total"]
     assert table["value"].to_list() == [40, None, 45]
     assert table["marker"].to_list() == [None, LOW, None]
-    assert table["lower_95"].to_list() == [35, 0, 35]
-    assert table["upper_95"].to_list() == [50, 10, 55]
+    assert table["lower_95"].to_list() == [35, 0, 40]
+    assert table["upper_95"].to_list() == [50, 10, 50]

@@ -71,7 +71,7 @@ def test_gaussian_scale_follows_from_the_per_person_bound(
 
 
 def test_pure_dp_uses_laplace_with_the_l1_bound() -> None:
-    spec = spec_with(privacy={"model": "pure", "epsilon": 1.0})
+    spec = spec_with(privacy={"model": "pure", "epsilon": 1.0, "cap": {"epsilon": 2.0}})
     measured = privacy.measure(spec, frame(admissions_rows(200)))
     k = spec.inputs["admissions"].max_records_per_person
     for table in spec.tables:
@@ -87,7 +87,7 @@ def test_truncation_bounds_what_one_person_adds() -> None:
     # 8 sigma of OpenDP's noise (failure probability about 1e-15).
     rows = [r for r in admissions_rows() if r[1] != "Oncology"]
     rows += [("P99999", "Oncology", "Discharged")] * 300
-    spec = spec_with(privacy={"model": "zcdp", "rho": 0.5})
+    spec = spec_with(privacy={"model": "zcdp", "rho": 0.5, "cap": {"rho": 1.0}})
     measured = privacy.measure(spec, frame(rows))
     table = measured.table("admissions-by-ward")
     oncology = table.noisy_counts.filter(pl.col("ward") == "Oncology")[privacy.NOISY_COUNT][0]
@@ -97,7 +97,7 @@ def test_truncation_bounds_what_one_person_adds() -> None:
 def test_counts_are_signed_so_empty_cells_can_go_negative() -> None:
     # 4 empty wards x 3 outcomes, twice over: the chance that none of 24 independent
     # zero-centred noisy zeros is negative is below 0.62**24, about 1e-5.
-    spec = admissions_spec(privacy={"model": "zcdp", "rho": 0.01})
+    spec = admissions_spec(privacy={"model": "zcdp", "rho": 0.01, "cap": {"rho": 1.0}})
     spec["categories"]["ward"]["values"] = [*WARDS, "W1", "W2", "W3", "W4"]  # type: ignore[index]
     measured = privacy.measure(parse(yaml.safe_dump(spec)), frame(admissions_rows()))
     empty = pl.concat(

@@ -83,7 +83,7 @@ def test_admissions_spec_parses_into_models() -> None:
 
 
 def test_pure_dp_with_epsilon_is_accepted() -> None:
-    spec = parse_dict(spec_dict(privacy={"model": "pure", "epsilon": 1.5}))
+    spec = parse_dict(spec_dict(privacy={"model": "pure", "epsilon": 1.5, "cap": {"epsilon": 3}}))
 
     assert spec.privacy.loss == 1.5
     assert spec.privacy.loss_name == "epsilon"
@@ -165,7 +165,7 @@ def test_table_loss_splits_the_total_by_weight() -> None:
 def test_table_losses_sum_to_the_total_and_follow_the_weights(
     weights: list[float], rho: float
 ) -> None:
-    data = spec_dict(privacy={"model": "zcdp", "rho": rho}, shares=[])
+    data = spec_dict(privacy={"model": "zcdp", "rho": rho, "cap": {"rho": 1000}}, shares=[])
     template = data["tables"][0]
     data["tables"] = [
         {**template, "name": f"table-{index}", "weight": weight}
@@ -321,7 +321,33 @@ def test_python_tags_are_refused_without_running_code(template: str, tmp_path: P
 
 
 def privacy_problems(privacy: dict[str, object]) -> list[str]:
-    return problems_of(spec_dict(privacy=privacy))
+    cap = {"epsilon": 100} if privacy.get("model") == "pure" else {"rho": 100}
+    return problems_of(spec_dict(privacy={"cap": cap, **privacy}))
+
+
+@pytest.mark.parametrize(
+    ("privacy", "path", "expected"),
+    [
+        ({"model": "zcdp", "rho": 0.5}, "privacy.cap", "missing"),
+        ({"model": "zcdp", "rho": 0.5, "cap": {"epsilon": 3}}, "privacy", "cap as 'rho' only"),
+        ({"model": "pure", "epsilon": 1, "cap": {"rho": 3}}, "privacy", "cap as 'epsilon' only"),
+        ({"model": "zcdp", "rho": 0.5, "cap": {"rho": 0.4}}, "privacy", "above the lifetime cap"),
+        ({"model": "zcdp", "rho": 0.5, "cap": {"rho": -1}}, "privacy.cap.rho", "greater than 0"),
+        ({"model": "zcdp", "rho": 0.5, "cap": {"rho": 1}, "dataset": "A b"}, "privacy.dataset", ""),
+    ],
+)
+def test_the_lifetime_cap_is_required_in_the_models_unit(
+    privacy: dict[str, object], path: str, expected: str
+) -> None:
+    problems = problems_of(spec_dict(privacy=privacy))
+    assert expected in problem_at(problems, path)
+    assert_readable(problems)
+
+
+def test_ledger_and_dataset_defaults() -> None:
+    spec = parse_dict(spec_dict())
+    assert spec.ledger_path == (spec.base_dir / "ledger.sqlite").resolve()
+    assert spec.dataset_id == spec.release.id
 
 
 @pytest.mark.parametrize(
@@ -527,7 +553,7 @@ def broken_specs() -> list[dict[str, Any] | str]:
     return [
         bad_types,
         bad_email,
-        spec_dict(privacy={"model": "zcdp", "rho": "lots"}),
+        spec_dict(privacy={"model": "zcdp", "rho": "lots", "cap": {"rho": 1}}),
         "release: [\n",
         "release: 1\nrelease: 2\n",
     ]
@@ -597,7 +623,7 @@ def test_load_names_the_file_in_every_problem(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("override", "path"),
     [
-        ({"privacy": {"model": "zcdp", "rho": True}}, "privacy.rho"),
+        ({"privacy": {"model": "zcdp", "rho": True, "cap": {"rho": 1}}}, "privacy.rho"),
         ({"disclosure": {"rounding_base": True}}, "disclosure.rounding_base"),
     ],
 )

@@ -1,0 +1,165 @@
+"""The release with its ledger: reserve before noise, commit after publishing, refuse
+what would pass the cap or re-draw a version, even under concurrent releases."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from publisher import ledger, package, pipeline
+from publisher.errors import BudgetError
+from tests.conftest import admissions_spec
+
+
+def spec_with(make_release: Callable[..., Path], **privacy: object) -> Path:
+    spec = admissions_spec()
+    spec["privacy"] = {"model": "zcdp", "rho": 0.5, "cap": {"rho": 0.75}, **privacy}
+    return make_release(spec)
+
+
+def set_version(spec_path: Path, version: str) -> None:
+    data = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    data["release"]["version"] = version
+    spec_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_release_is_recorded_with_its_files(
+    make_release: Callable[..., Path], tmp_path: Path
+) -> None:
+    spec_path = spec_with(make_release)
+    result = pipeline.release(spec_path, tmp_path / "out")
+    (record,) = ledger.Ledger(tmp_path / "ledger.sqlite").spends()
+    assert (record.status, record.version) == ("committed", "0.1.0")
+    assert record.dataset == "hospital-admissions-test"
+    assert record.loss == pytest.approx(result.measurements.total_loss)
+    assert record.table_losses == {
+        t.name: pytest.approx(t.loss) for t in result.measurements.tables
+    }
+    assert record.files == ledger.file_hashes(result.package_dir)
+    meta = json.loads((result.package_dir / package.DESCRIPTOR).read_text(encoding="utf-8"))
+    assert meta["privacy"]["loss"]["rho"] == record.loss
+
+
+def test_a_release_past_the_cap_is_refused_writes_nothing_and_spends_nothing(
+    make_release: Callable[..., Path], tmp_path: Path
+) -> None:
+    spec_path = spec_with(make_release)
+    first = pipeline.release(spec_path, tmp_path / "out")
+    before = snapshot(first.package_dir)
+    set_version(spec_path, "0.2.0")
+    with pytest.raises(BudgetError, match=r"cap of rho = 0\.75, 0\.5 is spent .* asks for 0\.5"):
+        pipeline.release(spec_path, tmp_path / "out")
+    assert snapshot(first.package_dir) == before
+    records = ledger.Ledger(tmp_path / "ledger.sqlite").spends()
+    assert [(r.version, r.status) for r in records] == [("0.1.0", "committed")]
+
+
+def test_a_version_is_never_released_twice(
+    make_release: Callable[..., Path], tmp_path: Path
+) -> None:
+    spec_path = spec_with(make_release, cap={"rho": 5})
+    pipeline.release(spec_path, tmp_path / "out")
+    with pytest.raises(BudgetError, match="already in the ledger"):
+        pipeline.release(spec_path, tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+
+
+def test_check_reports_what_the_ledger_would_refuse_and_spends_nothing(
+    make_release: Callable[..., Path], tmp_path: Path
+) -> None:
+    spec_path = spec_with(make_release)
+    pipeline.check(spec_path)  # no ledger yet: fine, and none is created
+    assert not (tmp_path / "ledger.sqlite").exists()
+    pipeline.release(spec_path, tmp_path / "out")
+    before = ledger.Ledger(tmp_path / "ledger.sqlite").spends()
+    with pytest.raises(BudgetError, match="already in the ledger"):
+        pipeline.check(spec_path)
+    set_version(spec_path, "0.2.0")
+    with pytest.raises(BudgetError, match="would pass the cap"):
+        pipeline.check(spec_path)
+    assert ledger.Ledger(tmp_path / "ledger.sqlite").spends() == before
+
+
+def test_a_failure_after_noise_is_recorded_as_spent_and_keeps_the_old_package(
+    make_release: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec_path = spec_with(make_release, cap={"rho": 5})
+    first = pipeline.release(spec_path, tmp_path / "out")
+    before = snapshot(first.package_dir)
+    set_version(spec_path, "0.2.0")
+
+    def full_disk(content: package.ReleaseContent, out_dir: Path) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(package, "write", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        pipeline.release(spec_path, tmp_path / "out")
+    assert snapshot(first.package_dir) == before
+    book = ledger.Ledger(tmp_path / "ledger.sqlite")
+    statuses = [(r.version, r.status, r.failure) for r in book.spends()]
+    assert statuses == [("0.1.0", "committed", None), ("0.2.0", "failed", "OSError")]
+    assert book.spent("hospital-admissions-test") == pytest.approx(1.0)
+
+
+def test_the_ledger_must_not_be_inside_the_package(
+    make_release: Callable[..., Path], tmp_path: Path
+) -> None:
+    spec_path = spec_with(make_release, ledger="out/ledger.sqlite")
+    with pytest.raises(pipeline.PublisherError, match="must not be inside the published package"):
+        pipeline.release(spec_path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_eight_concurrent_releases_with_room_for_three(
+    make_release: Callable[..., Path], tmp_path: Path
+) -> None:
+    spec_path = spec_with(make_release, cap={"rho": 1.5})
+    specs = []
+    for index in range(8):
+        data = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+        data["release"]["version"] = f"1.{index}.0"
+        path = tmp_path / f"release-{index}.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        specs.append(path)
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "publisher.cli",
+                "release",
+                str(path),
+                "--out",
+                str(tmp_path / f"out-{index}"),
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for index, path in enumerate(specs)
+    ]
+    outcomes = []
+    for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        outcomes.append((process.returncode, stderr))
+    assert sorted(code for code, _ in outcomes) == [0, 0, 0, 1, 1, 1, 1, 1]
+    refused = [err for code, err in outcomes if code == 1]
+    assert all(err.startswith("Error: ") and "would pass the cap" in err for err in refused)
+    assert all("Traceback" not in err and "locked" not in err for _, err in outcomes)
+    book = ledger.Ledger(tmp_path / "ledger.sqlite")
+    assert [r.status for r in book.spends()] == ["committed"] * 3
+    assert book.spent("hospital-admissions-test") == pytest.approx(1.5)
+    published = [index for index in range(8) if (tmp_path / f"out-{index}").exists()]
+    assert len(published) == 3
