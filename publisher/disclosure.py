@@ -18,19 +18,27 @@ __all__ = [
     "COLUMNS",
     "LOW",
     "MARKERS",
+    "PROVISIONAL",
+    "REVISED",
     "PublishedCell",
     "apply",
+    "mark_status",
     "publish_cell",
     "round_to_base",
 ]
 
 LOW = "[low]"
-# The GSS markers this publisher can write, with what each means in its files.
+REVISED = "[r]"
+PROVISIONAL = "[p]"
+# The GSS markers this publisher can write, with what each means in its files. [low]
+# stands instead of a value; [r] and [p] stand beside one.
 MARKERS: dict[str, str] = {
     LOW: (
         "Low: the noisy count was below the publication threshold (or rounded to zero), so "
         "no number is shown. It is not a true zero."
     ),
+    REVISED: "Revised: the figure differs from the one published in the previous version.",
+    PROVISIONAL: "Provisional: the figure may be revised in a later version.",
 }
 COLUMNS = ("value", "marker", "lower_95", "upper_95")
 
@@ -77,3 +85,32 @@ def apply(estimates: pl.DataFrame, by: list[str], *, base: int, threshold: int) 
         pl.Series("lower_95", [cell.lower_95 for cell in cells], dtype=pl.Int64),
         pl.Series("upper_95", [cell.upper_95 for cell in cells], dtype=pl.Int64),
     )
+
+
+def mark_status(
+    table: pl.DataFrame,
+    by: list[str],
+    *,
+    provisional: bool,
+    previous: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Mark shown values ``[p]`` in a provisional release, else ``[r]`` where the value
+    differs from ``previous`` (the same table of the version this one revises).
+
+    ``[low]`` is kept: a cell has one marker, and a value that is not shown has nothing
+    to revise. A key or value missing from ``previous`` counts as changed.
+    """
+    shown = pl.col("value").is_not_null()
+    if provisional:
+        flag = shown
+        marker = PROVISIONAL
+    elif previous is not None:
+        before = previous.select(*by, pl.col("value").alias("__before"))
+        table = table.join(before, on=by, how="left", maintain_order="left", nulls_equal=True)
+        flag = shown & pl.col("value").ne_missing(pl.col("__before"))
+        marker = REVISED
+    else:
+        return table
+    return table.with_columns(
+        pl.when(flag).then(pl.lit(marker)).otherwise(pl.col("marker")).alias("marker")
+    ).select(*by, *COLUMNS)

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -22,11 +23,13 @@ from typing import Any
 import frictionless
 import polars as pl
 
-from publisher.disclosure import LOW, MARKERS
+from publisher import notes
+from publisher.disclosure import LOW, MARKERS, PROVISIONAL, REVISED
 from publisher.errors import PackageError
 from publisher.postprocess import ShareEstimate
 from publisher.privacy import Measurements, epsilon_delta
 from publisher.spec import LICENCES, ReleaseSpec, Table
+from publisher.spreadsheet import MEDIATYPES, write_spreadsheets
 
 __all__ = [
     "DESCRIPTOR",
@@ -38,8 +41,23 @@ __all__ = [
 ]
 
 DESCRIPTOR = "datapackage.json"
+README = "README.md"
+CHANGELOG = "CHANGELOG.md"
+CHECKSUMS = "SHA256SUMS"
+ARCHIVE = "archive"
 SHARES_RESOURCE = "headline-shares"
 PROFILE = "https://datapackage.org/profiles/2.0/datapackage.json"
+
+
+@dataclass(frozen=True)
+class PreviousRelease:
+    """The package a release replaces: kept under ``archive/`` and compared for revisions."""
+
+    directory: Path
+    version: str
+    period: str
+    changelog: str | None
+    tables: dict[str, pl.DataFrame]  # published tables by name, values as integers
 
 
 @dataclass(frozen=True)
@@ -50,6 +68,56 @@ class ReleaseContent:
     measurements: Measurements
     tables: dict[str, pl.DataFrame]  # published tables by name, columns in order
     shares: list[ShareEstimate]
+    previous: PreviousRelease | None = None
+
+    @property
+    def revises(self) -> str | None:
+        """The version this release revises: the previous one, when for the same period."""
+        previous = self.previous
+        if previous is None or previous.period != self.spec.release.period:
+            return None
+        return previous.version
+
+    @property
+    def markers(self) -> dict[str, str]:
+        """The markers this release can show, with their meanings."""
+        used = [LOW]
+        if self.spec.release.status == "provisional":
+            used.append(PROVISIONAL)
+        elif self.revises:
+            used.append(REVISED)
+        return {marker: MARKERS[marker] for marker in used}
+
+
+def previous_release(out_dir: Path) -> PreviousRelease | None:
+    """The package currently at ``out_dir``, if there is one (read for revisions)."""
+    descriptor = out_dir / DESCRIPTOR
+    if not descriptor.is_file():
+        return None
+    try:
+        meta = json.loads(descriptor.read_text(encoding="utf-8"))
+        tables = {}
+        for resource in meta["resources"]:
+            if "table" not in resource:
+                continue
+            by = resource["table"]["by"]
+            tables[resource["name"]] = pl.read_csv(
+                out_dir / resource["path"],
+                schema_overrides={**dict.fromkeys(by, pl.String), "value": pl.Int64},
+            )
+        changelog = out_dir / CHANGELOG
+        return PreviousRelease(
+            directory=out_dir,
+            version=str(meta["version"]),
+            period=str(meta["release"]["period"]),
+            changelog=changelog.read_text(encoding="utf-8") if changelog.is_file() else None,
+            tables=tables,
+        )
+    except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError):
+        raise PackageError(
+            f"{descriptor}: the package to be replaced cannot be read; check it with "
+            "`publisher validate`, or release into a new directory"
+        ) from None
 
 
 def check_destination(out_dir: Path) -> None:
@@ -118,6 +186,8 @@ def _swap(staging: Path, target: Path) -> None:
 
 
 def _build(content: ReleaseContent, staging: Path) -> None:
+    """The whole package: tables, metadata, documents, spreadsheets, the previous versions,
+    a zip of this version and the checksums of everything."""
     data_dir = staging / "data"
     data_dir.mkdir()
     resources = []
@@ -130,8 +200,107 @@ def _build(content: ReleaseContent, staging: Path) -> None:
         _shares_frame(content.shares).write_csv(path, line_terminator="\n")
         resources.append(_shares_resource(content, path))
     descriptor = _descriptor(content, resources)
+
+    previous = content.previous
+    _write_descriptor(staging, descriptor)  # the spreadsheets are made from it
+    descriptor["files"] = []
+    for sheet in write_spreadsheets(staging):
+        kind = sheet.suffix.removeprefix(".")
+        title = "The whole release as a spreadsheet (" + (
+            "OpenDocument)" if kind == "ods" else "Excel)"
+        )
+        about = (
+            "Cover, contents, notes and one table per sheet, with the same numbers and "
+            "markers as the CSV files."
+        )
+        descriptor["files"].append(_file_entry(sheet, title, about, kind, MEDIATYPES[kind]))
+    documents = {
+        README: ("Data dictionary", "Every file, column and category explained."),
+        CHANGELOG: ("Release history", "Every version of this package."),
+    }
+    listed = [(item["path"], item["title"]) for item in descriptor["files"]]
+    listed += [(name, title) for name, (title, _) in documents.items()]
+    listed.append((f"{descriptor['name']}-{descriptor['version']}.zip", "This version in one zip"))
+    entry = notes.changelog_entry(descriptor, revises=content.revises)
+    (staging / CHANGELOG).write_text(
+        notes.changelog(entry, previous.changelog if previous else None), encoding="utf-8"
+    )
+    (staging / README).write_text(notes.readme(descriptor, listed), encoding="utf-8")
+    descriptor["files"] += [
+        _file_entry(staging / name, title, about, "md", "text/markdown")
+        for name, (title, about) in documents.items()
+    ]
+    _write_descriptor(staging, descriptor)
+
+    if previous is not None:
+        _archive(previous, staging / ARCHIVE)
+    _zip(staging, staging / f"{descriptor['name']}-{descriptor['version']}.zip")
+    _write_checksums(staging)
+
+
+def _archive_list(content: ReleaseContent) -> list[dict[str, str]]:
+    """The earlier versions kept under ``archive/``, newest first."""
+    previous = content.previous
+    if previous is None:
+        return []
+    older = previous.directory / ARCHIVE
+    versions = [previous.version]
+    if older.is_dir():
+        versions += sorted((p.name for p in older.iterdir() if p.is_dir()), reverse=True)
+    return [{"version": name, "path": f"{ARCHIVE}/{name}/{DESCRIPTOR}"} for name in versions]
+
+
+def _write_descriptor(staging: Path, descriptor: dict[str, Any]) -> None:
     text = json.dumps(descriptor, indent=2, ensure_ascii=False) + "\n"
     (staging / DESCRIPTOR).write_text(text, encoding="utf-8")
+
+
+def _file_entry(path: Path, title: str, about: str, kind: str, mediatype: str) -> dict[str, Any]:
+    return {
+        "name": path.name.lower().replace(".", "-"),
+        "path": path.name,
+        "format": kind,
+        "mediatype": mediatype,
+        "title": title,
+        "description": about,
+        **_file_facts(path),
+    }
+
+
+def _archive(previous: PreviousRelease, archive: Path) -> None:
+    """Keep every earlier version: the replaced package and the versions it kept."""
+    archive.mkdir()
+    older = previous.directory / ARCHIVE
+    if older.is_dir():
+        for version_dir in sorted(older.iterdir()):
+            shutil.copytree(version_dir, archive / version_dir.name)
+    shutil.copytree(
+        previous.directory,
+        archive / previous.version,
+        ignore=lambda folder, names: [ARCHIVE] if Path(folder) == previous.directory else [],
+    )
+
+
+def _zip(staging: Path, target: Path) -> None:
+    """This version for one-click download: everything but the archive and checksums."""
+    members = sorted(
+        path
+        for path in staging.rglob("*")
+        if path.is_file() and path.relative_to(staging).parts[0] not in (ARCHIVE, CHECKSUMS)
+    )
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in members:
+            archive.write(path, path.relative_to(staging).as_posix())
+
+
+def _write_checksums(staging: Path) -> None:
+    """SHA256SUMS of every file, in the format `sha256sum -c` reads."""
+    lines = [
+        f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.relative_to(staging).as_posix()}"
+        for path in sorted(staging.rglob("*"))
+        if path.is_file()
+    ]
+    (staging / CHECKSUMS).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def _file_facts(path: Path) -> dict[str, Any]:
@@ -208,10 +377,10 @@ def _table_resource(content: ReleaseContent, table: Table, path: Path) -> dict[s
             "name": "marker",
             "type": "string",
             "title": "Marker",
-            "description": "GSS marker, empty when a value is shown. "
-            + " ".join(f"{marker}: {meaning}" for marker, meaning in MARKERS.items()),
-            "categories": list(MARKERS),
-            "constraints": {"enum": list(MARKERS)},
+            "description": "GSS marker, empty when there is none. "
+            + " ".join(f"{marker}: {meaning}" for marker, meaning in content.markers.items()),
+            "categories": list(content.markers),
+            "constraints": {"enum": list(content.markers)},
         },
         _bound_field("lower_95", "Lower bound of the 95% interval", counted, rules.rounding_base),
         _bound_field("upper_95", "Upper bound of the 95% interval", counted, rules.rounding_base),
@@ -249,8 +418,8 @@ def _bound_field(name: str, title: str, counted: str, base: int) -> dict[str, An
         "type": "integer",
         "title": title,
         "description": (
-            f"{title} for the number of {counted}: it accounts for the noise and is widened "
-            f"outwards to a multiple of {base}."
+            f"{title} for the number of {counted}: it accounts for the noise and the "
+            f"estimation, computed before rounding and rounded to the nearest {base}."
         ),
         "constraints": {"required": True, "minimum": 0},
     }
@@ -339,8 +508,8 @@ def _privacy_statement(content: ReleaseContent) -> str:
     else:
         loss = f"pure differential privacy with epsilon = {measured.total_loss:.4g} in total"
     units = "; ".join(
-        f"in the tables from '{name}', a person is one {source.identifier}, of whom at most "
-        f"{_records(source.max_records_per_person)} are used"
+        f"in the tables from '{name}', a person is one {source.identifier} and the tables "
+        f"use at most {_records(source.max_records_per_person)} per person"
         for name, source in spec.inputs.items()
         if name in measured.input_loss
     )
@@ -386,8 +555,12 @@ def _descriptor(content: ReleaseContent, resources: list[dict[str, Any]]) -> dic
             "published": published.isoformat(),
             "geography": release.geography,
             "synthetic": release.synthetic,
+            "status": release.status,
+            "next_update": release.next_update,
+            "revises": content.revises,
             "contact": {"name": release.contact.name, "email": release.contact.email},
         },
+        "archive": _archive_list(content),
         "privacy": {
             "model": measured.model,
             "loss": {
@@ -429,7 +602,7 @@ def _descriptor(content: ReleaseContent, resources: list[dict[str, Any]]) -> dic
                 if any(t.input == name for t in spec.tables)
             ],
         },
-        "markers": dict(MARKERS),
+        "markers": content.markers,
         "shares": [
             {
                 "name": s.share.name,

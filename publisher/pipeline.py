@@ -59,11 +59,12 @@ def release(spec_path: Path, out_dir: Path) -> ReleaseResult:
     package.check_destination(out_dir)
     _check_ledger_is_private(release_spec, out_dir)
     frames = ingest.load(release_spec)
+    previous = package.previous_release(out_dir)
 
     book = ledger.Ledger(release_spec.ledger_path)
     reservation = book.reserve(_spend_request(release_spec, spec_path))
     try:
-        result = _release_reserved(release_spec, frames, out_dir, reservation)
+        result = _release_reserved(release_spec, frames, out_dir, reservation, previous)
         book.commit(
             reservation,
             loss=result.measurements.total_loss,
@@ -108,6 +109,7 @@ def _release_reserved(
     frames: dict[str, pl.LazyFrame],
     out_dir: Path,
     reservation: ledger.Reservation,
+    previous: package.PreviousRelease | None,
 ) -> ReleaseResult:
     measurements = privacy.measure(release_spec, frames)
     # OpenDP's accounting must fit what was reserved before anything is published.
@@ -117,6 +119,7 @@ def _release_reserved(
     )
 
     estimates = postprocess.consistent_estimates(release_spec, measurements)
+    revises = previous is not None and previous.period == release_spec.release.period
     rules = release_spec.disclosure
     published = {}
     for table in release_spec.tables:
@@ -126,12 +129,17 @@ def _release_reserved(
             order=order,
             total_label=rules.total_label if table.totals else None,
         )
-        published[table.name] = disclosure.apply(
-            with_totals, list(table.by), base=rules.rounding_base, threshold=rules.threshold
+        published[table.name] = disclosure.mark_status(
+            disclosure.apply(
+                with_totals, list(table.by), base=rules.rounding_base, threshold=rules.threshold
+            ),
+            list(table.by),
+            provisional=release_spec.release.status == "provisional",
+            previous=previous.tables.get(table.name) if previous and revises else None,
         )
     shares = [
         postprocess.estimate_share(share, estimates[share.table]) for share in release_spec.shares
     ]
-    content = package.ReleaseContent(release_spec, measurements, published, shares)
+    content = package.ReleaseContent(release_spec, measurements, published, shares, previous)
     package_dir = package.write(content, out_dir)
     return ReleaseResult(package_dir, measurements, shares)

@@ -102,6 +102,9 @@ class Release(_Model):
     keywords: list[Text] = []
     sources: list[Source] = []
     synthetic: bool = False
+    # Provisional figures carry [p]; a later version for the same period revises them.
+    status: Literal["final", "provisional"] = "final"
+    next_update: str = "To be announced"
 
 
 class Cap(_Model):

@@ -61,7 +61,11 @@ def previous_package(folder: Path) -> Path:
     """A stand-in for an earlier release: what a failed release must leave alone."""
     package = folder / "published"
     (package / "data").mkdir(parents=True)
-    (package / "datapackage.json").write_text('{"name": "earlier-release"}\n', encoding="utf-8")
+    (package / "datapackage.json").write_text(
+        '{"name": "earlier-release", "version": "0.0.1", "release": {"period": "2024"}, '
+        '"resources": []}\n',
+        encoding="utf-8",
+    )
     (package / "data" / "admissions-by-ward.csv").write_text(
         "ward,value\nMaternity,285\n", encoding="utf-8"
     )

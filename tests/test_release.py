@@ -3,9 +3,12 @@ what would pass the cap or re-draw a version, even under concurrent releases."""
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import subprocess
 import sys
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -163,3 +166,89 @@ def test_eight_concurrent_releases_with_room_for_three(
     assert book.spent("hospital-admissions-test") == pytest.approx(1.5)
     published = [index for index in range(8) if (tmp_path / f"out-{index}").exists()]
     assert len(published) == 3
+
+
+def test_the_package_carries_documents_spreadsheets_zip_and_checksums(
+    make_release: Callable[..., Path], tmp_path: Path
+) -> None:
+    result = pipeline.release(spec_with(make_release), tmp_path / "out")
+    folder = result.package_dir
+    meta = json.loads((folder / package.DESCRIPTOR).read_text(encoding="utf-8"))
+    listed = {item["path"]: item for item in meta["files"]}
+    stem = meta["name"]
+    assert set(listed) == {"README.md", "CHANGELOG.md", f"{stem}.ods", f"{stem}.xlsx"}
+    for path, item in listed.items():
+        data = (folder / path).read_bytes()
+        assert item["bytes"] == len(data)
+        assert item["hash"] == "sha256:" + hashlib.sha256(data).hexdigest()
+    readme = (folder / "README.md").read_text(encoding="utf-8")
+    for resource in meta["resources"]:
+        assert resource["path"] in readme
+        for field in resource["schema"]["fields"]:
+            assert f"`{field['name']}`" in readme
+    with zipfile.ZipFile(folder / f"{stem}-{meta['version']}.zip") as archive:
+        names = set(archive.namelist())
+    expected = {"datapackage.json", "README.md", "CHANGELOG.md", f"{stem}.ods", f"{stem}.xlsx"}
+    expected |= {resource["path"] for resource in meta["resources"]}
+    assert names == expected
+    sums = dict(
+        reversed(line.split("  ", 1))
+        for line in (folder / "SHA256SUMS").read_text(encoding="utf-8").splitlines()
+    )
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert set(sums) == files - {"SHA256SUMS"}
+    for path, digest in sums.items():
+        assert hashlib.sha256((folder / path).read_bytes()).hexdigest() == digest
+
+
+def test_a_new_version_archives_the_previous_one_and_marks_revisions(
+    make_release: Callable[..., Path], tmp_path: Path
+) -> None:
+    spec_path = spec_with(make_release, cap={"rho": 5})
+    first = pipeline.release(spec_path, tmp_path / "out")
+    before = snapshot(first.package_dir)
+    set_version(spec_path, "0.2.0")
+    second = pipeline.release(spec_path, tmp_path / "out")
+    folder = second.package_dir
+    archived = folder / "archive" / "0.1.0"
+    assert snapshot(archived) == before, "the previous version is kept as it was published"
+    assert package.validate(archived) == []
+    meta = json.loads((folder / package.DESCRIPTOR).read_text(encoding="utf-8"))
+    assert meta["archive"] == [{"version": "0.1.0", "path": "archive/0.1.0/datapackage.json"}]
+    assert meta["release"]["revises"] == "0.1.0"
+    assert "[r]" in meta["markers"]
+    changelog = (folder / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert changelog.index("## 0.2.0") < changelog.index("## 0.1.0")
+    old = {name: read_table(archived, name) for name in ("admissions-by-ward",)}
+    new = read_table(folder, "admissions-by-ward")
+    for key, (value, marker) in new.items():
+        if marker == "[low]":
+            continue
+        assert (marker == "[r]") == (value != old["admissions-by-ward"][key][0]), key
+
+
+def test_provisional_figures_are_marked(make_release: Callable[..., Path], tmp_path: Path) -> None:
+    spec = admissions_spec()
+    spec["release"]["status"] = "provisional"  # type: ignore[index]
+    result = pipeline.release(make_release(spec), tmp_path / "out")
+    for value, marker in read_table(result.package_dir, "admissions-by-ward-and-outcome").values():
+        assert marker == ("[p]" if value else "[low]")
+
+
+def read_table(folder: Path, name: str) -> dict[tuple[str, ...], tuple[str, str]]:
+    with (folder / "data" / f"{name}.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    by = [c for c in rows[0] if c not in ("value", "marker", "lower_95", "upper_95")]
+    return {tuple(row[c] for c in by): (row["value"], row["marker"]) for row in rows}
+
+
+def test_an_unreadable_package_to_replace_is_refused_before_any_spend(
+    make_release: Callable[..., Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "datapackage.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(package.PackageError, match="package to be replaced cannot be read"):
+        pipeline.release(spec_with(make_release), out)
+    assert not (tmp_path / "ledger.sqlite").exists()
+    assert (out / "datapackage.json").read_text(encoding="utf-8") == "{not json"
