@@ -68,7 +68,9 @@ def publish_cell(estimate: float, margin: float, *, base: int, threshold: int) -
     rounded = round_to_base(estimate, base)
     lower = max(0, round_to_base(estimate - margin, base))
     upper = max(0, round_to_base(estimate + margin, base))
-    if estimate < threshold or rounded <= 0:
+    # Neither the estimate nor the shown value may be below the threshold (with a
+    # threshold that is not a multiple of the base, rounding could cross it).
+    if estimate < threshold or rounded < threshold or rounded <= 0:
         return PublishedCell(None, LOW, lower, upper)
     return PublishedCell(rounded, None, lower, upper)
 

@@ -23,7 +23,7 @@ from typing import Any
 import frictionless
 import polars as pl
 
-from publisher import notes
+from publisher import checks, notes
 from publisher.disclosure import LOW, MARKERS, PROVISIONAL, REVISED
 from publisher.errors import PackageError
 from publisher.postprocess import ShareEstimate
@@ -621,10 +621,16 @@ def _descriptor(content: ReleaseContent, resources: list[dict[str, Any]]) -> dic
 
 
 def validate(package_dir: Path) -> list[str]:
-    """Validate a package with frictionless; one line per problem, empty when valid."""
+    """Validate a package: frictionless (every table against its schema), the Data Package
+    v2 profile and the publisher's own rules (see :mod:`publisher.checks`); one line per
+    problem, empty when valid."""
     descriptor = package_dir / DESCRIPTOR
     if not descriptor.is_file():
         return [f"{descriptor}: not found; give the directory of a data package"]
+    return _frictionless_problems(descriptor) + checks.check_package(package_dir)
+
+
+def _frictionless_problems(descriptor: Path) -> list[str]:
     try:
         report = frictionless.validate(str(descriptor))
     except Exception as error:  # frictionless raises many kinds for unreadable descriptors

@@ -42,6 +42,7 @@ def test_a_cell_is_a_rounded_value_or_a_marker_never_both(
         assert cell.value % base == 0
         assert cell.value > 0, "a zero would claim a true zero, which noise never shows"
         assert count >= threshold, "nothing below the threshold is shown"
+        assert cell.value >= threshold, "rounding never shows a value below the threshold"
         assert cell.lower_95 <= cell.value <= cell.upper_95
     assert cell.lower_95 % base == 0 and cell.upper_95 % base == 0
     assert 0 <= cell.lower_95 <= cell.upper_95

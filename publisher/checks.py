@@ -1,0 +1,840 @@
+"""The publisher's own checks of a written data package, beyond what frictionless checks.
+
+``check_package`` reads a package directory and reports every problem at once, one line
+each, so a release manager sees the whole picture in one run:
+
+- ``<file>: <rule>: <what is wrong and what was expected>`` for a problem with a file, and
+- ``<file>: row <N>: <rule>: ...`` for a problem in one CSV row, where N counts rows as a
+  spreadsheet does (the header is row 1, the first data row is row 2).
+
+The rules, each named by a short stable id in its messages:
+
+- ``descriptor``: ``datapackage.json`` is missing, is not JSON, or the publisher's own
+  keys (``disclosure``, ``table``, ``files``) are not shaped as the publisher writes them.
+- ``profile``: ``datapackage.json`` against the Data Package v2 JSON Schema profile, with
+  the JSON path of each error. The profiles ship in ``publisher/profiles`` and their
+  ``$ref``\\ s resolve to one another offline, through a ``referencing`` registry that can
+  never fetch anything.
+- ``path``, ``bytes``, ``hash``: every resource and every entry of ``files`` is a file
+  inside the package whose size and SHA-256 match the descriptor.
+- ``csv``, ``columns``, ``blank-row``: a data file that cannot be read, lacks a column the
+  rules need, or has a row of the wrong length or an empty row.
+- ``unknown-marker``, ``missing-value``, ``marker-with-value``, ``marker-without-value``:
+  markers are those the schema allows and agree with the value: a marker that stands
+  instead of a number (``[low]``, ``[c]``, ``[x]``, ``[z]``) has an empty value beside it,
+  any other marker (``[r]``, ``[p]``, ``[u]``) needs a value, and an empty value needs
+  a marker that stands instead of it.
+- ``not-integer``, ``not-number``, ``not-rounded``, ``below-threshold``: every count shown
+  is a whole number, a multiple of the rounding base, positive and at least the threshold;
+  every bound is a whole multiple of the base.
+- ``missing-key``, ``duplicate-key``, ``unexpected-key``: every public key combination (the
+  categories of each dimension, and the total label where the table has totals) appears
+  exactly once, and no other does.
+- ``interval``: ``0 <= lower_95 <= value <= upper_95`` for counts, and
+  ``0 <= lower_95 <= percent <= upper_95 <= 100`` for headline shares.
+- ``checksum``: when ``SHA256SUMS`` exists, each line matches its file and every file of the
+  package but ``SHA256SUMS`` itself is listed (previous versions under ``archive/`` are
+  checked through these hashes only).
+
+Messages name files, rows, columns and public category labels, never a published number.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import functools
+import hashlib
+import itertools
+import json
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from jsonschema import FormatChecker  # type: ignore[import-untyped]
+from jsonschema.validators import validator_for  # type: ignore[import-untyped]
+from referencing import Registry, Resource
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT7
+
+__all__ = ["CHECKSUMS", "PROFILE", "check_package", "check_profile"]
+
+PROFILE = "https://datapackage.org/profiles/2.0/datapackage.json"
+CHECKSUMS = "SHA256SUMS"
+
+_DESCRIPTOR = "datapackage.json"
+_PROFILE_BASE = "https://datapackage.org/profiles/2.0/"
+_PROFILE_FILES = ("datapackage.json", "dataresource.json", "tableschema.json", "tabledialect.json")
+# GSS markers that stand instead of a number; every other marker stands beside one.
+_INSTEAD_OF_VALUE = frozenset({"[low]", "[c]", "[x]", "[z]"})
+_MARKER = re.compile(r"\[[a-z]+\]")
+_INTEGER = re.compile(r"-?[0-9]+")
+_NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_CHECKSUM_LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?:[Zz]|[-+][0-9]{2}:[0-9]{2})"
+)
+_COUNT_COLUMNS = ("value", "marker", "lower_95", "upper_95")
+_SHARE_COLUMNS = ("share", "percent", "lower_95", "upper_95")
+_CHUNK = 1 << 20
+
+
+def check_package(package_dir: Path) -> list[str]:
+    """Every problem of the package in ``package_dir``, one line each; empty when valid.
+
+    Never raises for a malformed package: an unreadable descriptor or data file is itself
+    reported. Only the package at the root is checked; previous versions under
+    ``archive/`` are covered by ``SHA256SUMS`` alone.
+    """
+    if not package_dir.is_dir():
+        return [f"{package_dir}: descriptor: not a directory; give the directory of a package"]
+    descriptor_path = package_dir / _DESCRIPTOR
+    descriptor, problems = _load_descriptor(descriptor_path)
+    if descriptor is not None:
+        problems += [f"{descriptor_path}: profile: {line}" for line in check_profile(descriptor)]
+        problems += _check_contents(package_dir, descriptor)
+    problems += _check_checksums(package_dir)
+    return problems
+
+
+def check_profile(descriptor: object) -> list[str]:
+    """Errors of ``descriptor`` against the Data Package v2 profile, as ``<JSON path>: <why>``.
+
+    The descriptor must also declare that profile in ``$schema``. Works on the parsed JSON,
+    so a package can be checked before it is written.
+    """
+    problems = []
+    if isinstance(descriptor, dict) and descriptor.get("$schema") != PROFILE:
+        problems.append(f"$['$schema']: expected {PROFILE!r}, the Data Package v2 profile")
+    try:
+        errors = sorted(_profile_validator().iter_errors(descriptor), key=_error_order)
+        for error in errors:
+            problems += _explain(error)
+    except Unresolvable as error:  # the shipped profiles refer to something not shipped
+        problems.append(f"$: the profile cannot be resolved offline ({error}); reinstall publisher")
+    return problems
+
+
+# --- the v2 profile ------------------------------------------------------------------------
+
+
+@functools.cache
+def _profile_validator() -> Any:
+    """A validator for the datapackage profile with all four profiles in an offline registry.
+
+    Each profile is registered under its canonical URL and given that URL as ``$id``, so a
+    ``$ref`` between them (absolute, or relative to that base) resolves from the shipped
+    copies. The registry has no ``retrieve`` function: a ``$ref`` to anything else fails
+    with ``Unresolvable`` instead of going to the network.
+    """
+    folder = resources.files("publisher").joinpath("profiles")
+    contents: dict[str, dict[str, Any]] = {}
+    for name in _PROFILE_FILES:
+        schema = json.loads(folder.joinpath(name).read_text(encoding="utf-8"))
+        contents[_PROFILE_BASE + name] = {**schema, "$id": _PROFILE_BASE + name}
+    registry: Registry[Any] = Registry().with_resources(
+        (url, Resource.from_contents(schema, default_specification=DRAFT7))
+        for url, schema in contents.items()
+    )
+    root = contents[PROFILE]
+    validator_class = validator_for(root)
+    return validator_class(root, registry=registry, format_checker=_format_checker())
+
+
+def _format_checker() -> Any:
+    """The standard format checks, plus RFC 3339 date-times, which jsonschema checks only
+    when an optional library is installed: ``created`` must be checked everywhere alike."""
+    checker = FormatChecker()
+
+    checker.checks("date-time", raises=ValueError)(_is_datetime)
+    return checker
+
+
+def _is_datetime(instance: object) -> bool:
+    """RFC 3339: a date, a time and an offset; ``fromisoformat`` rejects impossible dates."""
+    if not isinstance(instance, str):
+        return True
+    if not _RFC3339.fullmatch(instance):
+        return False
+    datetime.fromisoformat(instance.upper().replace("Z", "+00:00").replace(" ", "T"))
+    return True
+
+
+def _error_order(error: Any) -> tuple[list[tuple[int, int, str]], str]:
+    """Errors in the order of the descriptor: by path (``resources[2]`` before ``[10]``)."""
+    path = [
+        (1, 0, part) if isinstance(part, str) else (0, part, "") for part in error.absolute_path
+    ]
+    return path, str(error.validator)
+
+
+def _explain(error: Any) -> list[str]:
+    """One line per error, ``<JSON path>: <why>``, descending into ``oneOf``/``anyOf``."""
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        branches: dict[object, list[Any]] = {}
+        for sub in error.context:
+            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+        # A branch for another kind of value (an array where a string was given) says nothing.
+        fitting = [
+            errors
+            for errors in branches.values()
+            if not any(e.validator == "type" and not e.relative_path for e in errors)
+        ] or list(branches.values())
+        fitting, unmatched = _by_discriminator(fitting)
+        if unmatched is not None:
+            return [unmatched]
+        if len(fitting) == 1:
+            return [line for sub in sorted(fitting[0], key=_error_order) for line in _explain(sub)]
+        reasons = sorted({_reason(min(errors, key=_error_order)) for errors in fitting})
+        if len(reasons) == 1:
+            return [f"{error.json_path}: {reasons[0]}"]
+        return [f"{error.json_path}: matches none of the forms allowed: {'; or '.join(reasons)}"]
+    if error.validator == "oneOf":
+        return [
+            f"{error.json_path}: matches more than one of the forms allowed; it must match "
+            "exactly one (for a resource: give either 'path' or 'data')"
+        ]
+    return [f"{error.json_path}: {_reason(error)}"]
+
+
+def _by_discriminator(branches: list[list[Any]]) -> tuple[list[list[Any]], str | None]:
+    """Branches told apart by one property's value (a field's ``type``): keep those whose
+    value matched; if none did, say which values that property may take."""
+
+    def picks(errors: list[Any]) -> dict[str, Any]:
+        return {
+            str(e.json_path): e
+            for e in errors
+            if e.validator in ("enum", "const") and len(e.relative_path) == 1
+        }
+
+    by_branch = [picks(errors) for errors in branches]
+    for path in sorted(set().union(*by_branch)) if by_branch else []:
+        missed = [path in found for found in by_branch]
+        if all(missed):
+            allowed: list[str] = []
+            for found in by_branch:
+                sub = found[path]
+                values = sub.validator_value if sub.validator == "enum" else [sub.validator_value]
+                allowed += [repr(v) for v in values if repr(v) not in allowed]
+            return branches, f"{path}: expected one of {_shorten(', '.join(allowed))}"
+        if any(missed):
+            return [b for b, m in zip(branches, missed, strict=True) if not m], None
+    return branches, None
+
+
+def _reason(error: Any) -> str:
+    """What is wrong, briefly, without repeating a whole descriptor object."""
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    about = [schema.get(key) for key in ("title", "description")]
+    where = ": ".join(text for text in about if isinstance(text, str))
+    where = f" ({where.removesuffix('.')})" if where else ""
+    match error.validator:
+        case "required":
+            missing = str(error.message).removesuffix(" is a required property")
+            return f"missing required property: {missing}"
+        case "type":
+            return f"expected {_or(error.validator_value)}, found {_json_type(error.instance)}"
+        case "enum":
+            return f"expected one of {_shorten(', '.join(map(repr, error.validator_value)))}"
+        case "pattern":
+            return f"does not match the pattern the profile requires{where}"
+        case "format":
+            return f"is not a valid {error.validator_value}{where}"
+        case _:
+            return _shorten(str(error.message))
+
+
+def _or(types: object) -> str:
+    names = [types] if isinstance(types, str) else list(types) if isinstance(types, list) else []
+    return " or ".join(map(str, names)) or "another type"
+
+
+def _json_type(instance: object) -> str:
+    kinds: list[tuple[type, str]] = [(bool, "boolean"), (int, "integer"), (float, "number")]
+    kinds += [(str, "string"), (list, "array"), (dict, "object"), (type(None), "null")]
+    return next((name for kind, name in kinds if isinstance(instance, kind)), "unknown")
+
+
+def _shorten(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --- the descriptor and the files it lists --------------------------------------------------
+
+
+def _load_descriptor(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    if not path.is_file():
+        return None, [f"{path}: descriptor: not found; give the directory of a data package"]
+    try:
+        descriptor = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+    except (OSError, UnicodeDecodeError) as error:
+        return None, [f"{path}: descriptor: cannot be read ({type(error).__name__})"]
+    except ValueError as error:
+        return None, [f"{path}: descriptor: not valid JSON ({error}); expected a JSON object"]
+    if not isinstance(descriptor, dict):
+        return None, [f"{path}: descriptor: expected a JSON object, found {_json_type(descriptor)}"]
+    return descriptor, []
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+@dataclass(frozen=True)
+class _Disclosure:
+    """The disclosure rules the package states; None where the descriptor does not say."""
+
+    rounding_base: int | None
+    threshold: int | None
+    total_label: str | None
+
+
+def _check_contents(package_dir: Path, descriptor: dict[str, Any]) -> list[str]:
+    descriptor_path = package_dir / _DESCRIPTOR
+    problems: list[str] = []
+
+    def bad(where: str, what: str) -> None:
+        problems.append(f"{descriptor_path}: descriptor: {where}: {what}")
+
+    rules = _disclosure(descriptor.get("disclosure"), bad)
+    listed = descriptor.get("resources")
+    for index, resource in enumerate(listed if isinstance(listed, list) else []):
+        if not isinstance(resource, dict):
+            continue  # the profile reports it
+        where = f"$.resources[{index}]"
+        path = _file_in_package(package_dir, resource, where, problems)
+        if path is None:
+            continue
+        if "table" in resource:
+            problems += _check_count_table(path, resource, where, rules, bad)
+        elif "percent" in _field_names(resource):
+            problems += _check_shares(path, resource)
+    files = descriptor.get("files", [])
+    if not isinstance(files, list):
+        bad("$.files", f"expected a list of file entries, found {_json_type(files)}")
+        files = []
+    for index, entry in enumerate(files):
+        where = f"$.files[{index}]"
+        if not isinstance(entry, dict):
+            bad(where, f"expected an object with path, bytes and hash, found {_json_type(entry)}")
+            continue
+        _file_in_package(package_dir, entry, where, problems)
+    return problems
+
+
+def _disclosure(rules: object, bad: Any) -> _Disclosure:
+    if not isinstance(rules, dict):
+        bad(
+            "$.disclosure",
+            "missing or not an object; expected rounding_base, threshold and "
+            "total_label, the rules the counts were published under",
+        )
+        return _Disclosure(None, None, None)
+    base = rules.get("rounding_base")
+    threshold = rules.get("threshold")
+    label = rules.get("total_label")
+    if not (isinstance(base, int) and not isinstance(base, bool) and base >= 1):
+        bad("$.disclosure.rounding_base", "expected a whole number of at least 1")
+        base = None
+    if not (isinstance(threshold, int) and not isinstance(threshold, bool) and threshold >= 0):
+        bad("$.disclosure.threshold", "expected a whole number of at least 0")
+        threshold = None
+    if not (isinstance(label, str) and label):
+        bad("$.disclosure.total_label", "expected the label of total rows, a non-empty string")
+        label = None
+    return _Disclosure(base, threshold, label)
+
+
+def _file_in_package(
+    package_dir: Path, entry: Mapping[str, Any], where: str, problems: list[str]
+) -> Path | None:
+    """The file an entry names, checked against its ``bytes`` and ``hash``; None if absent."""
+    descriptor_path = package_dir / _DESCRIPTOR
+    relative = entry.get("path")
+    refused = _refuse_path(relative)
+    if refused:
+        problems.append(f"{descriptor_path}: path: {where}.path: {refused}")
+        return None
+    assert isinstance(relative, str)  # _refuse_path accepts nothing else
+    path = package_dir / relative
+    try:
+        inside = path.resolve().is_relative_to(package_dir.resolve())
+    except OSError:
+        inside = False
+    if not inside:
+        problems.append(
+            f"{descriptor_path}: path: {where}.path: leads outside the package (through a "
+            "link); expected a file inside it"
+        )
+        return None
+    if not path.is_file():
+        problems.append(
+            f"{descriptor_path}: path: {where}.path: {relative!r} is not a file in the package"
+        )
+        return None
+    size, digest = _size_and_digest(path)
+    if size is None:
+        problems.append(f"{path}: path: cannot be read; check its permissions")
+        return None
+    stated_size = entry.get("bytes")
+    if not isinstance(stated_size, int) or isinstance(stated_size, bool):
+        problems.append(f"{descriptor_path}: bytes: {where}.bytes: missing; expected the size")
+    elif stated_size != size:
+        problems.append(
+            f"{path}: bytes: the file has {size} bytes, {where}.bytes in {_DESCRIPTOR} says "
+            f"{stated_size}; the file changed after release, or the descriptor is stale"
+        )
+    stated_hash = entry.get("hash")
+    if not (isinstance(stated_hash, str) and stated_hash.startswith("sha256:")):
+        problems.append(
+            f"{descriptor_path}: hash: {where}.hash: missing or not SHA-256; expected "
+            "'sha256:<64 hexadecimal digits>'"
+        )
+    elif not _SHA256.fullmatch(stated_hash.removeprefix("sha256:").lower()):
+        problems.append(
+            f"{descriptor_path}: hash: {where}.hash: expected 'sha256:' and 64 hexadecimal digits"
+        )
+    elif stated_hash.removeprefix("sha256:").lower() != digest:
+        problems.append(
+            f"{path}: hash: the SHA-256 of the file differs from {where}.hash in "
+            f"{_DESCRIPTOR}; the file changed after release, or the descriptor is stale"
+        )
+    return path
+
+
+def _refuse_path(relative: object) -> str | None:
+    """Why a path from the descriptor cannot name a file of this package, or None."""
+    if not isinstance(relative, str) or not relative:
+        return "expected the relative path of one file in the package"
+    if "://" in relative or relative.startswith("file:"):
+        return "is a URL; expected the relative path of a file inside the package"
+    posix = PurePosixPath(relative)
+    if posix.is_absolute() or relative.startswith("~") or re.match(r"[A-Za-z]:", relative):
+        return "is absolute; expected a path relative to the package directory"
+    if "\\" in relative:
+        return "uses a backslash; expected '/' between folders"
+    if ".." in posix.parts:
+        return "contains '..'; expected a path that stays inside the package"
+    return None
+
+
+def _size_and_digest(path: Path) -> tuple[int | None, str]:
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+    except OSError:
+        return None, ""
+    return size, digest.hexdigest()
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+
+def _field_names(resource: Mapping[str, Any]) -> list[str]:
+    schema = resource.get("schema")
+    fields = schema.get("fields") if isinstance(schema, dict) else None
+    if not isinstance(fields, list):
+        return []
+    return [f["name"] for f in fields if isinstance(f, dict) and isinstance(f.get("name"), str)]
+
+
+def _allowed_markers(resource: Mapping[str, Any], column: str = "marker") -> frozenset[str]:
+    schema = resource.get("schema")
+    fields = schema.get("fields") if isinstance(schema, dict) else None
+    for field in fields if isinstance(fields, list) else []:
+        if isinstance(field, dict) and field.get("name") == column:
+            constraints = field.get("constraints")
+            enum = constraints.get("enum") if isinstance(constraints, dict) else None
+            if isinstance(enum, list):
+                return frozenset(m for m in enum if isinstance(m, str))
+    return frozenset()
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One data row: its number as a spreadsheet counts, its cells and how many it had."""
+
+    number: int
+    cells: dict[str, str]
+    length: int
+
+
+@dataclass(frozen=True)
+class _Table:
+    header: list[str]
+    rows: list[_Row]
+
+
+def _read_table(path: Path, resource: Mapping[str, Any], needed: Sequence[str]) -> _Table | str:
+    """The rows of a CSV that has the columns ``needed``, or why they cannot be checked."""
+    encoding = resource.get("encoding", "utf-8")
+    try:
+        codec = codecs.lookup(encoding).name
+    except (LookupError, TypeError):
+        return "csv: the resource's encoding is unknown; expected 'utf-8'"
+    dialect = resource.get("dialect")
+    delimiter, quote = ",", '"'
+    if isinstance(dialect, dict):
+        delimiter = _one_char(dialect.get("delimiter"), delimiter)
+        quote = _one_char(dialect.get("quoteChar"), quote)
+    try:
+        # A byte order mark is not part of the first column's name.
+        with path.open(encoding="utf-8-sig" if codec == "utf-8" else codec, newline="") as handle:
+            records = list(csv.reader(handle, delimiter=delimiter, quotechar=quote, strict=True))
+    except UnicodeDecodeError:
+        return f"csv: not valid {codec} text; save the file as UTF-8"
+    except csv.Error as error:
+        return f"csv: cannot be parsed ({error}); expected comma-separated values (RFC 4180)"
+    except OSError as error:
+        return f"csv: cannot be read ({type(error).__name__}); check its permissions"
+    if not records or not any(records[0]):
+        return "csv: the first row is empty; expected a header row with the column names"
+    header = records[0]
+    missing = [column for column in needed if column not in header]
+    if missing:
+        return (
+            f"columns: the header has no column {', '.join(map(repr, missing))}; expected "
+            f"the columns {', '.join(needed)}"
+        )
+    rows = []
+    for number, record in enumerate(records[1:], start=2):
+        # A short row is padded and a long one cut, so its other cells are still checked.
+        cells = [*record[: len(header)], *[""] * (len(header) - len(record))]
+        rows.append(_Row(number, dict(zip(header, cells, strict=True)), len(record)))
+    return _Table(header, rows)
+
+
+def _one_char(value: object, default: str) -> str:
+    return value if isinstance(value, str) and len(value) == 1 else default
+
+
+def _shape_problem(row: _Row, width: int) -> str | None:
+    if row.length == 0:
+        return "blank-row: the row is empty; remove it"
+    if row.length != width:
+        return f"columns: the row has {row.length} cells; expected {width}, one per column"
+    return None
+
+
+def _marker_problems(marker: str, allowed: frozenset[str], shown: bool, column: str) -> list[str]:
+    """Whether a marker is allowed and agrees with the number beside it being shown."""
+    if not marker:
+        if shown:
+            return []
+        return [
+            f"missing-value: {column} is empty and no marker says why; expected a number, "
+            f"or a marker that stands instead of one such as [low]"
+        ]
+    tokens = _MARKER.findall(marker)
+    well_formed = bool(tokens) and "".join(marker.split()) == "".join(tokens)
+    name = repr(marker) if well_formed else "the marker"
+    problems = []
+    if marker not in allowed:
+        choices = ", ".join(sorted(allowed)) or "none (declare them in constraints.enum)"
+        problems.append(
+            f"unknown-marker: {name} is not a marker the table schema allows; expected one "
+            f"of: {choices}"
+        )
+    if not well_formed:
+        return problems
+    instead = any(token in _INSTEAD_OF_VALUE for token in tokens)
+    if instead and shown:
+        problems.append(
+            f"marker-with-value: {marker} stands instead of a number, but {column} is filled; "
+            f"expected {column} empty beside {marker}"
+        )
+    elif not instead and not shown:
+        problems.append(
+            f"marker-without-value: {marker} stands beside a number, but {column} is empty; "
+            f"expected a {column}, or a marker that stands instead of one such as [low]"
+        )
+    return problems
+
+
+def _dimensions(
+    table: object, where: str, rules: _Disclosure, bad: Any
+) -> list[tuple[str, list[str]]] | None:
+    """Each dimension column with its public keys (the total label last), or None if unknown."""
+    if not isinstance(table, dict):
+        bad(f"{where}.table", "expected an object with input, counts, by, totals, dimensions")
+        return None
+    dimensions = table.get("dimensions")
+    if not isinstance(dimensions, list) or not dimensions:
+        bad(f"{where}.table.dimensions", "expected a list of {name, values}, one per column")
+        return None
+    totals = table.get("totals", False)
+    if not isinstance(totals, bool):
+        bad(f"{where}.table.totals", "expected true or false")
+        return None
+    keys = []
+    for index, dimension in enumerate(dimensions):
+        name = dimension.get("name") if isinstance(dimension, dict) else None
+        values = dimension.get("values") if isinstance(dimension, dict) else None
+        if not (
+            isinstance(name, str)
+            and isinstance(values, list)
+            and values
+            and all(isinstance(value, str) for value in values)
+        ):
+            bad(
+                f"{where}.table.dimensions[{index}]",
+                "expected a name and a non-empty list of category labels (values)",
+            )
+            return None
+        keys.append((name, list(values)))
+    by = table.get("by")
+    if by != [name for name, _ in keys]:
+        bad(f"{where}.table.by", "expected the names of the dimensions, in the same order")
+    if totals:
+        if rules.total_label is None:
+            return None  # reported with the disclosure rules
+        keys = [(name, [*values, rules.total_label]) for name, values in keys]
+    return keys
+
+
+def _check_count_table(
+    path: Path, resource: Mapping[str, Any], where: str, rules: _Disclosure, bad: Any
+) -> list[str]:
+    """Markers, rounding, threshold, keys and intervals of one table of counts."""
+    dimensions = _dimensions(resource.get("table"), where, rules, bad)
+    needed = [*(name for name, _ in dimensions or []), *_COUNT_COLUMNS]
+    table = _read_table(path, resource, needed)
+    if isinstance(table, str):
+        return [f"{path}: {table}"]
+    allowed = _allowed_markers(resource)
+    problems = []
+    first_seen: dict[tuple[str, ...], int] = {}
+    for row in table.rows:
+        at = f"{path}: row {row.number}"
+        shape = _shape_problem(row, len(table.header))
+        if shape:
+            problems.append(f"{at}: {shape}")
+            if row.length == 0:
+                continue
+        problems += [f"{at}: {line}" for line in _count_problems(row.cells, allowed, rules)]
+        if dimensions is None:
+            continue
+        key = tuple(row.cells[name] for name, _ in dimensions)
+        if any(label not in values for label, (_, values) in zip(key, dimensions, strict=True)):
+            problems.append(
+                f"{at}: unexpected-key: {_key(dimensions, key)} is not a combination of the "
+                f"table's categories; expected one of those in {where}.table.dimensions"
+            )
+        elif key in first_seen:
+            problems.append(
+                f"{at}: duplicate-key: {_key(dimensions, key)} is already in row "
+                f"{first_seen[key]}; expected each combination once"
+            )
+        else:
+            first_seen[key] = row.number
+    if dimensions is not None:
+        for key in itertools.product(*(values for _, values in dimensions)):
+            if key not in first_seen:
+                problems.append(
+                    f"{path}: missing-key: no row for {_key(dimensions, key)}; expected every "
+                    "combination of the table's categories once"
+                )
+    return problems
+
+
+def _key(dimensions: Sequence[tuple[str, list[str]]], key: Sequence[str]) -> str:
+    return ", ".join(f"{name}={label!r}" for (name, _), label in zip(dimensions, key, strict=True))
+
+
+def _count_problems(
+    cells: Mapping[str, str], allowed: frozenset[str], rules: _Disclosure
+) -> list[str]:
+    """The rules for one row of counts, as ``<rule>: <message>`` lines."""
+    value_text = cells["value"]
+    problems = _marker_problems(cells["marker"], allowed, bool(value_text), "value")
+    base = rules.rounding_base
+    value = None
+    if value_text:
+        value = _whole(value_text, "value", base, problems)
+        if value is not None and (
+            value <= 0 or (rules.threshold is not None and value < rules.threshold)
+        ):
+            floor = (
+                "above 0" if rules.threshold is None else f"at least {rules.threshold} and above 0"
+            )
+            problems.append(
+                f"below-threshold: value is below what may be shown; expected {floor}, or an "
+                "empty value marked [low]"
+            )
+    bounds = {}
+    for column in ("lower_95", "upper_95"):
+        if not cells[column]:
+            problems.append(f"interval: {column} is empty; expected a whole number")
+        else:
+            bounds[column] = _whole(cells[column], column, base, problems)
+    lower, upper = bounds.get("lower_95"), bounds.get("upper_95")
+    problems += _interval_problems(value, lower, upper, "value", top=None)
+    return problems
+
+
+def _whole(text: str, column: str, base: int | None, problems: list[str]) -> int | None:
+    """The whole number in a cell, noting when it is not one or not a multiple of ``base``."""
+    if not _INTEGER.fullmatch(text):
+        problems.append(f"not-integer: {column} is not a whole number; expected digits only")
+        return None
+    number = int(text)
+    if base is not None and number % base:
+        problems.append(
+            f"not-rounded: {column} is not a multiple of the rounding base {base}; "
+            f"expected it rounded to the nearest {base}"
+        )
+    return number
+
+
+def _interval_problems(
+    estimate: float | None, lower: float | None, upper: float | None, column: str, top: float | None
+) -> list[str]:
+    problems = []
+    if lower is not None and lower < 0:
+        problems.append("interval: lower_95 is negative; expected 0 or more")
+    if upper is not None and top is not None and upper > top:
+        problems.append(f"interval: upper_95 is above {top:g}; expected at most {top:g}")
+    if lower is not None and upper is not None and lower > upper:
+        problems.append("interval: lower_95 is above upper_95; expected lower_95 <= upper_95")
+    if estimate is not None and lower is not None and estimate < lower:
+        problems.append(
+            f"interval: lower_95 is above {column}; expected lower_95 <= {column} <= upper_95"
+        )
+    if estimate is not None and upper is not None and estimate > upper:
+        problems.append(
+            f"interval: upper_95 is below {column}; expected lower_95 <= {column} <= upper_95"
+        )
+    return problems
+
+
+def _check_shares(path: Path, resource: Mapping[str, Any]) -> list[str]:
+    """Headline shares: numbers, intervals within 0-100 around the percent, one row each.
+
+    An empty percent needs a marker when the resource has a marker column; without one
+    (older packages) nothing could say why, so it is accepted.
+    """
+    table = _read_table(path, resource, _SHARE_COLUMNS)
+    if isinstance(table, str):
+        return [f"{path}: {table}"]
+    marked = "marker" in table.header
+    allowed = _allowed_markers(resource)
+    problems = []
+    first_seen: dict[str, int] = {}
+    for row in table.rows:
+        at = f"{path}: row {row.number}"
+        shape = _shape_problem(row, len(table.header))
+        if shape:
+            problems.append(f"{at}: {shape}")
+            if row.length == 0:
+                continue
+        lines: list[str] = []
+        percent_text = row.cells["percent"]
+        if marked:
+            lines += _marker_problems(row.cells["marker"], allowed, bool(percent_text), "percent")
+        numbers: dict[str, float | None] = {}
+        for column in ("percent", "lower_95", "upper_95"):
+            text = row.cells[column]
+            numbers[column] = None
+            if not text:
+                if column != "percent":
+                    lines.append(f"interval: {column} is empty; expected a number")
+            elif not _NUMBER.fullmatch(text) or not math.isfinite(float(text)):
+                lines.append(f"not-number: {column} is not a number; expected a decimal number")
+            else:
+                numbers[column] = float(text)
+        percent = numbers["percent"]
+        if percent is not None and not 0 <= percent <= 100:
+            lines.append("interval: percent is outside 0 to 100; expected a percentage")
+        lines += _interval_problems(
+            percent, numbers["lower_95"], numbers["upper_95"], "percent", top=100
+        )
+        problems += [f"{at}: {line}" for line in lines]
+        share = row.cells["share"]
+        if share in first_seen:
+            problems.append(
+                f"{at}: duplicate-key: share {share!r} is already in row {first_seen[share]}; "
+                "expected each share once"
+            )
+        else:
+            first_seen.setdefault(share, row.number)
+    for share in sorted(_allowed_markers(resource, "share") - first_seen.keys()):
+        problems.append(
+            f"{path}: missing-key: no row for share {share!r}; expected each share once"
+        )
+    return problems
+
+
+# --- SHA256SUMS -------------------------------------------------------------------------------
+
+
+def _check_checksums(package_dir: Path) -> list[str]:
+    """Each line of SHA256SUMS against its file, and every file of the package listed."""
+    sums_path = package_dir / CHECKSUMS
+    if not sums_path.exists():
+        return []  # older packages have none
+    try:
+        lines = sums_path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        return [f"{sums_path}: checksum: cannot be read ({type(error).__name__})"]
+    problems = []
+    listed: dict[str, int] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        at = f"{sums_path}: line {number}: checksum"
+        match = _CHECKSUM_LINE.fullmatch(line)
+        if not match:
+            problems.append(
+                f"{at}: not in sha256sum format; expected '<64 hexadecimal digits>  <path>'"
+            )
+            continue
+        expected, relative = match.group(1).lower(), match.group(2)
+        refused = _refuse_path(relative)
+        if refused:
+            problems.append(f"{at}: the path {refused}")
+            continue
+        relative = PurePosixPath(relative).as_posix()
+        if relative in listed:
+            problems.append(f"{at}: {relative!r} is already listed on line {listed[relative]}")
+            continue
+        listed[relative] = number
+        path = package_dir / relative
+        if not path.is_file():
+            problems.append(f"{at}: lists {relative!r}, which is not a file in the package")
+            continue
+        _, digest = _size_and_digest(path)
+        if digest != expected:
+            problems.append(
+                f"{path}: checksum: the SHA-256 of the file differs from line {number} of "
+                f"{CHECKSUMS}; the file changed after release, or {CHECKSUMS} is stale"
+            )
+    for relative in _package_files(package_dir):
+        if relative != CHECKSUMS and relative not in listed:
+            problems.append(
+                f"{package_dir / relative}: checksum: not listed in {CHECKSUMS}; expected "
+                "every file of the package in it"
+            )
+    return problems
+
+
+def _package_files(package_dir: Path) -> list[str]:
+    """Every file under the package, as sorted POSIX paths; links to folders not followed."""
+    found = []
+    for folder, _, names in os.walk(package_dir):
+        for name in names:
+            path = Path(folder, name)
+            found.append(path.relative_to(package_dir).as_posix())
+    return sorted(found)
