@@ -11,10 +11,12 @@ included, is measured. Counts are signed: negative noisy counts are kept, not cl
 from __future__ import annotations
 
 import math
+import tempfile
 import warnings
 from dataclasses import dataclass
 from importlib.metadata import version
 from itertools import product
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -23,13 +25,22 @@ from opendp.combinators import make_zCDP_to_approxDP
 from opendp.context import Context, loss_of, unit_of
 from opendp.domains import atom_domain
 from opendp.extras.polars import dp_len
-from opendp.measurements import make_gaussian
+from opendp.measurements import make_gaussian, make_private_lazyframe
+from opendp.measures import max_divergence, zero_concentrated_divergence
 from opendp.metrics import absolute_distance
 from opendp.mod import enable_features
 
 from publisher.spec import ReleaseSpec, Table
 
-__all__ = ["CONFIDENCE", "Measurements", "NoisyTable", "epsilon_delta", "keys_of", "measure"]
+__all__ = [
+    "CONFIDENCE",
+    "Measurements",
+    "NoisyTable",
+    "epsilon_delta",
+    "keys_of",
+    "measure",
+    "table_measurement",
+]
 
 # Features are enabled once, here, explicitly: "contrib" gives the Polars and composition
 # constructors this module uses; nothing else is switched on. (OpenDP's modules are
@@ -107,25 +118,37 @@ def epsilon_delta(model: str, loss: float, delta: float) -> tuple[float, float]:
 
 
 def measure(spec: ReleaseSpec, frames: dict[str, pl.LazyFrame]) -> Measurements:
-    """Release every table of the spec with OpenDP. This spends the spec's privacy loss."""
+    """Release every table of the spec with OpenDP. This spends the spec's privacy loss.
+
+    Each input is staged once, in random row order, as a Parquet file in a private
+    temporary folder (removed afterwards), so every table reads it quickly and all tables
+    of an input keep the same records of each person. Each table's measurement is built
+    at the noise scale that its loss calls for; OpenDP's privacy map checks the scale
+    against the loss, and OpenDP's compositor checks every table against its share.
+    """
     model = spec.privacy.model
     tables: dict[str, NoisyTable] = {}
     input_loss: dict[str, float] = {}
-    for input_name, source in spec.inputs.items():
-        input_tables = [table for table in spec.tables if table.input == input_name]
-        if not input_tables:
-            continue
-        losses = [spec.table_loss(table) for table in input_tables]
-        budget = math.fsum(losses)
-        context = Context.compositor(
-            data=frames[input_name],
-            privacy_unit=unit_of(contributions=1, identifier=source.identifier),
-            privacy_loss=_loss_of(model, budget),
-            split_by_weights=[loss / budget for loss in losses],
-        )
-        for table in input_tables:
-            tables[table.name] = _release_table(spec, table, context, source)
-        input_loss[input_name] = float(context.accountant.map(1))
+    with tempfile.TemporaryDirectory(prefix="publisher-private-") as private:
+        for input_name, source in spec.inputs.items():
+            input_tables = [table for table in spec.tables if table.input == input_name]
+            if not input_tables:
+                continue
+            staged = Path(private) / f"{input_name}.parquet"
+            # Random order makes "keep the first records of each person" a random choice.
+            frames[input_name].collect().sample(fraction=1.0, shuffle=True).write_parquet(staged)
+            data = pl.scan_parquet(staged)
+            losses = [spec.table_loss(table) for table in input_tables]
+            budget = math.fsum(losses)
+            context = Context.compositor(
+                data=data,
+                privacy_unit=unit_of(contributions=1, identifier=source.identifier),
+                privacy_loss=_loss_of(model, budget),
+                split_by_weights=[loss / budget for loss in losses],
+            )
+            for table in input_tables:
+                tables[table.name] = _release_table(spec, table, context, data)
+            input_loss[input_name] = float(context.accountant.map(1))
     total = math.fsum(input_loss.values())
     epsilon, delta = epsilon_delta(model, total, spec.privacy.delta)
     return Measurements(
@@ -139,19 +162,60 @@ def measure(spec: ReleaseSpec, frames: dict[str, pl.LazyFrame]) -> Measurements:
     )
 
 
-def _release_table(spec: ReleaseSpec, table: Table, context: Any, source: Any) -> NoisyTable:
-    keys = keys_of(spec, table)
-    query = (
-        context.query()
-        .truncate_per_group(source.max_records_per_person)
-        .group_by(list(table.by))
+def table_measurement(
+    spec: ReleaseSpec,
+    table: Table,
+    input_domain: Any,
+    input_metric: Any,
+    data: pl.LazyFrame,
+    loss: float,
+) -> Any:
+    """The OpenDP measurement of one table at the scale its share of the loss calls for.
+
+    ``loss`` is the table's share of the loss, as the compositor holds it.
+    The query: keep at most ``max_records_per_person`` records of each person, count by
+    the table's columns, and join the public keys so every cell is measured. The scale is
+    the one the loss calls for given the per-person bound; OpenDP's privacy map must
+    confirm that the measurement's loss is within the table's share (else the scale is
+    nudged up), so the accounting is OpenDP's, not ours.
+    """
+    source = spec.inputs[table.input]
+    k = source.max_records_per_person
+    zcdp = spec.privacy.model == "zcdp"
+    by = list(table.by)
+    # The plan starts from an empty frame of the data's schema; OpenDP runs it on the data.
+    empty = pl.LazyFrame(schema=data.collect_schema())
+    counted = (
+        empty.filter(pl.int_range(pl.len()).over(source.identifier) < k)
+        .group_by(by)
         .agg(dp_len(signed=True).alias(NOISY_COUNT))
-        .with_keys(keys)
     )
-    measurement = query.resolve()
+    plan = keys_of(spec, table).lazy().join(counted, on=by, how="left", nulls_equal=True)
+    scale = k / math.sqrt(2.0 * loss) if zcdp else k / loss
+    for _ in range(20):
+        measurement = make_private_lazyframe(
+            input_domain=input_domain,
+            input_metric=input_metric,
+            output_measure=zero_concentrated_divergence() if zcdp else max_divergence(),
+            lazyframe=plan,
+            global_scale=scale,
+        )
+        if measurement.map(1) <= loss:  # type: ignore[no-untyped-call]
+            return measurement
+        scale *= 1.0 + 1e-12
+    raise AssertionError("OpenDP's privacy map does not confirm the planned scale")
+
+
+def _release_table(spec: ReleaseSpec, table: Table, context: Any, data: pl.LazyFrame) -> NoisyTable:
+    accountant = context.accountant
+    # The compositor's own share for this query (the spec's split, as OpenDP rounds it).
+    share = context.d_mids[0]
+    measurement = table_measurement(
+        spec, table, accountant.input_domain, accountant.input_metric, data, share
+    )
     summary = summarize_polars_measurement(measurement, alpha=1.0 - CONFIDENCE).row(0, named=True)
-    loss = float(measurement.map(1))
     released = context(measurement).collect()
+    keys = keys_of(spec, table)
     # Publish in the spec's key order, whatever order the engine returned.
     noisy_counts = keys.join(released, on=list(table.by), how="left", maintain_order="left")
     return NoisyTable(
@@ -161,5 +225,5 @@ def _release_table(spec: ReleaseSpec, table: Table, context: Any, source: Any) -
         distribution=str(summary["distribution"]),
         scale=float(summary["scale"]),
         margin_95=float(summary["accuracy"]),
-        loss=loss,
+        loss=float(measurement.map(1)),
     )
