@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +121,26 @@ def plan(spec_path: Path, targets: tuple[str, ...], as_json: bool) -> None:
         )
 
 
+@contextmanager
+def _progress() -> Iterator[Callable[[str], None]]:
+    """The current stage on stderr when it is a terminal; silent in pipes and CI."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    if not console.is_terminal or os.environ.get("CI"):
+        yield lambda step: None
+        return
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("Starting", total=None)
+
+        def step(description: str) -> None:
+            bar.update(task, description=description)
+
+        yield step
+
+
 def _print(*renderables: Any) -> None:
     from rich.console import Console
 
@@ -141,7 +163,8 @@ def release(spec_path: Path, out_dir: Path) -> None:
     """Release the tables of SPEC as a validated data package."""
     from publisher import pipeline
 
-    result = pipeline.release(spec_path, out_dir)
+    with _progress() as step:
+        result = pipeline.release(spec_path, out_dir, step)
     measured = result.measurements
     name = "rho" if measured.model == "zcdp" else "epsilon"
     click.echo(f"Released {len(measured.tables)} tables to {result.package_dir}")

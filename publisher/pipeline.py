@@ -7,6 +7,7 @@ spends nothing and writes nothing.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -48,7 +49,14 @@ def check(spec_path: Path) -> CheckResult:
     return CheckResult(release_spec, rows)
 
 
-def release(spec_path: Path, out_dir: Path) -> ReleaseResult:
+Progress = Callable[[str], None]
+
+
+def _quiet(step: str) -> None:
+    """The default progress report: none."""
+
+
+def release(spec_path: Path, out_dir: Path, progress: Progress = _quiet) -> ReleaseResult:
     """Run a release of ``spec_path`` into ``out_dir`` (replaced atomically on success).
 
     Every check comes first; the whole loss is then reserved in the ledger before any noise
@@ -58,13 +66,15 @@ def release(spec_path: Path, out_dir: Path) -> ReleaseResult:
     release_spec = spec.load(spec_path)
     package.check_destination(out_dir)
     _check_ledger_is_private(release_spec, out_dir)
+    progress("Checking the inputs")
     frames = ingest.load(release_spec)
     previous = package.previous_release(out_dir)
 
     book = ledger.Ledger(release_spec.ledger_path)
+    progress("Reserving the privacy loss")
     reservation = book.reserve(_spend_request(release_spec, spec_path))
     try:
-        result = _release_reserved(release_spec, frames, out_dir, reservation, previous)
+        result = _release_reserved(release_spec, frames, out_dir, reservation, previous, progress)
         book.commit(
             reservation,
             loss=result.measurements.total_loss,
@@ -110,14 +120,16 @@ def _release_reserved(
     out_dir: Path,
     reservation: ledger.Reservation,
     previous: package.PreviousRelease | None,
+    progress: Progress,
 ) -> ReleaseResult:
-    measurements = privacy.measure(release_spec, frames)
+    measurements = privacy.measure(release_spec, frames, progress)
     # OpenDP's accounting must fit what was reserved before anything is published.
     reservation.check(
         loss=measurements.total_loss,
         table_losses={table.name: table.loss for table in measurements.tables},
     )
 
+    progress("Estimating consistent tables")
     estimates = postprocess.consistent_estimates(release_spec, measurements)
     revises = previous is not None and previous.period == release_spec.release.period
     rules = release_spec.disclosure
@@ -141,5 +153,6 @@ def _release_reserved(
         postprocess.estimate_share(share, estimates[share.table]) for share in release_spec.shares
     ]
     content = package.ReleaseContent(release_spec, measurements, published, shares, previous)
+    progress("Writing and validating the package")
     package_dir = package.write(content, out_dir)
     return ReleaseResult(package_dir, measurements, shares)

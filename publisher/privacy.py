@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from itertools import product
@@ -117,7 +118,11 @@ def epsilon_delta(model: str, loss: float, delta: float) -> tuple[float, float]:
     return float(profile.epsilon(delta)), delta
 
 
-def measure(spec: ReleaseSpec, frames: dict[str, pl.LazyFrame]) -> Measurements:
+def measure(
+    spec: ReleaseSpec,
+    frames: dict[str, pl.LazyFrame],
+    progress: Callable[[str], None] = lambda step: None,
+) -> Measurements:
     """Release every table of the spec with OpenDP. This spends the spec's privacy loss.
 
     Each input is staged once, in random row order, as a Parquet file in a private
@@ -135,8 +140,11 @@ def measure(spec: ReleaseSpec, frames: dict[str, pl.LazyFrame]) -> Measurements:
             if not input_tables:
                 continue
             staged = Path(private) / f"{input_name}.parquet"
+            # Keys as enums: a fraction of the memory of text, and faster to group by.
             # Random order makes "keep the first records of each person" a random choice.
-            frames[input_name].collect().sample(fraction=1.0, shuffle=True).write_parquet(staged)
+            frames[input_name].with_columns(
+                pl.col(column).cast(_enum(spec, input_name, column)) for column in source.columns
+            ).collect(engine="streaming").sample(fraction=1.0, shuffle=True).write_parquet(staged)
             data = pl.scan_parquet(staged)
             losses = [spec.table_loss(table) for table in input_tables]
             budget = math.fsum(losses)
@@ -147,6 +155,7 @@ def measure(spec: ReleaseSpec, frames: dict[str, pl.LazyFrame]) -> Measurements:
                 split_by_weights=[loss / budget for loss in losses],
             )
             for table in input_tables:
+                progress(f"Measuring {table.name}")
                 tables[table.name] = _release_table(spec, table, context, data)
             input_loss[input_name] = float(context.accountant.map(1))
     total = math.fsum(input_loss.values())
@@ -160,6 +169,10 @@ def measure(spec: ReleaseSpec, frames: dict[str, pl.LazyFrame]) -> Measurements:
         delta=delta,
         opendp_version=version("opendp"),
     )
+
+
+def _enum(spec: ReleaseSpec, input_name: str, column: str) -> pl.Enum:
+    return pl.Enum(spec.categories[spec.inputs[input_name].columns[column].categories].values)
 
 
 def table_measurement(
@@ -190,7 +203,10 @@ def table_measurement(
         .group_by(by)
         .agg(dp_len(signed=True).alias(NOISY_COUNT))
     )
-    plan = keys_of(spec, table).lazy().join(counted, on=by, how="left", nulls_equal=True)
+    keys = keys_of(spec, table).with_columns(
+        pl.col(column).cast(_enum(spec, table.input, column)) for column in by
+    )
+    plan = keys.lazy().join(counted, on=by, how="left", nulls_equal=True)
     scale = k / math.sqrt(2.0 * loss) if zcdp else k / loss
     for _ in range(20):
         measurement = make_private_lazyframe(
@@ -214,7 +230,7 @@ def _release_table(spec: ReleaseSpec, table: Table, context: Any, data: pl.LazyF
         spec, table, accountant.input_domain, accountant.input_metric, data, share
     )
     summary = summarize_polars_measurement(measurement, alpha=1.0 - CONFIDENCE).row(0, named=True)
-    released = context(measurement).collect()
+    released = context(measurement).collect().with_columns(pl.col(table.by).cast(pl.String))
     keys = keys_of(spec, table)
     # Publish in the spec's key order, whatever order the engine returned.
     noisy_counts = keys.join(released, on=list(table.by), how="left", maintain_order="left")

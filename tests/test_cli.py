@@ -421,7 +421,7 @@ def test_every_command_and_option_is_documented(name: str) -> None:
 
 @pytest.fixture
 def broken_release(monkeypatch: pytest.MonkeyPatch) -> None:
-    def release(spec_path: Path, out_dir: Path) -> None:
+    def release(spec_path: Path, out_dir: Path, progress: object = None) -> None:
         raise RuntimeError(PRIVATE_MESSAGE)
 
     monkeypatch.setattr(pipeline, "release", release)
@@ -454,7 +454,7 @@ def test_unexpected_errors_propagate_when_debugging(
 def test_interrupt_exits_130_without_a_traceback(
     make_release: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def release(spec_path: Path, out_dir: Path) -> None:
+    def release(spec_path: Path, out_dir: Path, progress: object = None) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pipeline, "release", release)

@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize(
     "command",
     [
-        ["ruff", "check", "publisher", "tests"],
-        ["ruff", "format", "--check", "publisher", "tests"],
+        ["ruff", "check", "publisher", "tests", "benchmarks"],
+        ["ruff", "format", "--check", "publisher", "tests", "benchmarks"],
         ["mypy"],
     ],
     ids=["ruff-lint", "ruff-format", "mypy-strict"],

@@ -1,0 +1,253 @@
+"""Benchmarks of the full demo release against two baselines, at several sizes.
+
+    python benchmarks/run.py [--sizes 10000,100000,1000000,10000000] [--out benchmarks]
+
+For each size it generates the synthetic demo data, then runs, each in a fresh Python
+process so that wall time and peak memory (RSS) are its own:
+
+- ``release``: the full ``publisher release`` (checks, ledger, OpenDP, estimation, rules,
+  package with spreadsheets, validation);
+- ``plain``: a non-private baseline: plain Polars group-bys of the same tables (with the
+  same keys and totals) and CSV writing;
+- ``opendp``: per-table OpenDP queries used the usual way: one Context per input, one
+  query per table (truncation, group-by, ``dp.len``, public keys), each resolved by the
+  Context (it searches the noise scale) and released, reading the CSV files;
+- ``plan``, ``validate`` and ``site`` (the site build of the released package).
+
+It writes ``REPORT.md`` and ``report.json`` and says for each target whether it is met.
+Ratios come from runs in the same invocation on the same machine; no timing is asserted
+in the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Each job runs in its own process and prints {"seconds": ..., "peak_rss_mb": ...}.
+_HARNESS = """
+import json, resource, sys, time
+from pathlib import Path
+work = Path(sys.argv[1])
+start = time.perf_counter()
+{body}
+seconds = time.perf_counter() - start
+print(json.dumps({{"seconds": seconds,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+JOBS = {
+    "release": """
+from publisher import pipeline
+pipeline.release(work / "demo" / "release.yaml", work / "package")
+""",
+    "plain": """
+import itertools
+import polars as pl
+from publisher import spec as spec_module
+spec = spec_module.load(work / "demo" / "release.yaml")
+out = work / "plain"
+out.mkdir(exist_ok=True)
+frames = {}
+for name, source in spec.inputs.items():
+    read = [c for c, col in source.columns.items() if col.derived_from is None]
+    frame = pl.read_csv(spec.input_path(name), columns=[source.identifier, *read])
+    for c, col in source.columns.items():
+        if col.derived_from is not None:
+            groups = spec.categories[col.categories].groups
+            mapping = {k: g for g, keys in groups.members.items() for k in keys}
+            frame = frame.with_columns(pl.col(col.derived_from).replace_strict(mapping).alias(c))
+    frames[name] = frame
+for table in spec.tables:
+    by = list(table.by)
+    values = [spec.category_of(table, c).values for c in by]
+    keys = pl.DataFrame(list(itertools.product(*values)), schema=by, orient="row")
+    counts = frames[table.input].group_by(by).len()
+    cells = keys.join(counts, on=by, how="left").fill_null(0)
+    parts = [cells]
+    for c in by:
+        rest = [o for o in by if o != c]
+        summed = pl.col("len").sum()
+        total = cells.group_by(rest).agg(summed) if rest else cells.select(summed)
+        parts.append(total.with_columns(pl.lit("Total").alias(c)).select(cells.columns))
+    pl.concat(parts).write_csv(out / f"{table.name}.csv")
+""",
+    "opendp": """
+import math
+import polars as pl
+import opendp.prelude as dp
+from publisher import spec as spec_module
+from publisher.privacy import keys_of
+dp.enable_features("contrib")
+spec = spec_module.load(work / "demo" / "release.yaml")
+out = work / "opendp"
+out.mkdir(exist_ok=True)
+for name, source in spec.inputs.items():
+    tables = [t for t in spec.tables if t.input == name]
+    losses = [spec.table_loss(t) for t in tables]
+    read = [c for c, col in source.columns.items() if col.derived_from is None]
+    data = pl.scan_csv(spec.input_path(name)).select(source.identifier, *read)
+    for c, col in source.columns.items():
+        if col.derived_from is not None:
+            groups = spec.categories[col.categories].groups
+            mapping = {k: g for g, keys in groups.members.items() for k in keys}
+            derived = pl.col(col.derived_from).replace_strict(mapping, return_dtype=pl.String)
+            data = data.with_columns(derived.alias(c))
+    context = dp.Context.compositor(
+        data=data,
+        privacy_unit=dp.unit_of(contributions=1, identifier=source.identifier),
+        privacy_loss=dp.loss_of(rho=math.fsum(losses)),
+        split_by_weights=[loss / math.fsum(losses) for loss in losses],
+    )
+    for table in tables:
+        query = (context.query().truncate_per_group(source.max_records_per_person)
+                 .group_by(list(table.by)).agg(dp.len(signed=True)).with_keys(keys_of(spec, table)))
+        query.release().collect().write_csv(out / f"{table.name}.csv")
+""",
+    "plan": """
+from publisher import plan, spec
+plan.plan(spec.load(work / "demo" / "release.yaml"))
+""",
+    "validate": """
+from publisher import package
+assert package.validate(work / "package") == []
+""",
+    "site": """
+from publisher import site
+site.build_site(work / "package", out_dir=work / "site")
+""",
+}
+
+TARGETS = """
+- The full release on 1,000,000 crimes takes at most 10 times the non-private baseline.
+- The full release on 1,000,000 crimes is at least 5 times faster than per-table OpenDP.
+- 10,000,000 crimes release with a peak RSS of at most 4 GB.
+- `plan` takes under 1 second; the site builds in under 10 seconds.
+"""
+
+
+def run_job(name: str, work: Path) -> dict[str, float]:
+    script = textwrap.dedent(_HARNESS).format(body=textwrap.dedent(JOBS[name]))
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(work)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"benchmark job {name} failed:\n{result.stderr[-3000:]}")
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def benchmark(crimes: int) -> dict[str, dict[str, float]]:
+    with tempfile.TemporaryDirectory(prefix="publisher-bench-") as folder:
+        work = Path(folder)
+        # In a process of its own too: a child forked from a large parent would count the
+        # parent's memory in its peak RSS.
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "publisher.cli",
+                "demo",
+                "--out",
+                str(work / "demo"),
+                "--crimes",
+                str(crimes),
+            ],
+            check=True,
+            capture_output=True,
+            cwd=ROOT,
+        )
+        results = {name: run_job(name, work) for name in JOBS}
+    return results
+
+
+def report(sizes: list[int], results: dict[int, dict[str, dict[str, float]]]) -> str:
+    lines = [
+        "# Benchmark report",
+        "",
+        f"Machine: {platform.machine()}, {platform.system()}, Python "
+        f"{platform.python_version()}; generated by `python benchmarks/run.py`.",
+        "",
+        "Wall time in seconds (peak RSS in MB) of each job in its own process.",
+        "",
+        "| crimes | release | plain baseline | per-table OpenDP | release / plain | "
+        "OpenDP / release | plan | validate | site |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for size in sizes:
+        r = results[size]
+
+        def cell(job: str, r: dict[str, dict[str, float]] = r) -> str:
+            return f"{r[job]['seconds']:.2f} ({r[job]['peak_rss_mb']:.0f})"
+
+        ratio_plain = r["release"]["seconds"] / r["plain"]["seconds"]
+        ratio_opendp = r["opendp"]["seconds"] / r["release"]["seconds"]
+        lines.append(
+            f"| {size:,} | {cell('release')} | {cell('plain')} | {cell('opendp')} | "
+            f"{ratio_plain:.1f}x | {ratio_opendp:.1f}x | {cell('plan')} | "
+            f"{cell('validate')} | {cell('site')} |"
+        )
+    lines += ["", "## Targets", "", TARGETS.strip(), "", "## Verdict", ""]
+    lines += verdicts(results)
+    return "\n".join(lines) + "\n"
+
+
+def verdicts(results: dict[int, dict[str, dict[str, float]]]) -> list[str]:
+    found = []
+    million = results.get(1_000_000)
+    if million:
+        plain = million["release"]["seconds"] / million["plain"]["seconds"]
+        faster = million["opendp"]["seconds"] / million["release"]["seconds"]
+        found.append(
+            f"- Release / plain baseline at 1M: {plain:.1f}x "
+            f"({'met' if plain <= 10 else f'missed by {plain / 10:.1f}x'})."
+        )
+        found.append(
+            f"- Speed-up over per-table OpenDP at 1M: {faster:.1f}x "
+            f"({'met' if faster >= 5 else f'missed: {faster:.1f}x of the 5x asked'})."
+        )
+    ten = results.get(10_000_000)
+    if ten:
+        rss = ten["release"]["peak_rss_mb"] / 1024
+        found.append(f"- Peak RSS at 10M: {rss:.2f} GB ({'met' if rss <= 4 else 'missed'}).")
+    plans = max(r["plan"]["seconds"] for r in results.values())
+    sites = max(r["site"]["seconds"] for r in results.values())
+    found.append(
+        f"- Slowest plan: {plans:.2f} s ({'met' if plans < 1 else 'missed'}); "
+        f"slowest site build: {sites:.2f} s ({'met' if sites < 10 else 'missed'})."
+    )
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000,10000000")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    arguments = parser.parse_args()
+    sizes = [int(size) for size in arguments.sizes.split(",")]
+    results = {}
+    for size in sizes:
+        print(f"benchmarking {size:,} crimes ...", flush=True)
+        results[size] = benchmark(size)
+        print(json.dumps(results[size]), flush=True)
+    arguments.out.mkdir(parents=True, exist_ok=True)
+    (arguments.out / "report.json").write_text(
+        json.dumps({str(k): v for k, v in results.items()}, indent=2) + "\n", encoding="utf-8"
+    )
+    (arguments.out / "REPORT.md").write_text(report(sizes, results), encoding="utf-8")
+    print(report(sizes, results))
+
+
+if __name__ == "__main__":
+    main()
