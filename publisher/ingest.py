@@ -23,9 +23,41 @@ class InputSummary(dict[str, int]):
 def _scan(path: Path, source: Input) -> pl.LazyFrame:
     """A lazy scan of every column as text, so types are checked by us, not guessed."""
     if source.format == "parquet":
-        frame = pl.scan_parquet(path)
-        return frame.select(pl.all().cast(pl.String))
+        return pl.scan_parquet(path).select(pl.all().cast(pl.String))
+    if source.format == "duckdb":
+        return _scan_duckdb(path, source)
     return pl.scan_csv(path, infer_schema=False, encoding="utf8")
+
+
+def _scan_duckdb(path: Path, source: Input) -> pl.LazyFrame:
+    """The declared columns of a DuckDB table: DuckDB reads and projects, Polars checks.
+
+    Only the identifier and the declared columns are selected, in the database.
+    """
+    try:
+        import duckdb
+    except ImportError:
+        raise InputError(
+            f"{path}: reading DuckDB needs the duckdb package: pip install 'publisher[duckdb]'"
+        ) from None
+    assert source.table is not None  # checked by the spec
+    with duckdb.connect(str(path), read_only=True) as connection:
+        found = connection.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "ORDER BY ordinal_position",
+            [source.table],
+        ).fetchall()
+        columns = [row[0] for row in found]
+        if not columns:
+            raise InputError(
+                f"{path}: the database has no table '{source.table}'; check the input's table"
+            )
+        wanted = [source.identifier, *source.columns]
+        selected = [column for column in columns if column in wanted] or columns[:1]
+        quoted = ", ".join('"' + column.replace('"', '""') + '"' for column in selected)
+        table = '"' + source.table.replace('"', '""') + '"'
+        frame: pl.DataFrame = connection.sql(f"SELECT {quoted} FROM {table}").pl()  # noqa: S608
+    return frame.lazy().select(pl.all().cast(pl.String))
 
 
 def _open(spec: ReleaseSpec, name: str) -> tuple[Path, pl.LazyFrame, list[str]]:
@@ -41,8 +73,10 @@ def _open(spec: ReleaseSpec, name: str) -> tuple[Path, pl.LazyFrame, list[str]]:
     try:
         frame = _scan(path, source)
         names = frame.collect_schema().names()
-    except (pl.exceptions.PolarsError, OSError):
-        # Polars messages can quote row contents, so they are never shown.
+    except InputError:
+        raise
+    except Exception:
+        # Reader messages (Polars, DuckDB) can quote row contents, so they are never shown.
         raise InputError(
             f"{where}: cannot be read as {source.format.upper()}"
             + (" (UTF-8, comma-separated, with a header row)" if source.format == "csv" else "")

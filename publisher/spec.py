@@ -229,7 +229,9 @@ class Input(_Model):
     """A private microdata file and its privacy unit."""
 
     path: Text
-    format: Literal["csv", "parquet"] = "csv"
+    format: Literal["csv", "parquet", "duckdb"] = "csv"
+    # With format duckdb: the table (or view) of the database file to read.
+    table: str | None = None
     title: str = ""
     description: str = ""
     identifier: Text
@@ -373,6 +375,13 @@ def _reference_problems(spec: ReleaseSpec) -> list[_Problem]:
                     )
                 )
             problems.extend(_derived_problems(spec, name, column_name, column))
+        if (source.format == "duckdb") != (source.table is not None):
+            problems.append(
+                _Problem(
+                    f"inputs.{name}.table",
+                    "format duckdb needs the database table to read, and only it takes one",
+                )
+            )
         if source.identifier in source.columns:
             problems.append(
                 _Problem(

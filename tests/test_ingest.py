@@ -487,3 +487,24 @@ def test_a_broken_second_input_blocks_the_whole_load(tmp_path: Path) -> None:
 
     assert "(inputs.transfers)" in problem
     assert "'to_ward'" in problem
+
+
+def test_a_duckdb_table_is_read_like_a_file(tmp_path: Path) -> None:
+    import duckdb
+
+    rows = admissions_rows()
+    frame = pl.DataFrame(rows, schema=["patient_ref", "ward", "outcome"], orient="row")
+    database = tmp_path / "hospital.duckdb"
+    with duckdb.connect(str(database)) as connection:
+        connection.register("rows", frame.with_columns(pl.lit("private").alias("notes")))
+        connection.execute('CREATE TABLE "stays 2025" AS SELECT * FROM rows')
+    spec = admissions_spec()
+    spec["inputs"]["admissions"].update(  # type: ignore[index]
+        {"path": "hospital.duckdb", "format": "duckdb", "table": "stays 2025"}
+    )
+    loaded = ingest.load(parse(yaml.safe_dump(spec), base_dir=tmp_path))["admissions"].collect()
+    assert sorted(loaded.columns) == ["outcome", "patient_ref", "ward"]
+    assert loaded.height == len(rows)
+    spec["inputs"]["admissions"]["table"] = "missing"  # type: ignore[index]
+    with pytest.raises(InputError, match="has no table 'missing'"):
+        ingest.load(parse(yaml.safe_dump(spec), base_dir=tmp_path))
