@@ -37,6 +37,18 @@ class _Group(click.Group):
             sys.exit(1)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except OSError as error:
+            if os.environ.get("PUBLISHER_DEBUG"):
+                raise
+            where = f"{error.filename}: " if error.filename else ""
+            click.echo(
+                f"Error: {where}{error.strerror or type(error).__name__} (a file could not be "
+                "read or written); fix the disk or permissions and try again. Nothing new was "
+                "published; if the release had drawn noise, its loss is spent, so release "
+                "under a new version.",
+                err=True,
+            )
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("Error: interrupted; nothing new was published", err=True)
             sys.exit(130)
@@ -254,11 +266,11 @@ def quickstart(work_dir: Path) -> None:
     # can be run again. A real dataset's ledger is never reset.
     for stale in files.spec.parent.glob("ledger.sqlite*"):
         stale.unlink()
-    click.echo(f"1/3 Synthetic demo data and release spec: {files.spec.parent}")
+    click.echo(f"1/3 Synthetic demo data and release spec: {files.spec.parent.resolve()}")
     result = pipeline.release(files.spec, work_dir / "datapackage")
     click.echo(f"2/3 Validated data package: {result.package_dir}")
     built = site_builder.build_site(result.package_dir, out_dir=work_dir / "site")
-    click.echo(f"3/3 Site: {built / 'index.html'}")
+    click.echo(f"3/3 Site: {(built / 'index.html').resolve()}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ failed release leaves the previous one intact.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -121,7 +122,17 @@ def previous_release(out_dir: Path) -> PreviousRelease | None:
 
 
 def check_destination(out_dir: Path) -> None:
-    """Refuse, before anything is spent, a destination we could not or must not replace."""
+    """Refuse, before anything is spent, a destination we could not or must not replace.
+
+    A package whose replacement was interrupted between its two renames is put back first.
+    """
+    _restore_interrupted_swap(out_dir)
+    link = _symlink_on(out_dir)
+    if link is not None:
+        raise PackageError(
+            f"{out_dir}: goes through the symlink {link}; give the real directory (a release "
+            "replaces the directory and must not write wherever a link points)"
+        )
     if out_dir.exists() and not out_dir.is_dir():
         raise PackageError(f"{out_dir}: exists and is a file; choose a directory for the package")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / DESCRIPTOR).is_file():
@@ -133,6 +144,8 @@ def check_destination(out_dir: Path) -> None:
     probe = parent
     while not probe.exists():
         probe = probe.parent
+    if not probe.is_dir():
+        raise PackageError(f"{probe}: is a file, so {out_dir} cannot be made; choose another path")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise PackageError(f"{parent}: cannot write here; choose a directory you can write to")
 
@@ -163,6 +176,28 @@ def _publish_atomically(out_dir: Path, build: Callable[[Path], None]) -> Path:
     return target
 
 
+def _symlink_on(path: Path) -> Path | None:
+    """The first symbolic link on ``path`` as it is written, if any."""
+    current = Path(path.anchor)
+    for part in path.parts[1:] if path.is_absolute() else path.parts:
+        current = current / part
+        if current.is_symlink():
+            return current
+    return None
+
+
+def _restore_interrupted_swap(out_dir: Path) -> None:
+    """If a swap was killed after moving the old package aside, put the newest one back."""
+    target = out_dir.absolute()
+    if target.exists() or not target.parent.is_dir():
+        return
+    retired = sorted(
+        target.parent.glob(f".{target.name}.previous-*"), key=lambda path: path.stat().st_mtime
+    )
+    if retired and (retired[-1] / DESCRIPTOR).is_file():
+        retired[-1].rename(target)
+
+
 def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
@@ -170,9 +205,15 @@ def _umask() -> int:
 
 
 def _swap(staging: Path, target: Path) -> None:
-    """Replace ``target`` with ``staging`` by renames (atomic on one filesystem)."""
+    """Replace ``target`` with ``staging``: an atomic exchange where the system has one
+    (Linux renameat2), else two renames, after which a kill between them is repaired by
+    the next release (see :func:`_restore_interrupted_swap`)."""
     if not target.exists():
         staging.rename(target)
+        return
+    if _exchange(staging, target):
+        # ``staging`` now holds the previous package.
+        shutil.rmtree(staging, ignore_errors=True)
         return
     retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.previous-", dir=target.parent))
     retired.rmdir()
@@ -183,6 +224,30 @@ def _swap(staging: Path, target: Path) -> None:
         retired.rename(target)
         raise
     shutil.rmtree(retired, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Atomically exchange two paths with renameat2(RENAME_EXCHANGE); False if unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    result = renameat2(
+        _AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE
+    )
+    return bool(result == 0)
 
 
 def _build(content: ReleaseContent, staging: Path) -> None:
@@ -316,6 +381,13 @@ def _csv_resource(name: str, path: Path, title: str, description: str) -> dict[s
         "format": "csv",
         "mediatype": "text/csv",
         "encoding": "utf-8",
+        "dialect": {
+            "header": True,
+            "delimiter": ",",
+            "lineTerminator": "\n",
+            "quoteChar": '"',
+            "doubleQuote": True,
+        },
         "title": title,
         "description": description,
         **_file_facts(path),
@@ -542,6 +614,8 @@ def _descriptor(content: ReleaseContent, resources: list[dict[str, Any]]) -> dic
         "version": release.version,
         "created": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
         "keywords": list(release.keywords),
+        "temporal": {"description": release.period},
+        "spatial": {"description": release.geography or "Not stated"},
         "licenses": [{"name": release.licence, "title": licence_title, "path": licence_url}],
         "sources": [
             {k: v for k, v in source.model_dump().items() if v} for source in release.sources

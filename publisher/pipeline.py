@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from publisher import disclosure, ingest, ledger, package, postprocess, privacy, spec
-from publisher.errors import PublisherError
+from publisher.errors import PackageError, PublisherError
 from publisher.postprocess import ShareEstimate
 
 __all__ = ["CheckResult", "ReleaseResult", "check", "release"]
@@ -85,6 +85,13 @@ def release(spec_path: Path, out_dir: Path, progress: Progress = _quiet) -> Rele
         # Only the kind of error is recorded: a message could quote private data.
         reason = error.problems[0] if isinstance(error, PublisherError) else type(error).__name__
         book.fail(reservation, reason)
+        if isinstance(error, OSError):
+            raise PackageError(
+                f"{out_dir}: {error.strerror or type(error).__name__} while the package was "
+                "written (for example no space left on the disk); nothing was published and "
+                "the previous package is intact, but this release drew noise, so its loss is "
+                "spent: fix the disk, then release under a new release.version"
+            ) from None
         raise
     return result
 

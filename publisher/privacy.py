@@ -10,7 +10,10 @@ included, is measured. Counts are signed: negative noisy counts are kept, not cl
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -99,9 +102,15 @@ def keys_of(spec: ReleaseSpec, table: Table) -> pl.DataFrame:
 def _loss_of(model: str, loss: float) -> Any:
     # OpenDP warns about large losses on stderr; `publisher check` states that guidance
     # itself (see spec.Privacy.caution), so the library stays quiet here.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return loss_of(rho=loss) if model == "zcdp" else loss_of(epsilon=loss)
+    opendp_log = logging.getLogger("opendp")
+    level = opendp_log.level
+    opendp_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return loss_of(rho=loss) if model == "zcdp" else loss_of(epsilon=loss)
+    finally:
+        opendp_log.setLevel(level)
 
 
 def epsilon_delta(model: str, loss: float, delta: float) -> tuple[float, float]:
@@ -134,7 +143,8 @@ def measure(
     model = spec.privacy.model
     tables: dict[str, NoisyTable] = {}
     input_loss: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="publisher-private-") as private:
+    _remove_abandoned_staging()
+    with tempfile.TemporaryDirectory(prefix=f"{_PRIVATE_PREFIX}{os.getpid()}-") as private:
         for input_name, source in spec.inputs.items():
             input_tables = [table for table in spec.tables if table.input == input_name]
             if not input_tables:
@@ -169,6 +179,29 @@ def measure(
         delta=delta,
         opendp_version=version("opendp"),
     )
+
+
+_PRIVATE_PREFIX = "publisher-private-"
+
+
+def _remove_abandoned_staging() -> None:
+    """Remove private staging folders left by releases that were killed (their process is
+    gone): they hold a copy of the microdata, which must not outlive its release."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_PRIVATE_PREFIX}*-*"):
+        pid = folder.name.removeprefix(_PRIVATE_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _enum(spec: ReleaseSpec, input_name: str, column: str) -> pl.Enum:

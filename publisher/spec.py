@@ -54,6 +54,10 @@ Number = BeforeValidator(_number_not_bool)
 Slug = Annotated[str, Field(pattern=SLUG, min_length=1, max_length=100)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 PositiveFinite = Annotated[float, Number, Field(gt=0, allow_inf_nan=False)]
+# The largest losses a spec may state. Above them a release gives no meaningful
+# protection (and OpenDP's arithmetic overflows long before 1e9): refuse them outright.
+MAX_LOSS = {"rho": 10.0, "epsilon": 20.0}
+MAX_CAP = {"rho": 100.0, "epsilon": 200.0}
 
 # OpenDP's own guidance on the largest typical total loss (it warns above these).
 CAUTION_ABOVE = {"zcdp": 0.5, "pure": 5.0}
@@ -135,7 +139,18 @@ class Privacy(_Model):
             raise ValueError(f"model '{self.model}' needs '{wanted}': set the total loss")
         if getattr(self, other) is not None:
             raise ValueError(f"model '{self.model}' takes '{wanted}', not '{other}': remove it")
+        loss = getattr(self, wanted)
+        if loss > MAX_LOSS[wanted]:
+            raise ValueError(
+                f"{wanted} = {loss:g} is absurd: above {MAX_LOSS[wanted]:g} a release gives no "
+                f"meaningful protection; lower privacy.{wanted}"
+            )
         cap = getattr(self.cap, wanted)
+        if cap is not None and cap > MAX_CAP[wanted]:
+            raise ValueError(
+                f"cap {wanted} = {cap:g} is absurd: keep the lifetime cap at most "
+                f"{MAX_CAP[wanted]:g}; lower privacy.cap.{wanted}"
+            )
         if cap is None or getattr(self.cap, other) is not None:
             raise ValueError(f"cap: model '{self.model}' needs the cap as '{wanted}' only")
         if cap < getattr(self, wanted):

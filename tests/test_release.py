@@ -105,7 +105,7 @@ def test_a_failure_after_noise_is_recorded_as_spent_and_keeps_the_old_package(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(package, "write", full_disk)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(package.PackageError, match="No space left on device while the package"):
         pipeline.release(spec_path, tmp_path / "out")
     assert snapshot(first.package_dir) == before
     book = ledger.Ledger(tmp_path / "ledger.sqlite")

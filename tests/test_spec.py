@@ -165,7 +165,7 @@ def test_table_loss_splits_the_total_by_weight() -> None:
 def test_table_losses_sum_to_the_total_and_follow_the_weights(
     weights: list[float], rho: float
 ) -> None:
-    data = spec_dict(privacy={"model": "zcdp", "rho": rho, "cap": {"rho": 1000}}, shares=[])
+    data = spec_dict(privacy={"model": "zcdp", "rho": rho, "cap": {"rho": 100}}, shares=[])
     template = data["tables"][0]
     data["tables"] = [
         {**template, "name": f"table-{index}", "weight": weight}
