@@ -1,15 +1,23 @@
 """The public site of a release, generated from its data package only.
 
-``generate_pages`` turns a written data package (datapackage.json + data/*.csv) into
-Markdown pages in a marked generated folder (the repository's is ``docs/release/``):
-the release home with the key findings, one page per table, the methodology, the data
-dictionary and copies of the downloadable files. ``build_site`` regenerates those pages
+``generate_pages`` turns a written data package (datapackage.json + data/*.csv, and the
+spreadsheets, README, CHANGELOG, zip, SHA256SUMS and archive when the package has them)
+into Markdown pages in a marked generated folder (the repository's is ``docs/release/``):
+the release home with the key findings and a chart of the headline shares, one page per
+table with its charts and an accessible table, the methodology, the data dictionary, the
+downloads with sizes and SHA-256 checksums, how to cite, the release history, a small
+stylesheet, and copies of the downloadable files. ``build_site`` regenerates those pages
 and runs a strict MkDocs build, either of the repository's own ``mkdocs.yml`` or of a
 temporary copy of the project, into a directory of the caller's choice.
 
-The site never sees the microdata: everything comes from the package metadata and its
-CSVs. Every piece of text taken from the metadata is escaped for Markdown and HTML, so a
-title containing ``<script>`` or ``|`` shows as text and cannot break a page or a table.
+Charts are static SVG drawn here, inline in the pages: no JavaScript, nothing fetched, so
+the site works offline. Each is an image with a title and a description (its text
+alternative), labels every bar with its category and value, writes a marker such as
+``[low]`` as text where no number is published, and sits beside the table of its figures.
+
+The site never sees the microdata: everything comes from the package. Every piece of text
+taken from the metadata is escaped for Markdown, HTML, SVG and BibTeX, so a title
+containing ``<script>`` or ``|`` shows as text and cannot break a page, a table or a chart.
 Output is byte-stable (no timestamps other than the package's own), so a test can compare
 freshly generated pages with the committed ones.
 """
@@ -18,13 +26,17 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
+import html
 import json
+import math
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +53,11 @@ __all__ = ["GENERATED_DIR", "build_site", "generate_pages"]
 
 #: Name of the generated folder inside the MkDocs docs_dir (``docs/release/``).
 GENERATED_DIR = "release"
+
+# The package's own files, besides its resources.
+DESCRIPTOR = "datapackage.json"
+CHECKSUMS = "SHA256SUMS"
+CHANGELOG = "CHANGELOG.md"
 
 # The package contract: every table CSV has its dimension columns plus these four.
 VALUE = "value"
@@ -153,6 +170,26 @@ def _link(text: str, url: str) -> str:
     return f"[{_md(text)}]({url})" if _SAFE_URL.match(url) else _md(text)
 
 
+# HTML escapes plus entities for what means something to Markdown or its extensions, so
+# that text placed in raw HTML (tables, charts) stays inert even if a Markdown parser ever
+# saw it. One pass: escaping twice would turn "&#91;" into "&amp;#91;".
+_HTML_ESCAPES = str.maketrans(
+    {
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        '"': "&quot;",
+        "'": "&#39;",
+        **{character: f"&#{ord(character)};" for character in "[]{}*_`\\|~^!"},
+    }
+)
+
+
+def _html(text: object) -> str:
+    """Escape metadata text for raw HTML or SVG (element text and quoted attributes)."""
+    return _one_line(str(text)).translate(_HTML_ESCAPES)
+
+
 # --------------------------------------------------------------------------------------
 # The package, read and checked
 # --------------------------------------------------------------------------------------
@@ -235,6 +272,31 @@ class _Share:
 
 
 @dataclass(frozen=True)
+class _Download:
+    """A file of the package offered for download, as the site copies it."""
+
+    path: str  # inside the package, as in datapackage.json and SHA256SUMS
+    href: str  # of the copy in the generated folder (Markdown files get ".txt")
+    title: str
+    description: str
+    format: str
+    size: int
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(self.path).name
+
+
+@dataclass(frozen=True)
+class _Archived:
+    """An earlier version kept in the package's archive."""
+
+    version: str
+    downloads: tuple[_Download, ...]
+
+
+@dataclass(frozen=True)
 class _Package:
     directory: Path
     title: str
@@ -266,6 +328,15 @@ class _Package:
     resources: tuple[_Resource, ...]
     # Groups of tables estimated together (consistent with each other), by table name.
     consistent_groups: tuple[tuple[str, ...], ...] = ()
+    name: str = ""
+    homepage: str = ""
+    status: str = ""  # "final" or "provisional" when the package says
+    next_update: str = ""
+    revises: str = ""  # the version this one revises, if any
+    # Every file the site offers: the package's own, its resources, files and checksums.
+    downloads: tuple[_Download, ...] = ()
+    archive: tuple[_Archived, ...] = ()
+    changelog: str | None = None  # the package's CHANGELOG.md, if it has one
 
     @property
     def tables(self) -> tuple[_Resource, ...]:
@@ -276,6 +347,16 @@ class _Package:
 
     def marker_meaning(self, marker: str) -> str:
         return dict(self.markers).get(marker, "")
+
+    @property
+    def year(self) -> str:
+        return self.published[:4] if re.match(r"^\d{4}", self.published) else ""
+
+    def download(self, path: str) -> _Download | None:
+        return next((item for item in self.downloads if item.path == path), None)
+
+    def downloads_of(self, *formats: str) -> tuple[_Download, ...]:
+        return tuple(item for item in self.downloads if item.format.lower() in formats)
 
 
 class _Reader:
@@ -439,6 +520,15 @@ def _read_package(package_dir: Path) -> _Package:
     for index, share in enumerate(shares):
         if share.table and share.table not in table_names:
             reader.problem(f"shares[{index}].table", f"no table resource named '{share.table}'")
+    checksums = _read_checksums(reader, package_dir)
+    downloads = _read_downloads(reader, package_dir, root, checksums)
+    archive = _read_archive(reader, package_dir, root, checksums)
+    hrefs = [item.href for item in downloads] + [
+        item.href for version in archive for item in version.downloads
+    ]
+    for href in sorted({href for href in hrefs if hrefs.count(href) > 1}):
+        reader.problem("files", f"two files would be offered as '{href}': rename one")
+    changelog = _read_text_file(reader, package_dir / CHANGELOG)
 
     if reader.problems:
         raise PackageError([*reader.problems, hint])
@@ -473,6 +563,14 @@ def _read_package(package_dir: Path) -> _Package:
         shares=shares,
         resources=resources,
         consistent_groups=consistent_groups,
+        name=reader.text(root, "name", ""),
+        homepage=reader.text(root, "homepage", ""),
+        status=reader.text(release, "status", "release."),
+        next_update=reader.text(release, "next_update", "release."),
+        revises=_optional_text(reader, release, "revises", "release."),
+        downloads=downloads,
+        archive=archive,
+        changelog=changelog,
     )
 
 
@@ -501,26 +599,211 @@ def _read_share(reader: _Reader, obj: Mapping[str, Any], index: int) -> _Share:
     )
 
 
-def _safe_relative_path(reader: _Reader, path: str, where: str) -> bool:
-    """A resource path must stay inside the package: we copy it into the public site."""
+def _is_safe_path(path: str, *, markdown: bool = False) -> bool:
     pure = PurePosixPath(path)
-    if (
+    return not (
         not path
         or "\\" in path
         or "://" in path
         or pure.is_absolute()
         or ".." in pure.parts
-        or pure.suffix.lower() == ".md"
-        or pure.name.startswith(".")
+        or (pure.suffix.lower() == ".md" and not markdown)
+        or any(part.startswith(".") for part in pure.parts)
         or not all(_SAFE_CODE.match(part) for part in pure.parts)
-    ):
+    )
+
+
+def _safe_relative_path(reader: _Reader, path: str, where: str, *, markdown: bool = False) -> bool:
+    """A path must stay inside the package: the file is copied into the public site.
+
+    Markdown files are allowed only as downloads (``markdown``): they are copied under
+    another name, since MkDocs would otherwise turn them into pages.
+    """
+    if not _is_safe_path(path, markdown=markdown):
         reader.problem(
             where,
             "expected a relative path inside the package made of letters, digits, '-', '_' "
-            "and '.' (for example 'data/table.csv'), not a Markdown file",
+            "and '.' (for example 'data/table.csv')"
+            + ("" if markdown else ", not a Markdown file"),
         )
         return False
     return True
+
+
+def _optional_text(reader: _Reader, obj: Mapping[str, Any], key: str, where: str) -> str:
+    """Text that may also be null (for example ``release.revises`` of a first version)."""
+    return "" if obj.get(key) is None else reader.text(obj, key, where)
+
+
+def _read_text_file(reader: _Reader, path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        reader.problems.append(f"{path}: not UTF-8 text; release the package again")
+        return None
+
+
+_CHECKSUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
+
+
+def _read_checksums(reader: _Reader, package_dir: Path) -> dict[str, str]:
+    """The package's SHA256SUMS (the format `sha256sum` writes), by path; {} if absent."""
+    path = package_dir / CHECKSUMS
+    text = _read_text_file(reader, path)
+    checksums: dict[str, str] = {}
+    for number, line in enumerate((text or "").splitlines(), start=1):
+        match = _CHECKSUM_LINE.match(line)
+        if not line.strip():
+            continue
+        if match is None or not _is_safe_path(match.group(2), markdown=True):
+            reader.problems.append(
+                f"{path}: line {number}: expected 64 lowercase hexadecimal digits, two spaces "
+                "and a relative path inside the package, as `sha256sum` writes them; release "
+                "the package again"
+            )
+            continue
+        checksums[match.group(2)] = match.group(1)
+    return checksums
+
+
+def _download(
+    reader: _Reader,
+    package_dir: Path,
+    entry: Mapping[str, Any],
+    where: str,
+    checksums: Mapping[str, str],
+) -> _Download | None:
+    """A file to offer, checked against every size and checksum the package states."""
+    path = reader.text(entry, "path", where, required=True)
+    if not path or not _safe_relative_path(reader, path, f"{where}path", markdown=True):
+        return None
+    file = package_dir / path
+    if not file.is_file():
+        reader.problem(f"{where}path", f"the file {file} is missing")
+        return None
+    content = file.read_bytes()
+    digest = hashlib.sha256(content).hexdigest()
+    stated = entry.get("hash")
+    changed = "the file changed after the release: check the package with `publisher validate`"
+    # Only SHA-256 is checked (Frictionless v1 packages may state an MD5 without a prefix).
+    sha256_stated = isinstance(stated, str) and (
+        stated.startswith("sha256:") or (":" not in stated and len(stated) == 64)
+    )
+    if sha256_stated and str(stated).removeprefix("sha256:") != digest:
+        reader.problem(f"{where}hash", f"the SHA-256 checksum of {file} differs: {changed}")
+    size = reader.whole(entry, "bytes", where)
+    if size is not None and size != len(content):
+        reader.problem(f"{where}bytes", f"{file} has {len(content):,} bytes: {changed}")
+    if checksums.get(path, digest) != digest:
+        reader.problems.append(
+            f"{package_dir / CHECKSUMS}: the checksum of {path} differs from the file: {changed}"
+        )
+    kind = reader.text(entry, "format", where) or PurePosixPath(path).suffix.lstrip(".")
+    return _Download(
+        path=path,
+        href=f"{path}.txt" if path.lower().endswith(".md") else path,
+        title=reader.text(entry, "title", where) or PurePosixPath(path).name,
+        description=reader.text(entry, "description", where),
+        format=kind,
+        size=len(content),
+        sha256=digest,
+    )
+
+
+def _read_downloads(
+    reader: _Reader, package_dir: Path, root: Mapping[str, Any], checksums: Mapping[str, str]
+) -> tuple[_Download, ...]:
+    """Every file of the package the site offers, in the order the Downloads page lists them.
+
+    The package's resources and its ``files`` (spreadsheets, README, CHANGELOG), then what
+    only SHA256SUMS names at the top of the package (the zip of this version), then
+    datapackage.json and SHA256SUMS itself. Files under ``archive/`` are earlier versions,
+    offered by the release history instead.
+    """
+    entries: list[tuple[Mapping[str, Any], str]] = []
+    for index, item in enumerate(reader.items(root, "resources", "")):
+        resource = reader.mapping(item, f"resources[{index}]")
+        path = resource.get("path")
+        # A resource whose path is unsafe or missing is reported when its table is read.
+        if isinstance(path, str) and _is_safe_path(path) and (package_dir / path).is_file():
+            entries.append((resource, f"resources[{index}]."))
+    for index, item in enumerate(reader.items(root, "files", "")):
+        entries.append((reader.mapping(item, f"files[{index}]"), f"files[{index}]."))
+    named = {str(entry.get("path")) for entry, _ in entries}
+    for path in checksums:
+        if path not in named and "/" not in path and path not in (DESCRIPTOR, CHECKSUMS):
+            about = (
+                ("This version in one zip file", "Every file of this version of the package.")
+                if path.lower().endswith(".zip")
+                else (path, "")
+            )
+            entries.append(
+                (
+                    {"path": path, "title": about[0], "description": about[1]},
+                    f"{CHECKSUMS} entry {path}: ",
+                )
+            )
+    entries.append(
+        (
+            {
+                "path": DESCRIPTOR,
+                "title": "Data package metadata",
+                "description": "The metadata of every file, in the Frictionless Data Package "
+                "format: titles, columns, categories, markers and the privacy loss.",
+                "format": "json",
+            },
+            "",
+        )
+    )
+    if checksums:
+        entries.append(
+            (
+                {
+                    "path": CHECKSUMS,
+                    "title": "Checksums",
+                    "description": "The SHA-256 checksum of every file of the package, as "
+                    "`sha256sum` writes them.",
+                    "format": "txt",
+                },
+                "",
+            )
+        )
+    downloads = []
+    for entry, where in entries:
+        download = _download(reader, package_dir, entry, where or f"{entry['path']} ", checksums)
+        if download is not None:
+            downloads.append(download)
+    return tuple(downloads)
+
+
+def _read_archive(
+    reader: _Reader, package_dir: Path, root: Mapping[str, Any], checksums: Mapping[str, str]
+) -> tuple[_Archived, ...]:
+    """The earlier versions listed under ``archive``: each one's zip and metadata."""
+    versions = []
+    for index, item in enumerate(reader.items(root, "archive", "")):
+        where = f"archive[{index}]."
+        entry = reader.mapping(item, f"archive[{index}]")
+        version = reader.text(entry, "version", where, required=True)
+        path = reader.text(entry, "path", where, required=True)
+        if not version or not path or not _safe_relative_path(reader, path, f"{where}path"):
+            continue
+        folder = PurePosixPath(path).parent
+        zips = sorted(
+            file.relative_to(package_dir).as_posix()
+            for file in (package_dir / folder).glob("*.zip")
+            if _is_safe_path(file.relative_to(package_dir).as_posix())
+        )
+        files = [
+            {"path": zip_path, "title": f"Version {version} in one zip file", "format": "zip"}
+            for zip_path in zips
+        ]
+        files.append({"path": path, "title": f"Metadata of version {version}", "format": "json"})
+        downloads = [_download(reader, package_dir, file, where, checksums) for file in files]
+        versions.append(_Archived(version, tuple(item for item in downloads if item is not None)))
+    return tuple(versions)
 
 
 def _read_resource(
@@ -701,8 +984,8 @@ def _date(text: str) -> str:
     return f"{day.day} {_MONTHS[day.month - 1]} {day.year}"
 
 
-def _size(path: Path) -> str:
-    size = path.stat().st_size
+def _size(size: int) -> str:
+    """A file size as people read it (4 KB); the Downloads page also gives the bytes."""
     if size < 1024:
         return f"{size} bytes"
     if size < 1024 * 1024:
@@ -714,6 +997,489 @@ def _join(words: Sequence[str]) -> str:
     if len(words) <= 1:
         return "".join(words)
     return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+# --------------------------------------------------------------------------------------
+# Charts: static SVG drawn here (no JavaScript, nothing from the network)
+# --------------------------------------------------------------------------------------
+
+# Sizes in SVG user units (pixels at full width). The character width is generous for the
+# system fonts the theme uses, so labels never run into the bars.
+_CHART_WIDTH = 720
+_FONT_SIZE = 13
+_CHAR_WIDTH = 7.2
+_ROW_HEIGHT = 24
+_BAR_HEIGHT = 14
+_LINE_HEIGHT = 15
+_LEGEND_HEIGHT = 30
+_AXIS_HEIGHT = 44
+_GAP = 8
+# Colours: text and interval lines are near-black; the bars pass the 3:1 contrast asked
+# of graphics (WCAG 1.4.11) against the white page. Meaning is always also in text.
+_INK = "#1f1f1f"
+_MUTED = "#4a4a4a"
+_BAR_COLOUR = "#3949ab"
+_GRID_COLOUR = "#d4d4d4"
+
+
+@dataclass(frozen=True)
+class _Bar:
+    """One row of a bar chart: a bar with its interval, or a heading for a group of bars."""
+
+    label: str
+    value: float | None = None  # None: no bar (a marker stands instead)
+    lower: float | None = None
+    upper: float | None = None
+    shown: str = ""  # the value as the page prints it, with any marker ("1,090 [r]")
+    interval: str = ""  # the 95% interval as the page prints it ("1,070 to 1,110")
+    hatched: bool = False  # the "unknown" category, hatched as well as labelled
+    heading: bool = False
+
+
+@dataclass(frozen=True)
+class _Chart:
+    ident: str  # unique on its page; made of [a-z0-9-] only
+    title: str
+    description: str
+    axis: str
+    bars: tuple[_Bar, ...]
+    percent: bool = False
+
+
+def _nice_ticks(top: float, *, percent: bool) -> list[float]:
+    """Round tick values from 0 to at least ``top``: 0, 200, 400... or 0%, 10%, 20%..."""
+    top = max(top, 0.05 if percent else 5.0)
+    rough = top / 5
+    magnitude = 10 ** math.floor(math.log10(rough))
+    # 2.5 only where it gives whole ticks (25, 250; 2.5% is fine for shares).
+    steps = (1, 2, 2.5, 5, 10) if percent or magnitude >= 10 else (1, 2, 5, 10)
+    step = max(next(m * magnitude for m in steps if m * magnitude >= rough - 1e-12), 0.0)
+    if not percent:
+        step = max(step, 1.0)
+    count = math.ceil(top / step - 1e-9)
+    return [round(i * step, 10) for i in range(count + 1)]
+
+
+def _tick_label(value: float, *, percent: bool) -> str:
+    return f"{value * 100:g}%" if percent else f"{value:,.0f}"
+
+
+def _wrap(label: str, width: int) -> list[str]:
+    return textwrap.wrap(_one_line(label), width=max(width, 8)) or [""]
+
+
+def _svg_text(x: float, y: float, text: str, **attributes: str) -> str:
+    extra = "".join(f' {name.replace("_", "-")}="{value}"' for name, value in attributes.items())
+    return f'<text x="{x:.1f}" y="{y:.1f}"{extra}>{_html(text)}</text>'
+
+
+def _chart_svg(chart: _Chart) -> list[str]:
+    """The chart as SVG lines (no blank line, so Markdown keeps it as one HTML block).
+
+    Horizontal bars from zero with the 95% interval as a line with end caps; every bar is
+    labelled with its category and its value, a figure without a number shows its marker
+    as text and no bar, and the unknown category is hatched as well as named. The SVG is
+    an image with a title and a description (``role="img"``): screen readers read those,
+    and the data table beside the chart gives every figure.
+    """
+    bars = chart.bars
+    label_chars = max((len(bar.label) for bar in bars if not bar.heading), default=10)
+    label_width = min(max(label_chars * _CHAR_WIDTH, 80.0), 250.0)
+    wrap_at = int(label_width / _CHAR_WIDTH)
+    value_chars = max((len(bar.shown) for bar in bars if not bar.heading), default=5)
+    right_margin = value_chars * _CHAR_WIDTH + 16
+    plot_left = _GAP + label_width + _GAP
+    plot_width = _CHART_WIDTH - plot_left - right_margin
+    top = max(
+        (max(bar.value, bar.upper or 0.0) for bar in bars if bar.value is not None),
+        default=0.0,
+    )
+    ticks = _nice_ticks(top, percent=chart.percent)
+    scale_top = ticks[-1]
+
+    def x_of(value: float) -> float:
+        return plot_left + plot_width * max(value, 0.0) / scale_top
+
+    body: list[str] = []
+    y = float(_LEGEND_HEIGHT)
+    for bar in bars:
+        if bar.heading:
+            lines = _wrap(bar.label, int((_CHART_WIDTH - 2 * _GAP) / _CHAR_WIDTH))
+            height = max(_ROW_HEIGHT + 4, len(lines) * _LINE_HEIGHT + 12)
+            # A white band hides the grid behind the heading: each group reads as a panel.
+            body.append(
+                f'<rect x="0" y="{y:.1f}" width="{_CHART_WIDTH}" height="{height}" fill="#ffffff"/>'
+            )
+            for number, line in enumerate(lines):
+                body.append(
+                    _svg_text(
+                        _GAP,
+                        y + height - 8 - (len(lines) - 1 - number) * _LINE_HEIGHT,
+                        line,
+                        font_weight="bold",
+                        fill=_INK,
+                    )
+                )
+            y += height
+            continue
+        lines = _wrap(bar.label, wrap_at)
+        height = max(_ROW_HEIGHT, len(lines) * _LINE_HEIGHT + 9)
+        middle = y + height / 2
+        first = middle - (len(lines) - 1) * _LINE_HEIGHT / 2 + 4.5
+        for number, line in enumerate(lines):
+            body.append(
+                _svg_text(
+                    plot_left - _GAP,
+                    first + number * _LINE_HEIGHT,
+                    line,
+                    text_anchor="end",
+                    fill=_INK,
+                )
+            )
+        if bar.value is None:
+            body.append(
+                _svg_text(plot_left + 4, middle + 4.5, bar.shown, fill=_INK, font_style="italic")
+            )
+        else:
+            end = x_of(bar.value)
+            fill = f"url(#{chart.ident}-hatch)" if bar.hatched else _BAR_COLOUR
+            body.append(
+                f'<rect x="{plot_left:.1f}" y="{middle - _BAR_HEIGHT / 2:.1f}" '
+                f'width="{max(end - plot_left, 1.0):.1f}" height="{_BAR_HEIGHT}" fill="{fill}" '
+                f'stroke="{_BAR_COLOUR}"/>'
+            )
+            label_at = end
+            if bar.lower is not None and bar.upper is not None:
+                low, high = x_of(bar.lower), x_of(bar.upper)
+                body.append(
+                    f'<path d="M{low:.1f} {middle:.1f}H{high:.1f}M{low:.1f} {middle - 6:.1f}'
+                    f'V{middle + 6:.1f}M{high:.1f} {middle - 6:.1f}V{middle + 6:.1f}" '
+                    f'stroke="{_INK}" stroke-width="1.5" fill="none"/>'
+                )
+                label_at = max(end, high)
+            body.append(_svg_text(label_at + 6, middle + 4.5, bar.shown, fill=_INK))
+        y += height
+    plot_bottom = y + 4
+
+    grid: list[str] = []
+    for tick in ticks:
+        x = x_of(tick)
+        grid.append(
+            f'<path d="M{x:.1f} {_LEGEND_HEIGHT}V{plot_bottom:.1f}" stroke="{_GRID_COLOUR}"/>'
+        )
+        grid.append(
+            _svg_text(
+                x,
+                plot_bottom + 16,
+                _tick_label(tick, percent=chart.percent),
+                text_anchor="middle",
+                fill=_MUTED,
+            )
+        )
+    grid.append(f'<path d="M{plot_left:.1f} {_LEGEND_HEIGHT}V{plot_bottom:.1f}" stroke="{_INK}"/>')
+    axis = _svg_text(
+        plot_left + plot_width / 2,
+        plot_bottom + 36,
+        chart.axis,
+        text_anchor="middle",
+        fill=_MUTED,
+    )
+
+    legend = [
+        f'<rect x="{_GAP}" y="8" width="18" height="12" fill="{_BAR_COLOUR}"/>',
+        _svg_text(_GAP + 24, 18, "Estimate", fill=_INK),
+        f'<path d="M{_GAP + 100} 14H{_GAP + 130}M{_GAP + 100} 8V20M{_GAP + 130} 8V20" '
+        f'stroke="{_INK}" stroke-width="1.5" fill="none"/>',
+        _svg_text(_GAP + 136, 18, "95% interval", fill=_INK),
+    ]
+    if any(bar.hatched for bar in bars):
+        legend += [
+            f'<rect x="{_GAP + 250}" y="8" width="18" height="12" '
+            f'fill="url(#{chart.ident}-hatch)" stroke="{_BAR_COLOUR}"/>',
+            _svg_text(_GAP + 274, 18, "Not recorded or not known", fill=_INK),
+        ]
+    chart_height = plot_bottom + _AXIS_HEIGHT
+    ident = chart.ident
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-labelledby="{ident}-title" '
+        f'aria-describedby="{ident}-desc" viewBox="0 0 {_CHART_WIDTH} {chart_height:.0f}" '
+        f'width="{_CHART_WIDTH}" height="{chart_height:.0f}" font-size="{_FONT_SIZE}" '
+        'style="max-width:100%;height:auto" class="publisher-chart">',
+        f'<title id="{ident}-title">{_html(chart.title)}</title>',
+        f'<desc id="{ident}-desc">{_html(chart.description)}</desc>',
+        f'<defs><pattern id="{ident}-hatch" width="6" height="6" '
+        'patternUnits="userSpaceOnUse" patternTransform="rotate(45)">'
+        f'<rect width="6" height="6" fill="#ffffff"/>'
+        f'<path d="M0 0V6" stroke="{_BAR_COLOUR}" stroke-width="3"/></pattern></defs>',
+        '<rect width="100%" height="100%" fill="#ffffff"/>',
+        *legend,
+        *grid,
+        *body,
+        axis,
+        "</svg>",
+    ]
+
+
+def _figure(chart: _Chart, caption: str) -> list[str]:
+    """A chart in a figure with a visible caption (raw HTML: the caption is escaped).
+
+    On a narrow screen the chart keeps a readable size and scrolls sideways; the scrolling
+    box can take the focus, so it scrolls from the keyboard too (WCAG 2.1.1).
+    """
+    caption_id = f"{chart.ident}-caption"
+    return [
+        '<figure class="publisher-figure">',
+        f'<div class="publisher-scroll" tabindex="0" role="group" aria-labelledby="{caption_id}">',
+        *_chart_svg(chart),
+        "</div>",
+        f'<figcaption id="{caption_id}">{_html(caption)}</figcaption>',
+        "</figure>",
+        "",
+    ]
+
+
+def _count_bar(row: Mapping[str, str], label: str, *, hatched: bool = False) -> _Bar:
+    """A bar for one published figure: a number (maybe with a marker beside it) or a marker."""
+    value, marker = row[VALUE], row[MARKER]
+    number = re.fullmatch(r"-?\d+", value) is not None
+    shown = " ".join(part for part in (f"{int(value):,}" if number else "", marker) if part)
+    if not number:
+        return _Bar(label, shown=shown or "not published", hatched=hatched)
+    bounds = [row[LOWER], row[UPPER]]
+    known = all(re.fullmatch(r"-?\d+", bound) for bound in bounds)
+    return _Bar(
+        label,
+        value=float(value),
+        lower=float(bounds[0]) if known else None,
+        upper=float(bounds[1]) if known else None,
+        shown=shown,
+        interval=f"{int(bounds[0]):,} to {int(bounds[1]):,}" if known else "",
+        hatched=hatched,
+    )
+
+
+def _bars_text(bars: Sequence[_Bar], counts: str) -> str:
+    """The figures of a chart in words: all of them if few, else the largest and smallest."""
+    real = [bar for bar in bars if not bar.heading]
+    numbers = [bar for bar in real if bar.value is not None]
+    hidden = [bar for bar in real if bar.value is None]
+
+    def said(bar: _Bar) -> str:
+        if bar.value is None:
+            return f"{bar.label}: {bar.shown}, no number published"
+        if not bar.interval:
+            return f"{bar.label}: {bar.shown}"
+        return f"{bar.label}: {bar.shown} (95% interval {bar.interval})"
+
+    if len(real) <= 12:
+        return "; ".join(said(bar) for bar in real) + "."
+    ranked = sorted(numbers, key=lambda bar: -(bar.value or 0.0))
+    text = f"{len(real)} figures of {counts}."
+    if ranked:
+        text += f" Largest: {said(ranked[0])}. Smallest shown: {said(ranked[-1])}."
+    if hidden:
+        verb = "has" if len(hidden) == 1 else "have"
+        shown = _join(sorted({bar.shown for bar in hidden}))
+        text += f" {len(hidden)} {verb} no number published ({shown})."
+    return text
+
+
+def _rows_by(
+    package: _Package, resource: _Resource, dimension: _Dimension, fixed: Mapping[str, str]
+) -> dict[str, Mapping[str, str]]:
+    """The rows of one dimension's categories where the other dimensions are ``fixed``."""
+    return {
+        row[dimension.name]: row
+        for row in resource.rows
+        if all(row[name] == value for name, value in fixed.items())
+    }
+
+
+def _category_bars(
+    package: _Package, dimension: _Dimension, rows: Mapping[str, Mapping[str, str]]
+) -> list[_Bar]:
+    """Bars in the declared order of the categories (which may be meaningful, as ages)."""
+    return [
+        _count_bar(rows[value], value, hatched=value == dimension.unknown)
+        for value in dimension.values
+        if value in rows
+    ]
+
+
+def _total_words(package: _Package, row: Mapping[str, str] | None) -> str:
+    if row is None:
+        return ""
+    bar = _count_bar(row, package.total_label)
+    if bar.value is None:
+        return f"{package.total_label}: {bar.shown}, no number published."
+    return f"{package.total_label}: {bar.shown} (95% interval {bar.interval})."
+
+
+def _table_charts(package: _Package, resource: _Resource) -> list[str]:
+    """The figures of a table page: one chart per breakdown, and for two breakdowns also
+    the second within each category of the first, on one scale so bars compare."""
+    value_title = resource.field(VALUE).title or f"Number of {resource.counts}"
+    counts = resource.counts
+    total = package.total_label
+    dimensions = resource.dimensions
+    figures: list[tuple[_Chart, str]] = []
+
+    def ident() -> str:
+        return f"chart-{resource.name.replace('.', '-')}-{len(figures) + 1}"
+
+    for dimension in dimensions:
+        others = {other.name: total for other in dimensions if other is not dimension}
+        if len(dimensions) > 1 and not resource.totals:
+            continue
+        rows = _rows_by(package, resource, dimension, others)
+        bars = _category_bars(package, dimension, rows)
+        if not bars:
+            continue
+        by = dimension.title.lower()
+        words = _total_words(package, rows.get(total))
+        chart = _Chart(
+            ident=ident(),
+            title=f"Bar chart of the number of {counts} by {by}, with 95% intervals",
+            description=" ".join(part for part in (_bars_text(bars, counts), words) if part),
+            axis=value_title,
+            bars=tuple(bars),
+        )
+        caption = f"Number of {counts} by {by}, {package.period}, with 95% intervals."
+        if words:
+            caption += f" {words}"
+        figures.append((chart, caption))
+
+    if len(dimensions) == 2:
+        outer, inner = dimensions
+        bars = []
+        for key in outer.values:
+            rows = _rows_by(package, resource, inner, {outer.name: key})
+            inner_bars = [bar for bar in _category_bars(package, inner, rows)]
+            if not inner_bars:
+                continue
+            heading = key
+            if total in rows:
+                words = _total_words(package, rows[total])
+                heading = f"{key}. {words}"
+            bars += [_Bar(heading, heading=True), *inner_bars]
+        if bars:
+            chart = _Chart(
+                ident=ident(),
+                title=(
+                    f"Bar chart of the number of {counts} by {inner.title.lower()}, for each "
+                    f"{outer.title.lower()}, with 95% intervals"
+                ),
+                description=_grouped_text(bars, counts),
+                axis=value_title,
+                bars=tuple(bars),
+            )
+            caption = (
+                f"Number of {counts} by {inner.title.lower()} within each "
+                f"{outer.title.lower()}, {package.period}, with 95% intervals, all on one "
+                "scale."
+            )
+            figures.append((chart, caption))
+
+    lines: list[str] = []
+    for number, (chart, caption) in enumerate(figures, start=1):
+        lines += _figure(chart, f"Figure {number}: {caption}")
+    return lines
+
+
+def _grouped_text(bars: Sequence[_Bar], counts: str) -> str:
+    """A grouped chart in words, group by group."""
+    groups: list[tuple[str, list[_Bar]]] = []
+    for bar in bars:
+        if bar.heading:
+            groups.append((bar.label, []))
+        elif groups:
+            groups[-1][1].append(bar)
+    return " ".join(f"{heading} {_bars_text(members, counts)}" for heading, members in groups)
+
+
+def _shares_chart(package: _Package) -> list[str]:
+    """The headline shares as a bar chart in percent, with their intervals."""
+    bars = []
+    for share in package.shares:
+        if share.estimate is None or share.lower is None or share.upper is None:
+            bars.append(_Bar(share.title, shown="not estimated"))
+            continue
+        estimate, lower, upper = _percents(share.estimate, share.lower, share.upper)
+        bars.append(
+            _Bar(
+                share.title,
+                value=share.estimate,
+                lower=share.lower,
+                upper=share.upper,
+                shown=estimate,
+                interval=f"{lower} to {upper}",
+            )
+        )
+    if not bars:
+        return []
+    chart = _Chart(
+        ident="chart-headline-shares",
+        title="Bar chart of the headline shares in percent, with 95% intervals",
+        description=_bars_text(bars, "shares"),
+        axis="Share (percent)",
+        bars=tuple(bars),
+        percent=True,
+    )
+    return _figure(chart, f"Headline shares, {package.period}, with 95% intervals.")
+
+
+def _data_table(package: _Package, resource: _Resource) -> list[str]:
+    """The table as raw HTML, for a real caption and header cells with their scope.
+
+    Markdown tables give neither; screen readers use both to announce a cell with its
+    headers. Every text is escaped.
+    """
+    dimensions = resource.dimensions
+    value = resource.field(VALUE)
+    extra = [
+        field
+        for field in resource.fields
+        if field.name not in {d.name for d in dimensions} | {VALUE, MARKER, LOWER, UPPER}
+    ]
+    caption = resource.title
+    if package.geography:
+        caption += f", {package.geography}"
+    caption += f", {package.period}. {value.title or VALUE}"
+    if package.rounding_base > 1:
+        caption += f", rounded to the nearest {package.rounding_base:,}"
+    right = ' style="text-align:right"'
+    header = [f'<th scope="col">{_html(dimension.title)}</th>' for dimension in dimensions]
+    header += [
+        f'<th scope="col"{right}>{_html(value.title or VALUE)}</th>',
+        f'<th scope="col"{right}>{_html(resource.field(LOWER).title or LOWER)}</th>',
+        f'<th scope="col"{right}>{_html(resource.field(UPPER).title or UPPER)}</th>',
+        *(f'<th scope="col">{_html(field.title or field.name)}</th>' for field in extra),
+    ]
+    lines = [
+        "<table>",
+        f"<caption>{_html(caption)}.</caption>",
+        "<thead>",
+        "<tr>" + "".join(header) + "</tr>",
+        "</thead>",
+        "<tbody>",
+    ]
+    for row in resource.rows:
+        shown = " ".join(part for part in (_number(row[VALUE]), _html(row[MARKER])) if part)
+        cells = [f'<th scope="row">{_html(row[dimension.name])}</th>' for dimension in dimensions]
+        cells += [
+            f"<td{right}>{shown}</td>",
+            f"<td{right}>{_number(row[LOWER])}</td>",
+            f"<td{right}>{_number(row[UPPER])}</td>",
+            *(f"<td>{_html(row[field.name])}</td>" for field in extra),
+        ]
+        total = ' class="publisher-total"' if _is_total(package, row, dimensions) else ""
+        lines.append(f"<tr{total}>" + "".join(cells) + "</tr>")
+    return [*lines, "</tbody>", "</table>", ""]
+
+
+def _number(text: str) -> str:
+    """A count for raw HTML: with thousands separators, or escaped as it is."""
+    return f"{int(text):,}" if re.fullmatch(r"-?\d+", text) else _html(text)
 
 
 # --------------------------------------------------------------------------------------
@@ -753,14 +1519,6 @@ def _table_md(
     lines.append("| " + " | ".join("--:" if flag else "---" for flag in right) + " |")
     lines.extend("| " + " | ".join(row) + " |" for row in rows)
     return [*lines, ""]
-
-
-def _cell_value(row: Mapping[str, str]) -> str:
-    """The value cell: the number, or the marker where it stands instead of one."""
-    value, marker = row[VALUE], row[MARKER]
-    if value and marker:
-        return f"{_count(value)} {_md(marker)}"
-    return _count(value) if value else _md(marker)
 
 
 def _is_total(package: _Package, row: Mapping[str, str], dimensions: Sequence[_Dimension]) -> bool:
@@ -857,24 +1615,46 @@ def _tables_list(package: _Package, prefix: str) -> list[str]:
     return [*lines, ""]
 
 
-def _downloads(package: _Package, prefix: str) -> list[str]:
+_FORMAT_NAMES = {
+    "zip": "ZIP archive",
+    "ods": "OpenDocument spreadsheet",
+    "xlsx": "Excel spreadsheet",
+    "csv": "CSV",
+    "json": "JSON",
+    "md": "Markdown text",
+    "txt": "Text",
+}
+
+
+def _format_name(item: _Download) -> str:
+    return _FORMAT_NAMES.get(item.format.lower(), _md(item.format.upper()))
+
+
+def _download_link(item: _Download, prefix: str, text: str = "") -> str:
+    """A Markdown link to a download; a Markdown file is served as text, saved by its name."""
+    link = f"[{_md(text or item.title)}]({prefix}{item.href})"
+    if item.href != item.path:
+        link += f'{{: download="{item.name}" }}'
+    return link
+
+
+def _downloads_table(items: Sequence[_Download], prefix: str) -> list[str]:
     rows = []
-    for resource in package.resources:
+    for item in items:
+        about = f"**{_md(item.title)}**" + (
+            f": {_md(item.description)}" if item.description else ""
+        )
+        size = _size(item.size)
+        if item.size >= 1024:
+            size += f" ({item.size:,} bytes)"
         rows.append(
             [
-                f"[{_md(resource.title)}]({prefix}{resource.path})",
-                _md(resource.format.upper()),
-                _size(package.directory / resource.path),
+                f"{_download_link(item, prefix, item.name)}<br>{_format_name(item)}, {size}",
+                about,
+                f"`{item.sha256}`",
             ]
         )
-    rows.append(
-        [
-            f"[Data package metadata (datapackage.json)]({prefix}datapackage.json)",
-            "JSON",
-            _size(package.directory / "datapackage.json"),
-        ]
-    )
-    return _table_md(["File", "Format", "Size"], [False, False, True], rows)
+    return _table_md(["File", "What it holds", "SHA-256 checksum"], [False, False, False], rows)
 
 
 def _table_privacy_sentence(package: _Package, privacy: _TablePrivacy) -> str:
@@ -916,10 +1696,62 @@ def _privacy_unit_sentence(package: _Package, unit: _Unit) -> str:
 # --------------------------------------------------------------------------------------
 
 
+def _status_words(package: _Package) -> str:
+    if package.status == "provisional":
+        return "Provisional: the figures may be revised in a later version"
+    if package.status == "final":
+        return "Final"
+    return _md(package.status)
+
+
+def _revision_notice(package: _Package, *, history: bool = True) -> list[str]:
+    """Says what a revised or provisional release means (and where the history is)."""
+    if package.revises:
+        marker = next((m for m, _ in package.markers if m == "[r]"), "")
+        text = f"This version revises version {_md(package.revises)} of the same release."
+        if marker:
+            text += f" Figures that changed are marked {_md(marker)}."
+        if history:
+            text += " The release history lists every version."
+        return ['!!! info "Revised figures"', f"    {text}", ""]
+    if package.status == "provisional":
+        marker = next((m for m, _ in package.markers if m == "[p]"), "")
+        text = "These figures are provisional: a later version may revise them."
+        if marker:
+            text += f" Provisional figures are marked {_md(marker)}."
+        return ['!!! info "Provisional figures"', f"    {text}", ""]
+    return []
+
+
+def _total_findings(package: _Package) -> list[str]:
+    """One finding per distinct total: tables of the same input share theirs."""
+    groups: dict[tuple[str, ...], list[_Resource]] = {}
+    for resource in package.tables:
+        total = next(
+            (row for row in resource.rows if _is_total(package, row, resource.dimensions)), None
+        )
+        if total is None:
+            continue
+        key = (resource.input, resource.counts, *(total[c] for c in (VALUE, MARKER, LOWER, UPPER)))
+        groups.setdefault(key, []).append(resource)
+    findings = []
+    for tables in groups.values():
+        first = tables[0]
+        sentence = _total_sentence(package, first)
+        label = first.title
+        if len(tables) > 1:
+            unit = package.unit(first.input)
+            label = unit.title if unit is not None and unit.title else first.counts.capitalize()
+            sentence += f" The {len(tables)} tables of {_counts_phrase(first)} all give this total."
+        findings.append(f"- **{_md(label)}:** {sentence}")
+    return findings
+
+
 def _home_page(package: _Package) -> str:
     lines = _front_matter(package.title)
     lines += [f"<!-- --8<-- [start:{SUMMARY_SECTION}] -->", f"# {_md(package.title)}", ""]
     lines += _notice(package)
+    lines += _revision_notice(package)
     for paragraph in _md_paragraphs(package.description):
         lines += [paragraph, ""]
     facts = [f"- **Period:** {_md(package.period)}"]
@@ -928,6 +1760,10 @@ def _home_page(package: _Package) -> str:
     if package.published:
         facts.append(f"- **Published:** {_date(package.published)}")
     facts.append(f"- **Version:** {_md(package.version)}")
+    if package.status:
+        facts.append(f"- **Status:** {_status_words(package)}")
+    if package.next_update:
+        facts.append(f"- **Next update:** {_md(package.next_update)}")
     if package.publisher:
         facts.append(f"- **Publisher:** {_md(package.publisher)}")
     if package.licence_title:
@@ -939,11 +1775,10 @@ def _home_page(package: _Package) -> str:
         "",
     ]
     findings = [f"- {_share_sentence(share)}" for share in package.shares]
-    for resource in package.tables:
-        total = _total_sentence(package, resource)
-        if total:
-            findings.append(f"- **{_md(resource.title)}:** {total}")
-    lines += [*findings, "", f"<!-- --8<-- [end:{SUMMARY_SECTION}] -->", ""]
+    findings += _total_findings(package)
+    lines += [*findings, ""]
+    lines += _shares_chart(package)
+    lines += [f"<!-- --8<-- [end:{SUMMARY_SECTION}] -->", ""]
 
     lines += ["## The tables", ""]
     lines += _tables_list(package, "tables/")
@@ -962,29 +1797,45 @@ def _home_page(package: _Package) -> str:
     lines += [
         "Before publication, every count was protected with differential privacy: random "
         "noise of a known size was added, counts were rounded and small counts were "
-        "replaced by a marker. The [methodology](methodology.md) explains how, and how to "
-        "read the figures; the [data dictionary](data-dictionary.md) explains every column "
-        "and category.",
+        "replaced by a marker. The [methodology](methodology.md) explains how, how to read "
+        "the figures and how to compare two of them; the [data dictionary](data-dictionary.md) "
+        "explains every column and category.",
         "",
         "## Downloads",
         "",
-        "The CSV files hold the same figures as the tables, one row per figure: the `value` "
-        "column is numeric (empty where a marker stands instead) and the `marker` column "
-        "holds the marker. They open directly in a spreadsheet or in pandas.",
+    ]
+    lines += _main_downloads(package, "")
+    lines += [
+        "The [downloads page](downloads.md) lists every file with its size and SHA-256 checksum.",
+        "",
+        "## How to cite",
+        "",
+        _citation_text(package),
+        "",
+        "[How to cite](cite.md) gives the citation in BibTeX too; the "
+        "[release history](history.md) lists every version.",
         "",
     ]
-    lines += _downloads(package, "")
-    lines += ["## How to cite", ""]
-    year = package.published[:4] if re.match(r"^\d{4}", package.published) else ""
-    citation = f"{_md(package.publisher)} ({year}). " if package.publisher and year else ""
-    citation += f"*{_md(package.title)}*, version {_md(package.version)}."
-    lines += [citation, ""]
     if package.contact_name or package.contact_email:
         contact = _md(package.contact_name)
         if package.contact_email:
             contact += f" ({_md(package.contact_email)})"
         lines += ["## Contact", "", f"Questions about these figures: {contact.strip()}.", ""]
     return "\n".join(lines)
+
+
+def _main_downloads(package: _Package, prefix: str) -> list[str]:
+    """The files most people want, as a list: the whole release, then the tables' CSVs."""
+    lines = []
+    for item in package.downloads_of("zip", "ods", "xlsx"):
+        lines.append(f"- {_download_link(item, prefix)} ({_format_name(item)}, {_size(item.size)})")
+    lines.append(
+        "- The tables as CSV files, one per table, on each table's page and on the "
+        f"[downloads page]({prefix}downloads.md): the `value` column is numeric (empty where "
+        "a marker stands instead) and the `marker` column holds the marker, so they open "
+        "directly in a spreadsheet or in pandas."
+    )
+    return [*lines, ""]
 
 
 def _table_page(package: _Package, resource: _Resource) -> str:
@@ -1021,42 +1872,40 @@ def _table_page(package: _Package, resource: _Resource) -> str:
         lines.append(f"- **Source:** {_md(title)}")
     lines.append("")
 
+    charts = _table_charts(package, resource)
+    if charts:
+        lines += ["## The figures in charts", ""]
+        lines += [
+            "Each bar is an estimate and the line across its end is its 95% interval. A "
+            "figure without a number shows its marker instead of a bar. The table below "
+            "gives every figure.",
+            "",
+        ]
+        lines += charts
     lines += ["## The table", ""]
-    extra = [
-        field
-        for field in resource.fields
-        if field.name not in {d.name for d in dimensions} | {VALUE, MARKER, LOWER, UPPER}
-    ]
-    header = [_md(dimension.title) for dimension in dimensions]
-    header += [_md(value.title or VALUE)]
-    header += [_md(resource.field(LOWER).title or LOWER), _md(resource.field(UPPER).title or UPPER)]
-    header += [_md(field.title or field.name) for field in extra]
-    right = [False] * len(dimensions) + [True, True, True] + [False] * len(extra)
-    rows = [
-        [_md(row[dimension.name]) for dimension in dimensions]
-        + [_cell_value(row), _count(row[LOWER]), _count(row[UPPER])]
-        + [_md(row[field.name]) for field in extra]
-        for row in resource.rows
-    ]
-    lines += _table_md(header, right, rows)
-    caption = _md(resource.title)
-    if package.geography:
-        caption += f", {_md(package.geography)}"
-    caption += f", {_md(package.period)}. {_md(value.title or VALUE)}"
-    if package.rounding_base > 1:
-        caption += f", rounded to the nearest {package.rounding_base:,}"
-    lines += ["/// table-caption", caption + ".", "///", ""]
+    lines += _data_table(package, resource)
 
     lines += ["## How to read this table", ""]
     lines += _reading_notes(package, resource)
     lines += ["## Download", ""]
-    lines += [
+    own = package.download(resource.path)
+    size = f", {_size(own.size)}" if own is not None else ""
+    lines.append(
         f"- [{_md(PurePosixPath(resource.path).name)}](../{resource.path}) "
-        f"({_md(resource.format.upper())}, {_size(package.directory / resource.path)}): the same "
-        "figures for a spreadsheet or pandas. The value column is numeric (empty where a "
-        "marker stands instead) and the marker sits in its own column.",
+        f"({_md(resource.format.upper())}{size}): this table, for a spreadsheet or pandas. The "
+        "value column is numeric (empty where a marker stands instead) and the marker sits in "
+        "its own column."
+    )
+    for item in package.downloads_of("zip", "ods", "xlsx"):
+        lines.append(
+            f"- {_download_link(item, '../')} ({_format_name(item)}, {_size(item.size)})"
+            + (f": {_md(item.description)}" if item.description else "")
+        )
+    lines += [
         "- [datapackage.json](../datapackage.json): the metadata of every file (Frictionless "
         "data package).",
+        "",
+        "The [downloads page](../downloads.md) lists every file with its SHA-256 checksum.",
         "",
     ]
     return "\n".join(lines)
@@ -1349,8 +2198,8 @@ def _methodology_page(package: _Package) -> str:
         "of 1,000 with the interval 975 to 1,025 means that the true count is very likely "
         "between 975 and 1,025.",
         "",
-        "- To compare two figures, compare their intervals: if they overlap, the data do not "
-        "show which is larger, and a story should not say that one is.",
+        "- To compare two figures, see [how to compare two figures](#how-to-compare-two-figures) "
+        "below.",
         "- The interval accounts for the noise added for privacy and for the way the "
         "tables were made consistent. It is computed from the estimate before rounding and "
         "its bounds are rounded like the figures, so rounding does not shift it. It does "
@@ -1360,6 +2209,8 @@ def _methodology_page(package: _Package) -> str:
         "from the noisy counts.",
         "",
     ]
+
+    lines += _comparing_section(package)
 
     lines += ["## Limitations", ""]
     lines += [
@@ -1378,12 +2229,151 @@ def _methodology_page(package: _Package) -> str:
         "spend no further privacy loss.",
         "",
     ]
+    lines += _coverage_section(package)
+    lines += _comparability_section(package)
+    lines += [
+        "## Revisions",
+        "",
+        "The [release history](history.md) lists every version of this release, what each "
+        "one changed, and how revisions are made and marked.",
+        "",
+    ]
     if package.tool or package.opendp:
         made = [
             text for text in (package.tool, package.opendp and f"OpenDP {package.opendp}") if text
         ]
         lines += ["## Software", "", f"Made with {_join([_md(text) for text in made])}.", ""]
+    lines += _references(package)
     return "\n".join(lines)
+
+
+def _comparing_section(package: _Package) -> list[str]:
+    """How to tell whether two figures really differ, for a story or a paper."""
+    lines = ["## How to compare two figures", ""]
+    lines += [
+        "Two figures can differ only because of the noise. Before saying that one is larger "
+        "than the other, check that the difference is larger than the noise could make it. "
+        "The *margin* of a figure is half the width of its 95% interval: "
+        "m = (upper bound \N{MINUS SIGN} lower bound) / 2.",
+        "",
+        "- **Figures from independent estimates** (from tables of different inputs, which "
+        "have independent noise): the two differ significantly, at about the 95% level, if "
+        "their difference is larger than √(m<sub>1</sub>² + m<sub>2</sub>²), "
+        "where m<sub>1</sub> and m<sub>2</sub> are their margins.",
+        "- **Figures estimated together** (from the same table, or from tables of the same "
+        "input, which were made consistent together): their estimates are correlated, so "
+        "the rule above does not apply. Say that they differ only if their intervals do not "
+        "overlap, that is if the difference is larger than m<sub>1</sub> + m<sub>2</sub>. "
+        "This holds whatever the correlation, so it is safe, though cautious.",
+        "- **If the intervals do not overlap**, the figures differ, whichever kind they are. "
+        "If they overlap, the data may not show a difference: for independent figures, use "
+        "the first rule.",
+        "",
+        "For example, take 1,000 (95% interval 960 to 1,040, so a margin of 40) and 940 "
+        "(interval 910 to 970, margin 30). Their intervals overlap. If the two are "
+        "independent, √(40² + 30²) = 50 and the difference, 60, is larger: "
+        "they differ significantly. If they come from the same input, the difference would "
+        "have to be larger than 40 + 30 = 70: the data do not show which is larger.",
+        "",
+        "The same rules apply to shares in percent, with their own intervals. A total that "
+        "appears in several tables of the same input is one estimate, not several: do not "
+        "compare or add up its copies. Figures from different releases or periods have "
+        "independent noise, but differences in recording between them are not in the "
+        "intervals (see the limitations and comparability below).",
+        "",
+    ]
+    groups = [group for group in package.consistent_groups if len(group) > 1]
+    if groups:
+        lines += [
+            "In this release the tables estimated together are listed under "
+            "[consistency between tables](#consistency-between-tables).",
+            "",
+        ]
+    return lines
+
+
+def _coverage_section(package: _Package) -> list[str]:
+    lines = ["## Coverage and sources", ""]
+    cover = f"- **Period:** {_md(package.period)}."
+    lines.append(cover)
+    if package.geography:
+        lines.append(f"- **Geography:** {_md(package.geography)}.")
+    for unit in package.units:
+        tables = [resource for resource in package.tables if resource.input == unit.input]
+        if not tables:
+            continue
+        counted = _join(sorted({_counts_phrase(resource) for resource in tables}))
+        titles = _join([f"[{_md(t.title)}](tables/{t.name}.md)" for t in tables])
+        lines.append(f"- **{_md(unit.title or unit.input)}:** counts {counted}, in {titles}.")
+    for title, description in package.sources:
+        source = f"- **Source:** {_md(title)}"
+        lines.append(source + (f" ({_md(description)})." if description else "."))
+    lines.append("")
+    if package.synthetic:
+        lines += [
+            "The source of this release is synthetic: the records were made up to "
+            "demonstrate the method and describe no real people or events.",
+            "",
+        ]
+    return lines
+
+
+def _comparability_section(package: _Package) -> list[str]:
+    lines = ["## Comparability", ""]
+    lines += [
+        "- **Within this release:** tables of the same input were estimated together and "
+        "agree on every shared total and margin, so they can be read side by side.",
+        "- **With other versions and periods:** each version has its own noise, so figures "
+        "differ a little even where the data do not; compare them as independent figures "
+        "(above). Check first that the categories, the rounding base and the threshold are "
+        "the same: `datapackage.json` records them for every version.",
+        "- **With other sources:** statistics from other sources are not protected in this "
+        "way and may count differently (other counting rules, no truncation, no rounding). "
+        "Compare them with care, allowing for the intervals.",
+    ]
+    if package.synthetic:
+        lines.append(
+            "- **With real statistics:** these figures are made up; they cannot be compared "
+            "with any real statistics."
+        )
+    return [*lines, ""]
+
+
+def _references(package: _Package) -> list[str]:
+    """The literature behind the method, for a reviewer (plain text, no external links)."""
+    references = [
+        "Dwork, C., McSherry, F., Nissim, K. and Smith, A. (2006). Calibrating noise to "
+        "sensitivity in private data analysis. *Theory of Cryptography Conference (TCC)*.",
+        "Dwork, C. and Roth, A. (2014). The algorithmic foundations of differential privacy. "
+        "*Foundations and Trends in Theoretical Computer Science* 9(3\N{EN DASH}4).",
+    ]
+    if package.model == "zcdp":
+        references += [
+            "Bun, M. and Steinke, T. (2016). Concentrated differential privacy: "
+            "simplifications, extensions, and lower bounds. *Theory of Cryptography "
+            "Conference (TCC)*.",
+            "Canonne, C. L., Kamath, G. and Steinke, T. (2020). The discrete Gaussian for "
+            "differential privacy. *Advances in Neural Information Processing Systems "
+            "(NeurIPS)*.",
+        ]
+    else:
+        references.append(
+            "Ghosh, A., Roughgarden, T. and Sundararajan, M. (2009). Universally "
+            "utility-maximizing privacy mechanisms. *ACM Symposium on Theory of Computing "
+            "(STOC)*."
+        )
+    if any(len(group) > 1 for group in package.consistent_groups):
+        references.append(
+            "Hay, M., Rastogi, V., Miklau, G. and Suciu, D. (2010). Boosting the accuracy of "
+            "differentially private histograms through consistency. *Proceedings of the "
+            "VLDB Endowment* 3(1)."
+        )
+    references += [
+        "UK Statistics Authority (2018). *Code of Practice for Statistics*, edition 2.0.",
+        "Government Statistical Service (Analysis Function). *Symbols in tables, "
+        "definitions and help*.",
+    ]
+    return ["## References", "", *(f"- {reference}" for reference in references), ""]
 
 
 def _data_dictionary_page(package: _Package) -> str:
@@ -1452,15 +2442,377 @@ def _data_dictionary_page(package: _Package) -> str:
     return "\n".join(lines)
 
 
+def _downloads_page(package: _Package) -> str:
+    lines = _front_matter("Downloads")
+    lines += ["# Downloads", ""]
+    lines += _notice(package)
+    lines += [
+        f"Every file of version {_md(package.version)} of this release, with its size and its "
+        "SHA-256 checksum, which shows that a file arrived unchanged (see "
+        "[checking a download](#checking-a-download)). The figures are published under the "
+        + (
+            _link(package.licence_title, package.licence_url) + "."
+            if package.licence_title
+            else "licence stated in the metadata."
+        ),
+        "",
+    ]
+    whole = package.downloads_of("zip") + package.downloads_of("ods", "xlsx")
+    tables = package.downloads_of("csv")
+    others = [item for item in package.downloads if item not in whole and item not in tables]
+    if whole:
+        lines += ["## The whole release", ""]
+        lines += _downloads_table(whole, "")
+    lines += ["## The tables, one CSV file each", ""]
+    lines += [
+        "One row per figure: the `value` column is numeric (empty where a marker stands "
+        "instead), the `marker` column holds the marker, and `lower_95` and `upper_95` give "
+        "the 95% interval. The [data dictionary](data-dictionary.md) explains every column.",
+        "",
+    ]
+    lines += _downloads_table(tables, "")
+    lines += ["## Documentation and metadata", ""]
+    lines += _downloads_table(others, "")
+    if package.archive:
+        lines += [
+            "## Earlier versions",
+            "",
+            "Earlier versions stay available as they were published: see the "
+            "[release history](history.md).",
+            "",
+        ]
+    lines += ["## Checking a download", ""]
+    lines += [
+        "Compute the SHA-256 checksum of the file you downloaded and compare it with the one "
+        "above:",
+        "",
+        "- Linux: `sha256sum FILE`; macOS: `shasum -a 256 FILE`; Windows (PowerShell): "
+        "`Get-FileHash FILE -Algorithm SHA256`.",
+    ]
+    if package.download(CHECKSUMS) is not None:
+        lines.append(
+            f"- With the `{CHECKSUMS}` file in the folder of your downloads, "
+            f"`sha256sum --check --ignore-missing {CHECKSUMS}` checks them all at once."
+        )
+    lines.append("")
+    if any(item.href != item.path for item in package.downloads):
+        lines += [
+            "Markdown files are shown in the browser as plain text; the link saves them "
+            "under their own name.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+# BibTeX's special characters, so metadata text is text in a citation manager too.
+_BIBTEX_ESCAPES = str.maketrans(
+    {
+        "\\": r"\textbackslash{}",
+        "{": r"\{",
+        "}": r"\}",
+        "%": r"\%",
+        "&": r"\&",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+    }
+)
+
+
+def _bibtex(text: str) -> str:
+    return _one_line(text).translate(_BIBTEX_ESCAPES)
+
+
+def _citation_url(package: _Package) -> str:
+    return package.homepage if _SAFE_URL.match(package.homepage) else ""
+
+
+def _citation_text(package: _Package) -> str:
+    """A citation in the usual form for a data set (author, year, title, version)."""
+    author = f"{_md(package.publisher)} " if package.publisher else ""
+    text = f"{author}({package.year or 'n.d.'}). *{_md(package.title)}* "
+    text += f"(version {_md(package.version)}) \\[Data set\\]."
+    url = _citation_url(package)
+    if url:
+        text += f" {url}"
+    return text
+
+
+def _bibtex_entry(package: _Package) -> list[str]:
+    key = re.sub(r"[^A-Za-z0-9]+", "-", f"{package.name or 'release'}-{package.version}")
+    fields = [("title", f"{{{_bibtex(package.title)}}}")]
+    if package.publisher:
+        # Double braces: an organisation, not a person's first and last name.
+        fields.insert(0, ("author", f"{{{_bibtex(package.publisher)}}}"))
+        fields.append(("publisher", f"{{{_bibtex(package.publisher)}}}"))
+    if package.year:
+        fields.append(("year", package.year))
+    fields.append(("version", _bibtex(package.version)))
+    note = "Data set"
+    if package.licence_title:
+        note += f". Licence: {package.licence_title}"
+    if package.synthetic:
+        note += ". Synthetic demonstration data"
+    fields.append(("note", _bibtex(note)))
+    url = _citation_url(package)
+    if url:
+        fields.append(("url", _bibtex(url)))
+    lines = [f"@misc{{{key.strip('-')},"]
+    lines += [f"  {name} = {{{value}}}," for name, value in fields]
+    return [*lines, "}"]
+
+
+def _cite_page(package: _Package) -> str:
+    lines = _front_matter("How to cite")
+    lines += ["# How to cite", ""]
+    lines += _notice(package)
+    lines += [
+        "Please cite the version you used: figures can be revised in later versions, and "
+        "each version stays available.",
+        "",
+        "## Citation",
+        "",
+        _citation_text(package),
+        "",
+        "## BibTeX",
+        "",
+        # Raw HTML, escaped: a Markdown code block would keep metadata markup in the page
+        # source, and a fence could be closed by the text itself.
+        # Long lines wrap on screen (no scrolling box); a copy keeps them whole.
+        '<pre><code class="language-bibtex" style="white-space:pre-wrap">'
+        + "\n".join(
+            " " * (len(line) - len(line.lstrip())) + _html(line) for line in _bibtex_entry(package)
+        )
+        + "</code></pre>",
+        "",
+        "## What to say about the figures",
+        "",
+        "- Give the 95% interval with a figure, or say that it is an estimate: noise was "
+        "added to every figure to protect the people counted.",
+        "- Before saying that one figure is larger than another, check the difference "
+        "([how to compare two figures](methodology.md#how-to-compare-two-figures)).",
+        "- Quote markers as they are: a marker such as \\[low\\] is not a zero.",
+    ]
+    if package.synthetic:
+        lines.append(
+            "- These figures are made up for a demonstration: they must not be quoted as "
+            "real statistics."
+        )
+    lines.append("")
+    if package.tool or package.opendp:
+        made = [
+            text for text in (package.tool, package.opendp and f"OpenDP {package.opendp}") if text
+        ]
+        lines += [
+            "## The software",
+            "",
+            f"The release was made with {_join([_md(text) for text in made])}. To cite the "
+            "software itself, use its own citation file (`CITATION.cff` in its repository).",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _unescape_markdown(text: str) -> str:
+    """Text of a Markdown line as written by a person: entities and escapes resolved."""
+    return html.unescape(re.sub(r"\\([\\`*_{}\[\]()#+\-.!|<>])", r"\1", text))
+
+
+def _changelog_lines(changelog: str) -> list[str]:
+    """The package's CHANGELOG.md, re-escaped line by line: headings, lists, paragraphs.
+
+    The text comes from the package, so it is never passed through as Markdown; its own
+    top heading is dropped (the page has one) and its headings move one level down.
+    """
+    blocks: list[tuple[str, str]] = []  # (kind, text): heading level "2".."6", "item", "text"
+    for raw in changelog.splitlines():
+        line = raw.strip()
+        heading = re.match(r"^(#{1,6})\s+(.*)$", line)
+        item = re.match(r"^[-*+]\s+(.*)$", line)
+        if not line:
+            blocks.append(("blank", ""))
+        elif heading:
+            level = len(heading.group(1))
+            if level > 1:
+                blocks.append((str(min(level + 1, 6)), heading.group(2)))
+        elif item:
+            blocks.append(("item", item.group(1)))
+        elif raw[:1].isspace() and blocks and blocks[-1][0] in ("item", "text"):
+            kind, text = blocks[-1]
+            blocks[-1] = (kind, f"{text} {line}")
+        elif blocks and blocks[-1][0] == "text":
+            blocks[-1] = ("text", f"{blocks[-1][1]} {line}")
+        else:
+            blocks.append(("text", line))
+    lines: list[str] = []
+    for kind, text in blocks:
+        shown = _md(_unescape_markdown(text))
+        if kind == "blank":
+            if lines and lines[-1]:
+                lines.append("")
+        elif kind == "item":
+            lines.append(f"- {shown}")
+        elif kind == "text":
+            lines += ["", shown, ""] if lines and lines[-1] else [shown, ""]
+        else:
+            lines += ["", f"{'#' * int(kind)} {shown}", ""]
+    cleaned: list[str] = []
+    for line in lines:
+        if line or (cleaned and cleaned[-1]):
+            cleaned.append(line)
+    return [*cleaned, ""] if cleaned and cleaned[-1] else cleaned
+
+
+def _history_page(package: _Package) -> str:
+    lines = _front_matter("Release history")
+    lines += ["# Release history", ""]
+    lines += _notice(package)
+    current = f"This is version {_md(package.version)}"
+    if package.published:
+        current += f", published on {_date(package.published)}"
+    current += "."
+    if package.status:
+        current += f" Status: {_status_words(package)}."
+    if package.next_update:
+        current += f" Next update: {_md(package.next_update)}."
+    lines += [current, ""]
+    lines += _revision_notice(package, history=False)
+    lines += ["## Versions", ""]
+    if package.changelog and package.changelog.strip():
+        lines += _changelog_lines(package.changelog)
+    else:
+        first = f"### {_md(package.version)}"
+        if package.published:
+            first += f" ({_date(package.published)})"
+        lines += [first, "", f"- Figures for {_md(package.period)}.", ""]
+    if package.archive:
+        lines += ["## Earlier versions to download", ""]
+        lines += [
+            "Each earlier version is kept as it was published, with its own metadata.",
+            "",
+        ]
+        for version in package.archive:
+            lines += [f"### Version {_md(version.version)}", ""]
+            lines += _downloads_table(version.downloads, "")
+    markers = dict(package.markers)
+    lines += ["## Revisions policy", ""]
+    policy = [
+        "- A published version is never changed. Corrections and updates are published as "
+        "a new version, and every earlier version stays available.",
+        "- Figures are never drawn again with new noise for the same data and version: "
+        "drawing again would let anyone average the noise away. A new version spends "
+        "privacy loss of its own, and the losses of all versions add up for anyone in "
+        "them; the publisher records every spend and keeps the total under a lifetime cap.",
+    ]
+    revised = markers.get("[r]", "")
+    provisional = markers.get("[p]", "")
+    policy.append(
+        "- In a version that revises an earlier one for the same period, figures that "
+        "changed are marked \\[r\\]"
+        + (f" ({_md(revised.rstrip('.'))})" if revised else "")
+        + "; provisional figures are marked \\[p\\]"
+        + (f" ({_md(provisional.rstrip('.'))})" if provisional else "")
+        + "."
+    )
+    lines += [*policy, ""]
+    return "\n".join(lines)
+
+
+#: The stylesheet written into the generated folder; mkdocs.yml lists it in extra_css.
+STYLESHEET = "publisher.css"
+
+
+def _stylesheet() -> str:
+    """Additions to the theme: the generated tables and charts, and what the theme needs to
+    meet WCAG 2.2 AA on every page (contrast of code and footer, links underlined)."""
+    return "\n".join(
+        [
+            "/* Generated by `publisher site`: do not edit by hand. */",
+            "/* WCAG 2.2 AA: text contrast of at least 4.5:1 in code blocks and the footer. */",
+            ':root, [data-md-color-scheme="default"] {',
+            *(
+                f"  --md-code-hl-{token}-color: #555555;"
+                for token in ("comment", "generic", "operator", "punctuation", "variable")
+            ),
+            "}",
+            ".md-copyright {",
+            "  color: var(--md-footer-fg-color--light);",
+            "}",
+            "/* WCAG 2.1.1: a box that scrolls must take the keyboard focus, and the theme's",
+            "   wrapper of tables cannot; tables wrap their text to fit the page instead. */",
+            ".md-typeset__scrollwrap {",
+            "  overflow-x: visible;",
+            "}",
+            ".md-typeset__table {",
+            "  display: block;",
+            "}",
+            ".md-typeset table:not([class]) th {",
+            "  min-width: 0;",
+            "}",
+            ".md-typeset table:not([class]) :is(th, td) {",
+            "  overflow-wrap: break-word;",
+            "  hyphens: auto;",
+            "}",
+            ".md-typeset table:not([class]) td code {",
+            "  word-break: break-all;",
+            "}",
+            "@media screen and (max-width: 44.984375em) {",
+            "  .md-typeset table:not([class]) :is(th, td) {",
+            "    padding: 0.6em 0.5em;",
+            "  }",
+            "}",
+            "/* WCAG 2.2 AA: links in text must not be told apart by colour alone. */",
+            ".md-typeset a:not(.headerlink) {",
+            "  text-decoration: underline;",
+            "  text-underline-offset: 0.15em;",
+            "}",
+            "/* Row headers of the data tables read like cells, with the rules of cells. */",
+            ".md-typeset table:not([class]) tbody th {",
+            "  border-top: 0.05rem solid var(--md-typeset-table-color);",
+            "  font-weight: 400;",
+            "  text-align: left;",
+            "}",
+            "/* The caption is the table's title, above it, as in official statistics. */",
+            ".md-typeset table:not([class]) caption {",
+            "  caption-side: top;",
+            "  padding: 0.9375em 1.25em 0.5em;",
+            "  font-weight: 700;",
+            "  text-align: left;",
+            "}",
+            ".md-typeset table:not([class]) tr.publisher-total > * {",
+            "  font-weight: 700;",
+            "}",
+            ".md-typeset figure.publisher-figure {",
+            "  width: 100%;",
+            "}",
+            "/* Charts keep a readable size on narrow screens and scroll sideways. */",
+            ".md-typeset .publisher-scroll {",
+            "  width: 100%;",
+            "  overflow-x: auto;",
+            "}",
+            ".md-typeset figure.publisher-figure svg {",
+            "  display: block;",
+            "  width: 100%;",
+            "  min-width: 30rem;",
+            "  height: auto;",
+            "}",
+            "",
+        ]
+    )
+
+
 def _readme() -> str:
     return "\n".join(
         [
             MARKER_HEADING,
             "",
             "Everything in this folder is generated by `publisher site` from the published data "
-            "package (`datapackage.json` and its CSV files), which it copies here so the site "
-            "can offer them for download. Changes made by hand are lost the next time the site "
-            "is built, and a test compares this folder with freshly generated pages.",
+            "package (`datapackage.json` and its files), which it copies here so the site can "
+            "offer them for download (Markdown files of the package get `.txt` added, so that "
+            "MkDocs does not turn them into pages). Changes made by hand are lost the next time "
+            "the site is built, and a test compares this folder with freshly generated pages.",
             "",
             "To change a page, change the release spec or `publisher/site.py`, then run "
             "`publisher site`.",
@@ -1473,10 +2825,14 @@ def _render(package: _Package) -> dict[str, str]:
     """Every generated page, by its path relative to the generated folder."""
     pages = {
         MARKER_FILE: _readme(),
+        STYLESHEET: _stylesheet(),
         "index.md": _home_page(package),
         "methodology.md": _methodology_page(package),
         "data-dictionary.md": _data_dictionary_page(package),
         "tables/index.md": _tables_index_page(package),
+        "downloads.md": _downloads_page(package),
+        "cite.md": _cite_page(package),
+        "history.md": _history_page(package),
     }
     for resource in package.tables:
         pages[f"tables/{resource.name}.md"] = _table_page(package, resource)
@@ -1532,8 +2888,13 @@ def generate_pages(package_dir: Path, pages_dir: Path) -> list[Path]:
 
     Reads only the package (datapackage.json and its CSVs). ``pages_dir`` is replaced as a
     whole, atomically: it holds a ``README.md`` marking it as generated, the release home
-    (``index.md``), ``methodology.md``, ``data-dictionary.md``, ``tables/index.md``, one
-    ``tables/<name>.md`` per table, and copies of ``datapackage.json`` and the data files.
+    (``index.md``), ``methodology.md``, ``data-dictionary.md``, ``downloads.md``,
+    ``cite.md``, ``history.md``, ``tables/index.md``, one ``tables/<name>.md`` per table, and
+    copies of every file the package offers: ``datapackage.json``, the resources, the
+    ``files`` it lists (spreadsheets, README, CHANGELOG; a Markdown file is copied with
+    ``.txt`` added, since MkDocs would make a page of it), the files only ``SHA256SUMS``
+    names at the package's top (the zip of the version), ``SHA256SUMS`` itself, and the zip
+    and metadata of every earlier version listed under ``archive``.
     The output is byte-stable: the same package always gives the same bytes.
 
     Returns the paths written, sorted. Raises :class:`PackageError` if the package is
@@ -1548,17 +2909,24 @@ def generate_pages(package_dir: Path, pages_dir: Path) -> list[Path]:
             "marker): it would be replaced, so choose an empty or generated folder"
         )
     pages = _render(package)
-    copies = ["datapackage.json", *(resource.path for resource in package.resources)]
+    # Each download by where the site offers it (a Markdown file as text) -> its source.
+    copies = {
+        item.href: item.path
+        for item in (
+            *package.downloads,
+            *(item for version in package.archive for item in version.downloads),
+        )
+    }
     written = [*pages, *copies]
     with _staged(pages_dir, "generating") as staging:
         for relative, text in pages.items():
             path = staging / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8", newline="\n")
-        for relative in copies:
+        for relative, source in copies.items():
             path = staging / relative
             path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(package_dir / relative, path)
+            shutil.copyfile(package_dir / source, path)
     return sorted(pages_dir / relative for relative in written)
 
 
@@ -1683,6 +3051,7 @@ def _standalone_config(package: _Package) -> dict[str, Any]:
         "docs_dir": "docs",
         "use_directory_urls": False,
         "theme": {"name": "material", "font": False, "features": ["navigation.indexes"]},
+        "extra_css": [STYLESHEET],
         "exclude_docs": f"/{MARKER_FILE}\n",
         "markdown_extensions": [
             "admonition",
@@ -1697,6 +3066,9 @@ def _standalone_config(package: _Package) -> dict[str, Any]:
             {"Tables": ["tables/index.md", *tables]},
             {"Methodology": "methodology.md"},
             {"Data dictionary": "data-dictionary.md"},
+            {"Downloads": "downloads.md"},
+            {"How to cite": "cite.md"},
+            {"Release history": "history.md"},
         ],
     }
 

@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import json
 import re
 import shutil
+import tomllib
+import zipfile
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import markdown
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from publisher.errors import PackageError
-from publisher.site import GENERATED_DIR, _md, build_site, generate_pages
+from publisher.site import GENERATED_DIR, _bibtex, _html, _md, build_site, generate_pages
 
 REPO = Path(__file__).resolve().parents[1]
 EVIL = '<script>alert("pwned")</script> | {: onclick="steal()" } *bold* [link](x.md)'
@@ -196,11 +201,20 @@ def sample_descriptor() -> dict[str, Any]:
     }
 
 
-def write_package(directory: Path, descriptor: dict[str, Any] | None = None) -> Path:
+def write_package(
+    directory: Path,
+    descriptor: dict[str, Any] | None = None,
+    *,
+    rows: dict[str, list[list[str]]] | None = None,
+) -> Path:
     """Write a package (descriptor + CSVs) and return its directory."""
     descriptor = descriptor if descriptor is not None else sample_descriptor()
     (directory / "data").mkdir(parents=True, exist_ok=True)
-    rows = {"crimes-by-environment": ENVIRONMENT_ROWS, "suspects-by-age-band-and-sex": SUSPECT_ROWS}
+    rows = {
+        "crimes-by-environment": ENVIRONMENT_ROWS,
+        "suspects-by-age-band-and-sex": SUSPECT_ROWS,
+        **(rows or {}),
+    }
     for resource in descriptor["resources"]:
         header = [field["name"] for field in resource["schema"]["fields"]]
         with (directory / resource["path"]).open("w", encoding="utf-8", newline="") as handle:
@@ -209,6 +223,134 @@ def write_package(directory: Path, descriptor: dict[str, Any] | None = None) -> 
             writer.writerows(rows[resource["name"]])
     (directory / "datapackage.json").write_text(json.dumps(descriptor, indent=2), encoding="utf-8")
     return directory
+
+
+CHANGELOG = """# Release history
+
+## 1.0.0 (2026-11-25)
+
+- Final figures for January to December 2023.
+- Revises version 0.9.0 for the same period: figures that changed are marked [r]. The
+  previous version is kept under archive/.
+
+## 0.9.0 (2026-06-01)
+
+- Provisional figures for January to December 2023.
+"""
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def add_release_files(
+    directory: Path, *, changelog: str = CHANGELOG, archive: bool = True
+) -> dict[str, Any]:
+    """Give a package what ``publisher release`` adds around its tables: spreadsheets, a
+    README and a CHANGELOG listed under ``files``, earlier versions under ``archive/``, a
+    zip of this version and SHA256SUMS of everything. Returns the descriptor."""
+    descriptor = json.loads((directory / "datapackage.json").read_text(encoding="utf-8"))
+    documents = {
+        "demo.ods": ("ods", "The whole release as a spreadsheet (OpenDocument)", b"ods bytes"),
+        "demo.xlsx": ("xlsx", "The whole release as a spreadsheet (Excel)", b"xlsx bytes!"),
+        "README.md": ("md", "Data dictionary", b"# Readme\n\nEvery file explained.\n"),
+        "CHANGELOG.md": ("md", "Release history", changelog.encode()),
+    }
+    descriptor["files"] = []
+    for name, (kind, title, content) in documents.items():
+        (directory / name).write_bytes(content)
+        descriptor["files"].append(
+            {
+                "name": name.lower().replace(".", "-"),
+                "path": name,
+                "format": kind,
+                "mediatype": "application/octet-stream",
+                "title": title,
+                "description": f"{title}.",
+                "bytes": len(content),
+                "hash": f"sha256:{hashlib.sha256(content).hexdigest()}",
+            }
+        )
+    descriptor["release"].update(status="final", next_update="June 2027", revises="0.9.0")
+    descriptor["markers"]["[r]"] = "Revised: the figure differs from the previous version."
+    if archive:
+        old = directory / "archive" / "0.9.0"
+        old.mkdir(parents=True)
+        (old / "datapackage.json").write_text('{"version": "0.9.0"}\n', encoding="utf-8")
+        (old / "README.md").write_text("# Old readme\n", encoding="utf-8")
+        with zipfile.ZipFile(old / "demo-0.9.0.zip", "w") as archived:
+            archived.writestr("datapackage.json", '{"version": "0.9.0"}\n')
+        descriptor["archive"] = [{"version": "0.9.0", "path": "archive/0.9.0/datapackage.json"}]
+    (directory / "datapackage.json").write_text(json.dumps(descriptor, indent=2), "utf-8")
+    files = sorted(path for path in directory.rglob("*") if path.is_file())
+    with zipfile.ZipFile(directory / "demo-1.0.0.zip", "w") as bundle:
+        for path in files:
+            if "archive" not in path.relative_to(directory).parts:
+                bundle.write(path, path.relative_to(directory).as_posix())
+    lines = [
+        f"{sha256(path)}  {path.relative_to(directory).as_posix()}"
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    ]
+    (directory / "SHA256SUMS").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return descriptor
+
+
+@dataclass
+class Chart:
+    """One inline SVG chart as a browser would see it."""
+
+    attributes: dict[str, str]
+    title: str = ""
+    desc: str = ""
+    texts: list[str] = field(default_factory=list)
+    bars: int = 0
+    tags: set[str] = field(default_factory=set)
+
+
+class _Charts(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.charts: list[Chart] = []
+        self.open: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = {name: value or "" for name, value in attrs}
+        if tag == "svg":
+            self.charts.append(Chart(attributes))
+        if not self.charts or not (tag == "svg" or self.open):
+            return
+        self.charts[-1].tags.add(tag)
+        # A bar is a rect of the bar height; legends and backgrounds have other heights.
+        if tag == "rect" and attributes.get("height") == "14":
+            self.charts[-1].bars += 1
+        self.open.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if self.open and self.open[-1] == tag:
+            self.open.pop()
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.open and self.open[-1] == tag:
+            self.open.pop()
+
+    def handle_data(self, data: str) -> None:
+        if not self.open:
+            return
+        chart = self.charts[-1]
+        if self.open[-1] == "title":
+            chart.title += data
+        elif self.open[-1] == "desc":
+            chart.desc += data
+        elif self.open[-1] == "text":
+            chart.texts.append(data)
+
+
+def charts(page: str) -> list[Chart]:
+    parser = _Charts()
+    parser.feed(page)
+    return parser.charts
 
 
 def evil_descriptor() -> dict[str, Any]:
@@ -268,9 +410,13 @@ def test_pages_layout(package: Path, tmp_path: Path) -> None:
     relative = {str(path.relative_to(tmp_path / "pages")) for path in written}
     assert relative == {
         "README.md",
+        "publisher.css",
         "index.md",
         "methodology.md",
         "data-dictionary.md",
+        "downloads.md",
+        "cite.md",
+        "history.md",
         "tables/index.md",
         "tables/crimes-by-environment.md",
         "tables/suspects-by-age-band-and-sex.md",
@@ -309,6 +455,45 @@ def test_findings_are_inside_the_section_the_home_page_includes(pages: Path) -> 
     assert not re.search(r"\]\((?!https://)", section)
 
 
+class _HtmlTable(HTMLParser):
+    """The caption and cells (tag, scope, text) of the raw HTML tables in a page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.captions: list[str] = []
+        self.rows: list[list[tuple[str, str, str]]] = []
+        self.in_caption = False
+        self.in_cell = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "caption":
+            self.in_caption = True
+            self.captions.append("")
+        elif tag == "tr":
+            self.rows.append([])
+        elif tag in ("th", "td"):
+            self.rows[-1].append((tag, dict(attrs).get("scope") or "", ""))
+            self.in_cell = True
+
+    def handle_endtag(self, tag: str) -> None:
+        self.in_caption = self.in_caption and tag != "caption"
+        self.in_cell = self.in_cell and tag not in ("th", "td")
+
+    def handle_data(self, data: str) -> None:
+        if self.in_caption:
+            self.captions[-1] += data
+        elif self.in_cell:
+            tag, scope, text = self.rows[-1][-1]
+            self.rows[-1][-1] = (tag, scope, text + data)
+
+
+def html_table(page: str) -> _HtmlTable:
+    start, end = page.index("<table>"), page.index("</table>") + len("</table>")
+    parser = _HtmlTable()
+    parser.feed(page[start:end])
+    return parser
+
+
 @pytest.mark.parametrize(
     ("name", "rows", "width"),
     [
@@ -316,26 +501,56 @@ def test_findings_are_inside_the_section_the_home_page_includes(pages: Path) -> 
         ("suspects-by-age-band-and-sex", SUSPECT_ROWS, 2),
     ],
 )
-def test_table_page_has_every_row(
+def test_table_page_has_every_row_with_header_cells(
     pages: Path, name: str, rows: list[list[str]], width: int
 ) -> None:
     page = (pages / "tables" / f"{name}.md").read_text(encoding="utf-8")
-    table_lines = [line for line in page.splitlines() if line.startswith("| ")]
-    assert len(table_lines) == 2 + len(rows)  # header, alignment, one line per CSV row
-    for row in rows:
+    table = html_table(page)
+    header, body = table.rows[0], table.rows[1:]
+    # Column headers, then row headers (the categories) and data cells: what a screen
+    # reader announces with each cell.
+    assert all(tag == "th" and scope == "col" for tag, scope, _ in header)
+    assert len(header) == width + 3
+    assert len(body) == len(rows)  # one row per CSV row, in order
+    for cells, row in zip(body, rows, strict=True):
         keys, (value, marker, lower, upper) = row[:width], row[width:]
-        shown = f"{int(value):,}" if value else marker.replace("[", "\\[").replace("]", "\\]")
-        expected = "| " + " | ".join([*keys, shown, f"{int(lower):,}", f"{int(upper):,}"]) + " |"
-        assert expected in table_lines
+        assert [(tag, scope) for tag, scope, _ in cells] == [("th", "row")] * width + [
+            ("td", "")
+        ] * 3
+        shown = f"{int(value):,}" if value else marker
+        assert [text for _, _, text in cells] == [
+            *keys,
+            shown,
+            f"{int(lower):,}",
+            f"{int(upper):,}",
+        ]
+    assert table.captions == [
+        next(t for t in ("Crimes by environment", "Suspects by age and sex") if t in page)
+        + ", England and Wales, January to December 2023. Number of "
+        + ("crimes" if width == 1 else "suspects")
+        + ", rounded to the nearest 5."
+    ]
     assert f"](../data/{name}.csv)" in page
-    assert "/// table-caption" in page
 
 
 def test_markers_are_shown_and_explained(pages: Path) -> None:
     page = (pages / "tables" / "crimes-by-environment.md").read_text(encoding="utf-8")
-    assert "| Ritualistic | \\[low\\] | 0 | 20 |" in page
+    ritualistic = next(row for row in html_table(page).rows if row[0][2] == "Ritualistic")
+    assert [text for _, _, text in ritualistic] == ["Ritualistic", "[low]", "0", "20"]
     assert "**\\[low\\]**: Fewer than 10 (the threshold), not published. Not a true zero." in page
     assert "A 0 is never published" in page
+
+
+def test_a_marker_beside_a_value_is_shown_beside_it(package: Path, tmp_path: Path) -> None:
+    rows = [row[:] for row in ENVIRONMENT_ROWS]
+    rows[0][2] = "[r]"
+    write_package(package, rows={"crimes-by-environment": rows})
+    generate_pages(package, tmp_path / "pages")
+    page = (tmp_path / "pages" / "tables" / "crimes-by-environment.md").read_text("utf-8")
+    familial = html_table(page).rows[1]
+    assert familial[1][2] == "1,090 [r]"
+    chart = charts(page)[0]
+    assert "1,090 [r]" in chart.texts
 
 
 def test_methodology_states_the_losses_from_the_metadata(pages: Path) -> None:
@@ -425,8 +640,12 @@ def test_regeneration_replaces_stale_pages(package: Path, tmp_path: Path) -> Non
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]
 
 
+SVG_TAGS = {"svg", "title", "desc", "defs", "pattern", "rect", "path", "text"}
+
+
 def test_metadata_is_escaped_in_markdown(tmp_path: Path) -> None:
     package = write_package(tmp_path / "package", evil_descriptor())
+    add_release_files(package, changelog=f"# History\n\n## {EVIL}\n\n- {EVIL}\n\n{EVIL}\n")
     generate_pages(package, tmp_path / "pages")
     for page in (tmp_path / "pages").rglob("*.md"):
         text = page.read_text(encoding="utf-8")
@@ -434,12 +653,32 @@ def test_metadata_is_escaped_in_markdown(tmp_path: Path) -> None:
         assert "<" not in text.split("\n")[2] and ">" not in text.split("\n")[2]
         text = text.split("\n---\n", 1)[-1]
         assert "<script" not in text, page
-        assert not re.search(r"(?<!\\)\{:", text), page
+        # The only attribute lists are the download links the generator itself writes.
+        assert not re.search(r"(?<![\\)])\{:", text), page
         assert "[link](x.md)" not in text, page
     table = (tmp_path / "pages" / "tables" / "crimes-by-environment.md").read_text(encoding="utf-8")
-    header = next(line for line in table.splitlines() if line.startswith("| "))
-    # The pipe in the dimension title is escaped: the header still has four columns.
-    assert len(re.split(r"(?<!\\)\|", header)) == 6
+    header = html_table(table).rows[0]
+    # The dimension title is one header cell, shown as the text it is.
+    assert len(header) == 4
+    assert header[0][2] == EVIL
+
+
+@pytest.mark.parametrize("page", ["index.md", "tables/crimes-by-environment.md"])
+def test_metadata_is_escaped_in_charts_and_their_text_alternatives(
+    tmp_path: Path, page: str
+) -> None:
+    package = write_package(tmp_path / "package", evil_descriptor())
+    generate_pages(package, tmp_path / "pages")
+    found = charts((tmp_path / "pages" / page).read_text(encoding="utf-8"))
+    assert found
+    for chart in found:
+        # Nothing but drawing: no script, no foreignObject, no link can come from metadata.
+        assert chart.tags <= SVG_TAGS, chart.tags
+        assert "onclick" not in " ".join(chart.attributes)
+    # The metadata text is there, as text, in the text alternative (titles may lower-case
+    # a dimension's title, as sentences do).
+    alternatives = " ".join(f"{chart.title} {chart.desc}" for chart in found)
+    assert EVIL.lower() in alternatives.lower()
 
 
 # Characters that mean something to Markdown, HTML or the extensions in mkdocs.yml.
@@ -500,6 +739,271 @@ class _TextAndTags(HTMLParser):
             self.cells[-1] += data.strip()
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(SYNTAX) | st.text(max_size=3), min_size=1, max_size=12))
+def test_escaped_text_in_raw_html_renders_as_itself(parts: list[str]) -> None:
+    """Text in the raw HTML tables and charts shows as exactly that text, as text."""
+    text = "".join(parts)
+    expected = " ".join(re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "", text).split())
+    if not expected:
+        return
+    escaped = _html(text)
+    source = (
+        f'<table>\n<caption>{escaped}</caption>\n<tr><th scope="row">{escaped}</th></tr>\n</table>'
+    )
+    rendered = markdown.markdown(source, extensions=["md_in_html", "attr_list", "tables"])
+    parser = _TextAndTags()
+    parser.feed(rendered)
+    assert parser.tags <= {"table", "caption", "tr", "th"}, (text, rendered)
+    assert parser.cells == [expected], (text, rendered)
+    assert " ".join(parser.text.split()) == f"{expected} {expected}", (text, rendered)
+
+
+def test_bibtex_escapes_its_special_characters() -> None:
+    assert _bibtex("50% of {x} & y_z #1 ~ ^ $ \\") == (
+        r"50\% of \{x\} \& y\_z \#1 \textasciitilde{} \textasciicircum{} \$ \textbackslash{}"
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Charts
+# ---------------------------------------------------------------------------------------
+
+
+def test_one_way_table_has_one_chart_with_a_text_alternative(pages: Path) -> None:
+    page = (pages / "tables" / "crimes-by-environment.md").read_text(encoding="utf-8")
+    (chart,) = charts(page)
+    assert chart.attributes["role"] == "img"
+    title_id, desc_id = chart.attributes["aria-labelledby"], chart.attributes["aria-describedby"]
+    assert f'<title id="{title_id}">' in page and f'<desc id="{desc_id}">' in page
+    assert chart.title == "Bar chart of the number of crimes by environment, with 95% intervals"
+    # Every figure in words, with its interval; the marker instead of a number.
+    assert "Familial: 1,090 (95% interval 1,070 to 1,110)" in chart.desc
+    assert "Ritualistic: [low], no number published" in chart.desc
+    assert "Total: 4,195 (95% interval 4,145 to 4,245)." in chart.desc
+    # Six categories, one without a number: five bars, and "[low]" written where it stands.
+    assert chart.bars == 5
+    assert "[low]" in chart.texts
+    for label in [*ENVIRONMENTS, "1,090", "715", "Estimate", "95% interval"]:
+        assert label in chart.texts
+    # The unknown category is hatched and the legend says so in words.
+    assert "Not recorded or not known" in chart.texts
+    assert page.count("-hatch)") == 2  # the Unknown bar and its legend key
+    # The total is in the caption, not a bar that would dwarf the others.
+    assert "Total: 4,195 (95% interval 4,145 to 4,245).</figcaption>" in page
+
+
+def test_two_way_table_has_both_breakdowns_and_small_multiples(pages: Path) -> None:
+    page = (pages / "tables" / "suspects-by-age-band-and-sex.md").read_text(encoding="utf-8")
+    by_age, by_sex, within = charts(page)
+    assert by_age.title.endswith("by age band, with 95% intervals")
+    assert by_sex.title.endswith("by sex, with 95% intervals")
+    assert within.title.endswith("by sex, for each age band, with 95% intervals")
+    assert by_age.bars == 2 and by_sex.bars == 2
+    # Within each age band: Male and Female, one of them [low] (no bar).
+    assert within.bars == 3
+    assert "10 to 17. Total: 1,245 (95% interval 1,225 to 1,265)." in within.texts
+    assert "[low]" in within.texts
+    assert page.count("<figure") == 3
+    assert "Figure 3: Number of suspects by sex within each age band" in page
+    # One scale for all groups, so their bars compare: the axis reaches the largest bound.
+    assert "1,400" in within.texts or "1,500" in within.texts
+
+
+def test_home_page_has_the_shares_chart_in_the_included_summary(pages: Path) -> None:
+    home = (pages / "index.md").read_text(encoding="utf-8")
+    section = home.split("[start:summary]")[1].split("[end:summary]")[0]
+    (chart,) = charts(section)
+    assert chart.title == "Bar chart of the headline shares in percent, with 95% intervals"
+    assert chart.desc == "Crimes in the familial environment: 26% (95% interval 24% to 28%)."
+    assert "26%" in chart.texts and chart.bars == 1
+    assert "0%" in chart.texts
+
+
+def test_a_share_that_was_not_estimated_has_no_bar(package: Path, tmp_path: Path) -> None:
+    descriptor = sample_descriptor()
+    descriptor["shares"][0].update(estimate=None, lower_95=None, upper_95=None)
+    write_package(package, descriptor)
+    generate_pages(package, tmp_path / "pages")
+    (chart,) = charts((tmp_path / "pages" / "index.md").read_text(encoding="utf-8"))
+    assert chart.bars == 0 and "not estimated" in chart.texts
+
+
+def test_charts_are_byte_stable_and_single_html_blocks(pages: Path) -> None:
+    page = (pages / "tables" / "suspects-by-age-band-and-sex.md").read_text(encoding="utf-8")
+    for block in re.findall(r"<figure.*?</figure>", page, re.S):
+        # A blank line would end Markdown's raw HTML block and expose the rest to Markdown.
+        assert "\n\n" not in block
+        assert not re.search(r"\d\.\d{2,}", block)  # coordinates rounded to 0.1
+
+
+# ---------------------------------------------------------------------------------------
+# Downloads, citation and release history
+# ---------------------------------------------------------------------------------------
+
+
+def test_downloads_page_lists_every_file_with_size_and_checksum(pages: Path, package: Path) -> None:
+    page = (pages / "downloads.md").read_text(encoding="utf-8")
+    for name in ("data/crimes-by-environment.csv", "data/suspects-by-age-band-and-sex.csv"):
+        file = package / name
+        assert f"[{Path(name).name}]({name})" in page
+        assert f"`{sha256(file)}`" in page
+        assert f"{file.stat().st_size} bytes" in page
+    assert f"`{sha256(package / 'datapackage.json')}`" in page
+    # Without SHA256SUMS there is nothing to check against, so no such instruction.
+    assert "SHA256SUMS" not in page
+    assert "## The whole release" not in page
+
+
+def test_a_package_with_release_files_offers_them_all(tmp_path: Path) -> None:
+    package = write_package(tmp_path / "package")
+    add_release_files(package)
+    written = generate_pages(package, tmp_path / "pages")
+    relative = {path.relative_to(tmp_path / "pages").as_posix() for path in written}
+    # Markdown files are copied as text (MkDocs would make pages of them), saved by name.
+    copies = {
+        "demo.ods": "demo.ods",
+        "demo.xlsx": "demo.xlsx",
+        "README.md.txt": "README.md",
+        "CHANGELOG.md.txt": "CHANGELOG.md",
+        "demo-1.0.0.zip": "demo-1.0.0.zip",
+        "SHA256SUMS": "SHA256SUMS",
+        "archive/0.9.0/demo-0.9.0.zip": "archive/0.9.0/demo-0.9.0.zip",
+        "archive/0.9.0/datapackage.json": "archive/0.9.0/datapackage.json",
+    }
+    for copy, source in copies.items():
+        assert copy in relative
+        assert (tmp_path / "pages" / copy).read_bytes() == (package / source).read_bytes()
+    assert "archive/0.9.0/README.md" not in relative
+    assert "archive/0.9.0/README.md.txt" not in relative
+
+    page = (tmp_path / "pages" / "downloads.md").read_text(encoding="utf-8")
+    assert "## The whole release" in page
+    assert page.index("[demo-1.0.0.zip](demo-1.0.0.zip)") < page.index("[demo.ods](demo.ods)")
+    assert '[README.md](README.md.txt){: download="README.md" }' in page
+    for name in ("demo.ods", "demo.xlsx", "README.md", "CHANGELOG.md", "demo-1.0.0.zip"):
+        assert f"`{sha256(package / name)}`" in page
+    assert "`sha256sum --check --ignore-missing SHA256SUMS`" in page
+    assert "[release history](history.md)" in page
+
+    table = (tmp_path / "pages" / "tables" / "crimes-by-environment.md").read_text("utf-8")
+    assert "[demo.ods](../demo.ods)" not in table  # the table page names files by title
+    assert "(../demo-1.0.0.zip)" in table and "(../demo.xlsx)" in table
+    home = (tmp_path / "pages" / "index.md").read_text(encoding="utf-8")
+    assert "(demo-1.0.0.zip)" in home
+    assert "- **Status:** Final" in home and "- **Next update:** June 2027" in home
+    assert "This version revises version 0.9.0 of the same release." in home
+    assert "Figures that changed are marked \\[r\\]." in home
+
+
+def test_release_history_from_the_changelog_and_the_archive(tmp_path: Path) -> None:
+    package = write_package(tmp_path / "package")
+    add_release_files(package)
+    generate_pages(package, tmp_path / "pages")
+    page = (tmp_path / "pages" / "history.md").read_text(encoding="utf-8")
+    assert "This is version 1.0.0, published on 25 November 2026. Status: Final." in page
+    assert "### 1.0.0 (2026-11-25)" in page and "### 0.9.0 (2026-06-01)" in page
+    # A list item continued on the next line stays one item; brackets are escaped.
+    assert (
+        "- Revises version 0.9.0 for the same period: figures that changed are marked "
+        "\\[r\\]. The previous version is kept under archive/." in page
+    )
+    assert page.count("\n# Release history\n") == 1  # the changelog's own title is dropped
+    assert "### Version 0.9.0" in page
+    assert "[demo-0.9.0.zip](archive/0.9.0/demo-0.9.0.zip)" in page
+    assert "## Revisions policy" in page
+
+
+def test_release_history_without_a_changelog(pages: Path) -> None:
+    page = (pages / "history.md").read_text(encoding="utf-8")
+    assert "This is version 1.0.0, published on 25 November 2026." in page
+    assert "### 1.0.0 (25 November 2026)" in page
+    assert "- Figures for January to December 2023." in page
+    assert "Earlier versions" not in page
+
+
+def test_changelog_markup_is_text(tmp_path: Path) -> None:
+    package = write_package(tmp_path / "package")
+    add_release_files(package, changelog="# H\n\n## 2.0 <b>x</b> &amp; y\n\n* [a](b.md) `c`\n")
+    generate_pages(package, tmp_path / "pages")
+    page = (tmp_path / "pages" / "history.md").read_text(encoding="utf-8")
+    html = markdown.markdown(page.split("## Versions", 1)[1].split("## Earlier")[0])
+    assert "<h3>2.0 &lt;b&gt;x&lt;/b&gt; &amp; y</h3>" in html
+    assert "<li>[a](b.md) `c`</li>" in html
+
+
+def test_cite_page_gives_text_and_bibtex(pages: Path) -> None:
+    page = (pages / "cite.md").read_text(encoding="utf-8")
+    assert (
+        "Demonstration publisher (2026). *Group-based abuse recorded, England and Wales, 2023 "
+        "(synthetic demo data)* (version 1.0.0) \\[Data set\\]." in page
+    )
+    bibtex = re.search(r"<pre><code[^>]*>(.*?)</code></pre>", page, re.S)
+    assert bibtex is not None
+    entry = html.unescape(bibtex.group(1))
+    assert entry.startswith("@misc{csae-group-based-demo-1-0-0,\n")
+    assert "  author = {{Demonstration publisher}},\n" in entry
+    assert "  year = {2026},\n" in entry and "  version = {1.0.0},\n" in entry
+    assert "Synthetic demonstration data" in entry
+    assert "url = " not in entry  # the package has no homepage
+
+
+def test_cite_page_gives_the_homepage_and_escapes_bibtex(package: Path, tmp_path: Path) -> None:
+    descriptor = evil_descriptor()
+    descriptor["homepage"] = "https://example.org/statistics"
+    write_package(package, descriptor)
+    generate_pages(package, tmp_path / "pages")
+    page = (tmp_path / "pages" / "cite.md").read_text(encoding="utf-8")
+    entry = re.search(r"<pre><code[^>]*>(.*?)</code></pre>", page, re.S)
+    assert entry is not None
+    parser = _TextAndTags()
+    parser.feed(entry.group(1))
+    assert not parser.tags  # the title's markup is text
+    assert r'\{: onclick="steal()" \}' in parser.text
+    assert "  url = {https://example.org/statistics},\n" in parser.text
+    assert "https://example.org/statistics" in page.split("## BibTeX")[0]
+
+
+def test_methodology_explains_how_to_compare_two_figures(pages: Path) -> None:
+    page = (pages / "methodology.md").read_text(encoding="utf-8")
+    section = page.split("## How to compare two figures")[1].split("\n## ")[0]
+    assert "m = (upper bound \N{MINUS SIGN} lower bound) / 2" in section
+    assert (
+        "\N{SQUARE ROOT}(m<sub>1</sub>\N{SUPERSCRIPT TWO} + m<sub>2</sub>\N{SUPERSCRIPT TWO})"
+        in section
+    )
+    assert "m<sub>1</sub> + m<sub>2</sub>" in section
+    assert "correlated" in section
+    for heading in ("## Coverage and sources", "## Comparability", "## References"):
+        assert heading in page
+    assert "Canonne, C. L., Kamath, G. and Steinke, T. (2020)" in page
+
+
+def test_findings_give_a_total_shared_by_tables_once(package: Path, tmp_path: Path) -> None:
+    descriptor = sample_descriptor()
+    twin = json.loads(json.dumps(descriptor["resources"][0]))
+    twin.update(name="crimes-by-environment-again", path="data/crimes-by-environment-again.csv")
+    twin["title"] = "Crimes by environment, again"
+    descriptor["resources"].insert(1, twin)
+    write_package(package, descriptor, rows={"crimes-by-environment-again": ENVIRONMENT_ROWS})
+    generate_pages(package, tmp_path / "pages")
+    home = (tmp_path / "pages" / "index.md").read_text(encoding="utf-8")
+    findings = home.split("## Key findings")[1].split("<figure")[0]
+    assert findings.count("4,195 crimes in total") == 1
+    assert "- **Crimes:** An estimated 4,195 crimes in total" in findings
+    assert "The 2 tables of crimes all give this total." in findings
+
+
+def test_citation_file_of_the_software() -> None:
+    citation = yaml.safe_load((REPO / "CITATION.cff").read_text(encoding="utf-8"))
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert citation["cff-version"] == "1.2.0"
+    assert citation["type"] == "software"
+    assert citation["version"] == project["version"]
+    assert citation["license"] == "MIT"
+    assert citation["title"] and citation["message"] and citation["authors"]
+
+
 # ---------------------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------------------
@@ -552,6 +1056,33 @@ def test_csv_must_match_its_schema(package: Path, tmp_path: Path) -> None:
     (package / "data" / "crimes-by-environment.csv").write_text("a,b\n1,2\n", encoding="utf-8")
     with pytest.raises(PackageError, match="does not match the schema fields"):
         generate_pages(package, tmp_path / "pages")
+
+
+def test_a_file_changed_after_the_release_is_refused(tmp_path: Path) -> None:
+    package = write_package(tmp_path / "package")
+    add_release_files(package)
+    (package / "demo.ods").write_bytes(b"tampered")
+    with pytest.raises(PackageError) as raised:
+        generate_pages(package, tmp_path / "pages")
+    problems = raised.value.problems
+    assert any("files[0].hash: the SHA-256 checksum" in p for p in problems)
+    assert any("files[0].bytes" in p for p in problems)
+    assert any("SHA256SUMS: the checksum of demo.ods differs from the file" in p for p in problems)
+    assert not (tmp_path / "pages").exists()
+
+
+def test_checksums_and_files_are_checked_for_shape_and_place(tmp_path: Path) -> None:
+    package = write_package(tmp_path / "package")
+    descriptor = add_release_files(package)
+    descriptor["files"][0]["path"] = "../outside.ods"
+    (package / "datapackage.json").write_text(json.dumps(descriptor), encoding="utf-8")
+    with (package / "SHA256SUMS").open("a", encoding="utf-8") as sums:
+        sums.write("not a checksum line\n")
+    with pytest.raises(PackageError) as raised:
+        generate_pages(package, tmp_path / "pages")
+    problems = raised.value.problems
+    assert any("files[0].path: expected a relative path inside the package" in p for p in problems)
+    assert any(re.search(r"SHA256SUMS: line \d+: expected 64 lowercase", p) for p in problems)
 
 
 def test_refuses_to_replace_a_folder_it_did_not_write(package: Path, tmp_path: Path) -> None:
@@ -636,6 +1167,16 @@ def test_metadata_markup_is_text_in_the_built_html(
     assert '&lt;script&gt;alert("pwned")&lt;/script&gt;' in table
     title = re.search(r"<title>(.*?)</title>", table, re.S)
     assert title is not None and "<" not in title.group(1)
+    # The charts of the built pages: drawing only, with the markup in their text alternatives
+    # as text.
+    for page in (
+        site / "index.html",
+        site / GENERATED_DIR / "tables" / "crimes-by-environment.html",
+    ):
+        found = charts(page.read_text(encoding="utf-8"))
+        assert found, page
+        assert all(chart.tags <= SVG_TAGS for chart in found), page
+        assert EVIL.lower() in " ".join(c.title + c.desc for c in found).lower(), page
 
 
 @pytest.mark.slow
@@ -654,6 +1195,22 @@ def test_every_built_page_says_the_data_are_synthetic(
 ) -> None:
     for page in evil_site[0].rglob("*.html"):
         assert "synthetic data" in page.read_text(encoding="utf-8"), page
+
+
+@pytest.mark.slow
+def test_a_package_with_release_files_builds_strictly(package: Path, tmp_path: Path) -> None:
+    add_release_files(package)
+    project = copy_project(tmp_path / "project")
+    site = build_site(package, out_dir=tmp_path / "out", project_dir=project)
+    release = site / GENERATED_DIR
+    for name in ("README.md.txt", "CHANGELOG.md.txt", "demo.ods", "demo-1.0.0.zip", "SHA256SUMS"):
+        assert (release / name).read_bytes() == (package / name.removesuffix(".txt")).read_bytes()
+    # The package's README is a download, not a page (nor the marker of the folder).
+    assert not (release / "README.html").exists()
+    downloads = (release / "downloads.html").read_text(encoding="utf-8")
+    assert 'href="README.md.txt"' in downloads and 'download="README.md"' in downloads
+    history = (release / "history.html").read_text(encoding="utf-8")
+    assert 'href="archive/0.9.0/demo-0.9.0.zip"' in history
 
 
 @pytest.mark.slow
