@@ -133,6 +133,18 @@ def plan(spec_path: Path, targets: tuple[str, ...], as_json: bool) -> None:
         )
 
 
+def _check_inside_project(out_dir: Path, spec_path: Path) -> None:
+    """The package goes inside the working directory or the spec's folder, nowhere else."""
+    # abspath folds '..' away without following links (links are refused elsewhere).
+    target = Path(os.path.abspath(out_dir))
+    allowed = [Path.cwd(), Path(os.path.abspath(spec_path)).parent]
+    if not any(target.is_relative_to(folder) for folder in allowed):
+        raise PublisherError(
+            f"--out {out_dir}: outside the working directory and the spec's folder; write the "
+            "package inside the project (run from the folder where it belongs)"
+        )
+
+
 @contextmanager
 def _progress() -> Iterator[Callable[[str], None]]:
     """The current stage on stderr when it is a terminal; silent in pipes and CI."""
@@ -175,6 +187,7 @@ def release(spec_path: Path, out_dir: Path) -> None:
     """Release the tables of SPEC as a validated data package."""
     from publisher import pipeline
 
+    _check_inside_project(out_dir, spec_path)
     with _progress() as step:
         result = pipeline.release(spec_path, out_dir, step)
     measured = result.measurements

@@ -729,6 +729,7 @@ inputs:
     title: Victims
     description: One row per victim of a group-based crime.
     identifier: victim_id
+    unique_identifier: true
     max_records_per_person: 1
     columns:
       age_band: {categories: victim_age_band, on_unknown: error}
@@ -744,6 +745,8 @@ inputs:
       keeping one record per suspect counts each suspect once.
     identifier: suspect_id
     max_records_per_person: 1
+    # Every suspect record must belong to a recorded crime.
+    references: {crime_id: crimes.crime_id}
     columns:
       age_band: {categories: suspect_age_band, on_unknown: error}
       sex: {categories: sex, on_unknown: error}

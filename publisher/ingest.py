@@ -85,8 +85,10 @@ def _open(spec: ReleaseSpec, name: str) -> tuple[Path, pl.LazyFrame, list[str]]:
     return path, frame, names
 
 
-def _column_problems(where: str, name: str, source: Input, names: list[str]) -> list[str]:
-    wanted = [source.identifier, *_read_columns(source)]
+def _column_problems(
+    where: str, name: str, source: Input, names: list[str], keys: list[str]
+) -> list[str]:
+    wanted = [source.identifier, *_read_columns(source), *keys]
     # Polars renames a repeated header name to NAME_duplicated_0: which one is meant?
     repeated = [column for column in wanted if f"{column}_duplicated_0" in names]
     if repeated:
@@ -115,7 +117,11 @@ def _value_problems(
     source = spec.inputs[name]
     identifier = pl.col(source.identifier)
     empty_identifier = identifier.is_null() | (identifier.str.strip_chars() == "")
-    checks = [pl.len().alias("__rows"), empty_identifier.sum().alias("__ids")]
+    checks = [
+        pl.len().alias("__rows"),
+        empty_identifier.sum().alias("__ids"),
+        (pl.len() - identifier.n_unique()).alias("__duplicates"),
+    ]
     for column in _read_columns(source):
         declared = source.columns[column]
         keys = spec.categories[declared.categories].values
@@ -137,6 +143,12 @@ def _value_problems(
             f"{where}: column '{source.identifier}' (the identifier) has {counts['__ids']:,} "
             "empty values; every record needs the person it is about"
         )
+    if source.unique_identifier and counts["__duplicates"]:
+        problems.append(
+            f"{where}: column '{source.identifier}' (the identifier) has "
+            f"{counts['__duplicates']:,} duplicate values, but each person must appear once "
+            f"(inputs.{name}.unique_identifier); remove the duplicates"
+        )
     for column in _read_columns(source):
         declared = source.columns[column]
         outside = counts[column]
@@ -153,13 +165,13 @@ def _prepare(spec: ReleaseSpec, name: str) -> tuple[pl.LazyFrame, int]:
     path, frame, names = _open(spec, name)
     where = f"{path} (inputs.{name})"
     source = spec.inputs[name]
-    problems = _column_problems(where, name, source, names)
+    problems = _column_problems(where, name, source, names, _key_columns(spec, name))
     if problems:
         raise InputError(problems)
     # A blank line is not a record (CSV readers give it as a row of empty fields).
-    frame = frame.select(source.identifier, *_read_columns(source)).filter(
-        ~pl.all_horizontal(pl.all().is_null())
-    )
+    frame = frame.select(
+        source.identifier, *_read_columns(source), *_key_columns(spec, name)
+    ).filter(~pl.all_horizontal(pl.all().is_null()))
     rows, problems = _value_problems(spec, where, name, frame)
     if problems:
         raise InputError(problems)
@@ -182,6 +194,19 @@ def _prepare(spec: ReleaseSpec, name: str) -> tuple[pl.LazyFrame, int]:
 def _read_columns(source: Input) -> list[str]:
     """The categorical columns read from the file (derived ones are computed)."""
     return [name for name, column in source.columns.items() if column.derived_from is None]
+
+
+def _key_columns(spec: ReleaseSpec, name: str) -> list[str]:
+    """Columns read only to check references between inputs (never measured)."""
+    source = spec.inputs[name]
+    keys = list(source.references)
+    for other in spec.inputs.values():
+        for target in other.references.values():
+            target_input, target_column = target.split(".", 1)
+            if target_input == name:
+                keys.append(target_column)
+    categorical = {source.identifier, *source.columns}
+    return [key for key in dict.fromkeys(keys) if key not in categorical]
 
 
 def _derived_columns(spec: ReleaseSpec, source: Input) -> list[pl.Expr]:
@@ -209,7 +234,33 @@ def _each_input(spec: ReleaseSpec) -> dict[str, tuple[pl.LazyFrame, int]]:
             problems.extend(error.problems)
     if problems:
         raise InputError(problems)
-    return prepared
+    problems = _reference_problems(spec, {name: frame for name, (frame, _) in prepared.items()})
+    if problems:
+        raise InputError(problems)
+    # Key columns were read for the reference checks only: nothing else sees them.
+    return {
+        name: (frame.drop(_key_columns(spec, name)), rows)
+        for name, (frame, rows) in prepared.items()
+    }
+
+
+def _reference_problems(spec: ReleaseSpec, frames: dict[str, pl.LazyFrame]) -> list[str]:
+    """Rows whose reference matches nothing in the input it points at (counted, not shown)."""
+    problems = []
+    for name, source in spec.inputs.items():
+        for column, target in source.references.items():
+            target_input, target_column = target.split(".", 1)
+            known = frames[target_input].select(pl.col(target_column).alias(column)).unique()
+            unmatched = (
+                frames[name].select(column).join(known, on=column, how="anti").select(pl.len())
+            )
+            count = int(unmatched.collect().item())
+            if count:
+                problems.append(
+                    f"{spec.input_path(name)} (inputs.{name}): column '{column}' has {count:,} "
+                    f"values that match no {target}; fix the rows or the reference"
+                )
+    return problems
 
 
 def check(spec: ReleaseSpec) -> InputSummary:

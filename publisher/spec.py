@@ -252,6 +252,10 @@ class Input(_Model):
     identifier: Text
     max_records_per_person: Annotated[int, Number, Field(ge=1, le=1000)]
     columns: Annotated[dict[str, Column], Field(min_length=1)]
+    # One row per person (a victims file): duplicated identifiers are an error.
+    unique_identifier: bool = False
+    # Columns that must match a column of another input: {crime_id: crimes.crime_id}.
+    references: dict[str, Annotated[str, Field(pattern=r"^[^.\s]+\.[^.\s]+$")]] = {}
 
 
 class Table(_Model):
@@ -390,6 +394,24 @@ def _reference_problems(spec: ReleaseSpec) -> list[_Problem]:
                     )
                 )
             problems.extend(_derived_problems(spec, name, column_name, column))
+        relative = Path(source.path)
+        if relative.is_absolute() or ".." in relative.parts:
+            problems.append(
+                _Problem(
+                    f"inputs.{name}.path",
+                    "must be a path inside the spec's folder (no '..', not absolute): move the "
+                    "data next to the spec",
+                )
+            )
+        for reference, target in source.references.items():
+            target_input = target.split(".", 1)[0]
+            if target_input not in spec.inputs or target_input == name:
+                problems.append(
+                    _Problem(
+                        f"inputs.{name}.references.{reference}",
+                        f"'{target}' must name another input and its column (INPUT.COLUMN)",
+                    )
+                )
         if (source.format == "duckdb") != (source.table is not None):
             problems.append(
                 _Problem(

@@ -954,12 +954,6 @@ def test_a_package_folder_inside_an_executable_file_is_refused_before_spending(
     assert ledger_state(project.ledger_path) == ledger_before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="An --out outside the working directory is accepted (issue 7 asks for output paths "
-    "confined to the project): `release` writes ../elsewhere/package. cli.release / "
-    "package.check_destination do not compare --out with the working directory.",
-)
 def test_a_package_folder_outside_the_working_directory_is_refused(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -967,10 +961,11 @@ def test_a_package_folder_outside_the_working_directory_is_refused(
     work.mkdir()
     monkeypatch.chdir(work)
 
-    result = invoke("release", project.spec_path, "--out", "../elsewhere/package")
+    # Outside both the working directory and the spec's folder (the project root).
+    result = invoke("release", project.spec_path, "--out", "../../elsewhere/package")
 
     assert_refused(result, 1, ["--out", "outside"])
-    assert not (project.root / "elsewhere").exists()
+    assert not (project.root.parent / "elsewhere").exists()
 
 
 def test_a_package_folder_through_a_symlink_is_refused(project: Project) -> None:
@@ -984,12 +979,6 @@ def test_a_package_folder_through_a_symlink_is_refused(project: Project) -> None
     assert not elsewhere.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Input paths are not confined to the project: inputs.*.path may climb out of the spec's "
-    "folder with '..' (or be absolute) and `check` accepts it (spec.ReleaseSpec.input_path just "
-    "resolves it). Issue 7 item 6 asks for paths confined to the project.",
-)
 def test_an_input_path_outside_the_project_is_refused(project: Project) -> None:
     specs = project.root / "specs"
     specs.mkdir()
@@ -1003,13 +992,6 @@ def test_an_input_path_outside_the_project_is_refused(project: Project) -> None:
     assert_refused(result, 1, ["inputs.admissions.path"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="The spec cannot say that identifiers are unique (one row per person, as in a victims "
-    "file), so duplicate ids are silently truncated to max_records_per_person instead of being "
-    "reported. Proposed: inputs.<name>.unique_identifier: true, checked by ingest with a count "
-    "of duplicated identifiers (never the values).",
-)
 def test_duplicate_identifiers_are_refused_where_they_must_be_unique(project: Project) -> None:
     rows = private_rows(60)
     rows[10][0] = rows[11][0] = f"{LEAK}id-twice"
@@ -1025,12 +1007,6 @@ def test_duplicate_identifiers_are_refused_where_they_must_be_unique(project: Pr
     assert_no_leak(result)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="No referential checks between inputs: suspects whose crime_id matches no crime are "
-    "accepted, and the spec cannot declare the reference. Proposed: inputs.suspects.references: "
-    "{crime_id: crimes.crime_id}, checked by ingest with a count of unmatched rows.",
-)
 def test_suspects_of_unknown_crimes_are_refused(tmp_path: Path) -> None:
     files = demo.generate(tmp_path / "demo", crimes=60, seed=3)
     suspects = pl.read_csv(files.suspects, infer_schema=False)

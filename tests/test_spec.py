@@ -137,12 +137,14 @@ def test_relative_input_paths_start_from_the_spec_folder(
     assert spec.input_path("admissions") == (spec_folder / "data" / "admissions.csv").resolve()
 
 
-def test_absolute_input_paths_are_kept(tmp_path: Path) -> None:
-    data = tmp_path / "private" / "admissions.csv"
+@pytest.mark.parametrize("outside", ["/srv/private/admissions.csv", "../admissions.csv"])
+def test_input_paths_stay_inside_the_spec_folder(tmp_path: Path, outside: str) -> None:
     spec_path = tmp_path / "release.yaml"
-    spec_path.write_text(yaml.safe_dump(spec_dict(data=str(data))), encoding="utf-8")
+    spec_path.write_text(yaml.safe_dump(spec_dict(data=outside)), encoding="utf-8")
 
-    assert load(spec_path).input_path("admissions") == data.resolve()
+    with pytest.raises(SpecError) as caught:
+        load(spec_path)
+    assert "inputs.admissions.path: must be a path inside the spec's folder" in str(caught.value)
 
 
 def test_table_loss_splits_the_total_by_weight() -> None:
