@@ -161,6 +161,18 @@ def _value_problems(
     return counts["__rows"], problems
 
 
+def _check_whole_rows(where: str, frame: pl.LazyFrame) -> None:
+    """Parse every field of every row once: reading only the declared columns would let a
+    row with surplus fields (beside columns the spec does not use) pass unnoticed."""
+    try:
+        frame.select(pl.all().null_count()).collect(engine="streaming")
+    except Exception:
+        raise InputError(
+            f"{where}: cannot be read to the end (a row with more or fewer fields than the "
+            "header, a wrong delimiter or an encoding other than UTF-8); check the file's format"
+        ) from None
+
+
 def _prepare(spec: ReleaseSpec, name: str) -> tuple[pl.LazyFrame, int]:
     path, frame, names = _open(spec, name)
     where = f"{path} (inputs.{name})"
@@ -168,6 +180,8 @@ def _prepare(spec: ReleaseSpec, name: str) -> tuple[pl.LazyFrame, int]:
     problems = _column_problems(where, name, source, names, _key_columns(spec, name))
     if problems:
         raise InputError(problems)
+    if source.format == "csv" and len(names) > len(source.columns) + 1:
+        _check_whole_rows(where, frame)
     # A blank line is not a record (CSV readers give it as a row of empty fields).
     frame = frame.select(
         source.identifier, *_read_columns(source), *_key_columns(spec, name)

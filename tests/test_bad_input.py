@@ -920,13 +920,6 @@ def test_a_large_loss_release_prints_no_foreign_lines(project: Project) -> None:
     assert released.stderr == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A row with more fields than the header is accepted when the file also has columns "
-    "the spec does not declare: ingest._prepare selects only the declared columns, so polars' "
-    "projection pushdown never checks the field count of the row, and the surplus field is "
-    "dropped silently (with every column declared the same row is refused as 'cannot be read').",
-)
 def test_a_row_with_surplus_fields_is_refused_beside_undeclared_columns(
     project: Project,
 ) -> None:
