@@ -35,8 +35,11 @@ from publisher.spreadsheet import MEDIATYPES, write_spreadsheets
 __all__ = [
     "DESCRIPTOR",
     "SHARES_RESOURCE",
+    "PreviousRelease",
     "ReleaseContent",
     "check_destination",
+    "previous_release",
+    "revised_version",
     "validate",
     "write",
 ]
@@ -74,10 +77,7 @@ class ReleaseContent:
     @property
     def revises(self) -> str | None:
         """The version this release revises: the previous one, when for the same period."""
-        previous = self.previous
-        if previous is None or previous.period != self.spec.release.period:
-            return None
-        return previous.version
+        return revised_version(self.previous, self.spec.release.period)
 
     @property
     def markers(self) -> dict[str, str]:
@@ -88,6 +88,13 @@ class ReleaseContent:
         elif self.revises:
             used.append(REVISED)
         return {marker: MARKERS[marker] for marker in used}
+
+
+def revised_version(previous: PreviousRelease | None, period: str) -> str | None:
+    """The version a release of ``period`` revises: ``previous``, if it has that period."""
+    if previous is None or previous.period != period:
+        return None
+    return previous.version
 
 
 def previous_release(out_dir: Path) -> PreviousRelease | None:

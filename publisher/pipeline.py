@@ -138,7 +138,7 @@ def _release_reserved(
 
     progress("Estimating consistent tables")
     estimates = postprocess.consistent_estimates(release_spec, measurements)
-    revises = previous is not None and previous.period == release_spec.release.period
+    revises = package.revised_version(previous, release_spec.release.period) is not None
     rules = release_spec.disclosure
     published = {}
     for table in release_spec.tables:
