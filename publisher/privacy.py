@@ -3,9 +3,10 @@
 One OpenDP Context per input. The privacy unit is the person named by the input's
 identifier column; each person's records are truncated inside the query to the spec's
 ``max_records_per_person``, so OpenDP derives the sensitivity from that bound. The spec's
-total loss is split across tables by weight; OpenDP finds each table's noise scale,
-checks its loss and adds the noise. Keys come from the spec, so every cell, true zeros
-included, is measured. Counts are signed: negative noisy counts are kept, not clamped.
+total loss is split across tables by weight; each table is measured at the noise scale
+its share calls for, OpenDP's privacy map and compositor check the loss, and OpenDP adds
+the noise. Keys come from the spec, so every cell, true zeros included, is measured.
+Counts are signed: negative noisy counts are kept, not clamped.
 """
 
 from __future__ import annotations
@@ -200,7 +201,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass  # it exists, under another user
     return True
 
 
