@@ -73,16 +73,17 @@ def audit_spec() -> ReleaseSpec:
     return parse(yaml.safe_dump(raw, sort_keys=False))
 
 
-def frames(schema: pl.Schema | None = None) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+def frames(spec: ReleaseSpec | None = None) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """``D`` and its neighbour ``D'``: the same rows plus one person with many records,
-    as text or cast to ``schema`` (the types the library gives the staged input)."""
+    as text or, given the spec, as the library stages them for its measurements."""
     columns = ["patient_ref", "ward", "outcome"]
     base = admissions_rows(40)
     added = [("AUDIT-PERSON", CELL, "Discharged")] * (EXCESS * MAX_RECORDS)
     pair = []
     for rows in (base, base + added):
         frame = pl.DataFrame(rows, schema=[(c, pl.String) for c in columns], orient="row")
-        pair.append((frame.cast(dict(schema)) if schema else frame).lazy())
+        lazy = frame.lazy()
+        pair.append(privacy.prepare(spec, "admissions", lazy) if spec else lazy)
     return pair[0], pair[1]
 
 
@@ -261,7 +262,8 @@ def test_the_released_counts_keep_their_claimed_epsilon(monkeypatch: pytest.Monk
     spec = audit_spec()
     measurement, claimed, schema = library_measurement(monkeypatch, spec)
     assert claimed == pytest.approx(EPSILON)
-    base, neighbour = frames(schema)
+    assert privacy.prepare(spec, "admissions", frames()[0]).collect_schema() == schema
+    base, neighbour = frames(spec)
 
     audit = run_audit(
         sample(measurement, base, RUNS_SOUND), sample(measurement, neighbour, RUNS_SOUND)
