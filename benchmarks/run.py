@@ -134,6 +134,24 @@ TARGETS = """
 """
 
 
+WHY = """
+The release does far more than the plain baseline: it checks every input row (types,
+keys, identifiers, references between inputs), fingerprints the inputs for the ledger,
+stages each input once (collected, shuffled and written as Parquet in a private folder),
+runs one OpenDP measurement per table (each truncates every person's records over the
+identifier, the dominant cost), estimates consistent tables, and writes and validates a
+package with spreadsheets, a zip and checksums. Per-table OpenDP "as usually used" also
+spends about 2 s per table searching for the noise scale, which the release avoids by
+building each measurement at its scale (OpenDP still checks the loss).
+
+Memory: staging collects each input and shuffles it in memory, and the per-table
+truncation windows over every row of the largest input (26 million suspect records at
+10M crimes), so the peak grows with the largest input. Staging with a streaming sink
+and a hash-based random order, and measuring several tables of one input in one pass,
+are the next steps.
+"""
+
+
 def run_job(name: str, work: Path) -> dict[str, float]:
     script = textwrap.dedent(_HARNESS).format(body=textwrap.dedent(JOBS[name]))
     result = subprocess.run(
@@ -200,6 +218,7 @@ def report(sizes: list[int], results: dict[int, dict[str, dict[str, float]]]) ->
         )
     lines += ["", "## Targets", "", TARGETS.strip(), "", "## Verdict", ""]
     lines += verdicts(results)
+    lines += ["", "## Where the time and memory go", "", WHY.strip()]
     return "\n".join(lines) + "\n"
 
 
@@ -211,7 +230,7 @@ def verdicts(results: dict[int, dict[str, dict[str, float]]]) -> list[str]:
         faster = million["opendp"]["seconds"] / million["release"]["seconds"]
         found.append(
             f"- Release / plain baseline at 1M: {plain:.1f}x "
-            f"({'met' if plain <= 10 else f'missed by {plain / 10:.1f}x'})."
+            f"({'met' if plain <= 10 else f'missed by {plain / 10 - 1:.0%}'})."
         )
         found.append(
             f"- Speed-up over per-table OpenDP at 1M: {faster:.1f}x "
@@ -234,7 +253,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000,10000000")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    parser.add_argument(
+        "--report-only", action="store_true", help="Rewrite REPORT.md from report.json."
+    )
     arguments = parser.parse_args()
+    if arguments.report_only:
+        saved = json.loads((arguments.out / "report.json").read_text(encoding="utf-8"))
+        loaded = {int(size): jobs for size, jobs in saved.items()}
+        (arguments.out / "REPORT.md").write_text(report(list(loaded), loaded), encoding="utf-8")
+        return
     sizes = [int(size) for size in arguments.sizes.split(",")]
     results = {}
     for size in sizes:
