@@ -7,11 +7,15 @@ nothing about the demo is hard-coded in the library.
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
+
+from publisher import privacy
 
 WARDS = ["Cardiology", "Maternity", "Oncology", "Paediatrics"]
 OUTCOMES = ["Discharged", "Transferred", "Not known"]
@@ -109,3 +113,33 @@ def make_release(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _no_debug(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see errors as users do: without PUBLISHER_DEBUG's tracebacks."""
+    monkeypatch.delenv("PUBLISHER_DEBUG", raising=False)
+
+
+@pytest.fixture
+def noise_draws(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every call to ``privacy.measure``: a refused release must never reach it."""
+    calls: list[object] = []
+
+    def measure(*args: object, **kwargs: object) -> None:
+        calls.append(args)
+        raise RuntimeError("privacy.measure must not be reached")
+
+    monkeypatch.setattr(privacy, "measure", measure)
+    return calls
+
+
+def start_release(spec_path: Path, out_dir: Path, cwd: Path) -> subprocess.Popen[str]:
+    """``publisher release`` in a process of its own (for concurrency tests)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "publisher.cli", "release", str(spec_path), "--out", str(out_dir)],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

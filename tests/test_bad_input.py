@@ -138,24 +138,6 @@ def project(history: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> P
     return Project(root, monkeypatch)
 
 
-@pytest.fixture(autouse=True)
-def _no_debug(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PUBLISHER_DEBUG", raising=False)
-
-
-@pytest.fixture
-def noise_draws(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Every call to ``privacy.measure``: a refused release must never reach it."""
-    calls: list[object] = []
-
-    def measure(*args: object, **kwargs: object) -> None:
-        calls.append(args)
-        raise RuntimeError("privacy.measure must not be reached")
-
-    monkeypatch.setattr(privacy, "measure", measure)
-    return calls
-
-
 # --- what every run must leave behind -----------------------------------------------------
 
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from publisher import pipeline, privacy
+from publisher import pipeline
 from publisher.cli import cli
 from tests.conftest import admissions_rows, admissions_spec, write_admissions
 
@@ -113,24 +113,6 @@ BAD_INPUTS: dict[str, Callable[[Path], tuple[Path, list[str]]]] = {
     "value outside the categories": value_outside_categories,
     "missing data file": missing_data,
 }
-
-
-@pytest.fixture(autouse=True)
-def _no_debug(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PUBLISHER_DEBUG", raising=False)
-
-
-@pytest.fixture
-def noise_draws(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Records every call to OpenDP: a refused release must be refused before any."""
-    calls: list[object] = []
-
-    def measure(*args: object, **kwargs: object) -> None:
-        calls.append(args)
-        raise RuntimeError("privacy.measure must not be reached")
-
-    monkeypatch.setattr(privacy, "measure", measure)
-    return calls
 
 
 # --- check -------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from click.testing import CliRunner
 
 from publisher import ledger, package
 from publisher.cli import cli
-from tests.conftest import admissions_spec, write_admissions
+from tests.conftest import admissions_spec, start_release, write_admissions
 
 PACKAGE = "published"
 DATASET = "hospital-admissions-test"
@@ -300,22 +300,7 @@ def test_budget_reads_while_releases_run(project: Path) -> None:
         for index in (2, 3, 4)
     ]
     releases = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "publisher.cli",
-                "release",
-                str(path),
-                "--out",
-                str(project / f"out-{index}"),
-            ],
-            cwd=project,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for index, path in enumerate(specs)
+        start_release(path, project / f"out-{index}", project) for index, path in enumerate(specs)
     ]
     reads: list[tuple[bool, subprocess.CompletedProcess[str]]] = []
 

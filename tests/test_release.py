@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import subprocess
-import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +15,7 @@ import yaml
 
 from publisher import ledger, package, pipeline
 from publisher.errors import BudgetError
-from tests.conftest import admissions_spec
+from tests.conftest import admissions_spec, start_release
 
 
 def spec_with(make_release: Callable[..., Path], **privacy: object) -> Path:
@@ -136,22 +134,7 @@ def test_eight_concurrent_releases_with_room_for_three(
         path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         specs.append(path)
     processes = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "publisher.cli",
-                "release",
-                str(path),
-                "--out",
-                str(tmp_path / f"out-{index}"),
-            ],
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for index, path in enumerate(specs)
+        start_release(path, tmp_path / f"out-{index}", tmp_path) for index, path in enumerate(specs)
     ]
     outcomes = []
     for process in processes:
