@@ -50,7 +50,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -521,6 +521,19 @@ def _one_char(value: object, default: str) -> str:
     return value if isinstance(value, str) and len(value) == 1 else default
 
 
+def _readable_rows(path: Path, table: _Table, problems: list[str]) -> Iterator[tuple[str, _Row]]:
+    """Each row with its place (``file: row N``); a row of the wrong length is reported
+    into ``problems``, and a blank one is skipped."""
+    for row in table.rows:
+        at = f"{path}: row {row.number}"
+        shape = _shape_problem(row, len(table.header))
+        if shape:
+            problems.append(f"{at}: {shape}")
+            if row.length == 0:
+                continue
+        yield at, row
+
+
 def _shape_problem(row: _Row, width: int) -> str | None:
     if row.length == 0:
         return "blank-row: the row is empty; remove it"
@@ -615,15 +628,9 @@ def _check_count_table(
     if isinstance(table, str):
         return [f"{path}: {table}"]
     allowed = _allowed_markers(resource)
-    problems = []
+    problems: list[str] = []
     first_seen: dict[tuple[str, ...], int] = {}
-    for row in table.rows:
-        at = f"{path}: row {row.number}"
-        shape = _shape_problem(row, len(table.header))
-        if shape:
-            problems.append(f"{at}: {shape}")
-            if row.length == 0:
-                continue
+    for at, row in _readable_rows(path, table, problems):
         problems += [f"{at}: {line}" for line in _count_problems(row.cells, allowed, rules)]
         if dimensions is None:
             continue
@@ -731,15 +738,9 @@ def _check_shares(path: Path, resource: Mapping[str, Any]) -> list[str]:
         return [f"{path}: {table}"]
     marked = "marker" in table.header
     allowed = _allowed_markers(resource)
-    problems = []
+    problems: list[str] = []
     first_seen: dict[str, int] = {}
-    for row in table.rows:
-        at = f"{path}: row {row.number}"
-        shape = _shape_problem(row, len(table.header))
-        if shape:
-            problems.append(f"{at}: {shape}")
-            if row.length == 0:
-                continue
+    for at, row in _readable_rows(path, table, problems):
         lines: list[str] = []
         percent_text = row.cells["percent"]
         if marked:
