@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from publisher import privacy
+from publisher import pipeline, privacy
 
 WARDS = ["Cardiology", "Maternity", "Oncology", "Paediatrics"]
 OUTCOMES = ["Discharged", "Transferred", "Not known"]
@@ -143,3 +143,13 @@ def start_release(spec_path: Path, out_dir: Path, cwd: Path) -> subprocess.Popen
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@pytest.fixture(scope="session")
+def admissions_release(tmp_path_factory: pytest.TempPathFactory) -> pipeline.ReleaseResult:
+    """One real release of the admissions fixture, shared: copy it before changing it."""
+    folder = tmp_path_factory.mktemp("release")
+    write_admissions(folder)
+    spec_path = folder / "release.yaml"
+    spec_path.write_text(yaml.safe_dump(admissions_spec()), encoding="utf-8")
+    return pipeline.release(spec_path, folder / "package")

@@ -15,23 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from publisher import checks, pipeline
-from tests.conftest import admissions_spec, write_admissions
 
 BY_WARD = "data/admissions-by-ward.csv"
 BY_OUTCOME = "data/admissions-by-ward-and-outcome.csv"
 SHARES = "data/headline-shares.csv"
 
 
-@pytest.fixture(scope="module")
-def released(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("release")
-    write_admissions(folder)
-    spec_path = folder / "release.yaml"
-    spec_path.write_text(yaml.safe_dump(admissions_spec()), encoding="utf-8")
-    return pipeline.release(spec_path, folder / "package").package_dir
+@pytest.fixture
+def released(admissions_release: pipeline.ReleaseResult) -> Path:
+    return admissions_release.package_dir
 
 
 @pytest.fixture

@@ -11,21 +11,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
 from publisher import package, pipeline
 from publisher.disclosure import LOW
 from publisher.errors import PackageError
-from tests.conftest import admissions_spec, write_admissions
 
 
-@pytest.fixture(scope="module")
-def released(tmp_path_factory: pytest.TempPathFactory) -> pipeline.ReleaseResult:
-    folder = tmp_path_factory.mktemp("release")
-    write_admissions(folder)
-    spec_path = folder / "release.yaml"
-    spec_path.write_text(yaml.safe_dump(admissions_spec()), encoding="utf-8")
-    return pipeline.release(spec_path, folder / "package")
+@pytest.fixture
+def released(admissions_release: pipeline.ReleaseResult) -> pipeline.ReleaseResult:
+    return admissions_release
 
 
 def descriptor(package_dir: Path) -> dict[str, object]:

@@ -16,12 +16,10 @@ from typing import Any
 import openpyxl
 import pandas as pd
 import pytest
-import yaml
 
 from publisher import pipeline
 from publisher.errors import PackageError
 from publisher.spreadsheet import MEDIATYPES, write_spreadsheets
-from tests.conftest import admissions_spec, write_admissions
 
 ENGINES = {"ods": "odf", "xlsx": "openpyxl"}
 ODF_NAMESPACES = {
@@ -32,12 +30,13 @@ ODF_NAMESPACES = {
 
 
 @pytest.fixture(scope="module")
-def package_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("release")
-    write_admissions(folder)
-    spec_path = folder / "release.yaml"
-    spec_path.write_text(yaml.safe_dump(admissions_spec()), encoding="utf-8")
-    return pipeline.release(spec_path, folder / "package").package_dir
+def package_dir(
+    admissions_release: pipeline.ReleaseResult, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    # A copy: the spreadsheets are written again into it.
+    copy = tmp_path_factory.mktemp("release") / "package"
+    shutil.copytree(admissions_release.package_dir, copy)
+    return copy
 
 
 @pytest.fixture(scope="module")
