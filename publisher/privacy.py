@@ -1,12 +1,14 @@
 """Differentially private counts with OpenDP: the only module that touches row-level data.
 
-One OpenDP Context per input. The privacy unit is the person named by the input's
-identifier column; each person's records are truncated inside the query to the spec's
-``max_records_per_person``, so OpenDP derives the sensitivity from that bound. The spec's
-total loss is split across tables by weight; each table is measured at the noise scale
-its share calls for, OpenDP's privacy map and compositor check the loss, and OpenDP adds
-the noise. Keys come from the spec, so every cell, true zeros included, is measured.
-Counts are signed: negative noisy counts are kept, not clamped.
+The privacy unit is the person named by an input's identifier column. Each input is
+truncated once, by OpenDP's truncation transformation, to the spec's
+``max_records_per_person`` records of each person; OpenDP's stability map of that
+transformation says how far one person can move the truncated records, and one OpenDP
+Context per input measures every table of the input on them. The spec's total loss is
+split across tables by weight; each table is measured at the noise scale its share calls
+for, OpenDP's privacy map and compositor check the loss, and OpenDP adds the noise. Keys
+come from the spec, so every cell, true zeros included, is measured. Counts are signed:
+negative noisy counts are kept, not clamped.
 """
 
 from __future__ import annotations
@@ -27,18 +29,20 @@ from typing import Any
 import polars as pl
 from opendp.accuracy import summarize_polars_measurement
 from opendp.combinators import make_zCDP_to_approxDP
-from opendp.context import Context, loss_of, unit_of
+from opendp.context import Context, domain_of, loss_of
 from opendp.domains import atom_domain
-from opendp.extras.polars import dp_len
+from opendp.extras.polars import Bound, dp_len
 from opendp.measurements import make_gaussian, make_private_lazyframe
 from opendp.measures import max_divergence, zero_concentrated_divergence
-from opendp.metrics import absolute_distance
+from opendp.metrics import absolute_distance, frame_distance, symmetric_id_distance
 from opendp.mod import enable_features
+from opendp.transformations import make_stable_lazyframe
 
 from publisher.spec import ReleaseSpec, Table
 
 __all__ = [
     "CONFIDENCE",
+    "ONE_PERSON",
     "Measurements",
     "NoisyTable",
     "epsilon_delta",
@@ -46,6 +50,7 @@ __all__ = [
     "measure",
     "prepare",
     "table_measurement",
+    "truncation",
 ]
 
 # Features are enabled once, here, explicitly: "contrib" gives the Polars and composition
@@ -55,6 +60,8 @@ enable_features("contrib")
 
 CONFIDENCE = 0.95
 NOISY_COUNT = "noisy_count"
+# The privacy unit as OpenDP's frame distance states it: one person (one identifier).
+ONE_PERSON = [Bound(per_group=1)]
 
 
 @dataclass(frozen=True)
@@ -136,39 +143,39 @@ def measure(
 ) -> Measurements:
     """Release every table of the spec with OpenDP. This spends the spec's privacy loss.
 
-    Each input is staged once, in random row order, as a Parquet file in a private
-    temporary folder (removed afterwards), so every table reads it quickly and all tables
-    of an input keep the same records of each person. Each table's measurement is built
-    at the noise scale that its loss calls for; OpenDP's privacy map checks the scale
-    against the loss, and OpenDP's compositor checks every table against its share.
+    Each input is staged once, in a private temporary folder removed afterwards: shuffled,
+    then truncated by OpenDP's truncation transformation to at most
+    ``max_records_per_person`` records of each person, and kept as Parquet. Every table of
+    the input is measured on those same truncated records, at the noise scale its loss
+    calls for; the distance one person can make to them comes from the truncation's
+    stability map, OpenDP's privacy map checks each table's scale against its share, and
+    OpenDP's compositor checks every table against the input's loss.
     """
     model = spec.privacy.model
     tables: dict[str, NoisyTable] = {}
     input_loss: dict[str, float] = {}
     _remove_abandoned_staging()
     with tempfile.TemporaryDirectory(prefix=f"{_PRIVATE_PREFIX}{os.getpid()}-") as private:
-        for input_name, source in spec.inputs.items():
+        for input_name in spec.inputs:
             input_tables = [table for table in spec.tables if table.input == input_name]
             if not input_tables:
                 continue
-            staged = Path(private) / f"{input_name}.parquet"
-            # Random order makes "keep the first records of each person" a random choice.
-            prepare(spec, input_name, frames[input_name]).collect(engine="streaming").sample(
-                fraction=1.0, shuffle=True
-            ).write_parquet(staged)
-            data = pl.scan_parquet(staged)
+            progress(f"Truncating {input_name}")
+            truncate, data = _stage(spec, input_name, frames[input_name], Path(private))
+            distance = truncate.map(ONE_PERSON)
             losses = [spec.table_loss(table) for table in input_tables]
             budget = math.fsum(losses)
             context = Context.compositor(
                 data=data,
-                privacy_unit=unit_of(contributions=1, identifier=source.identifier),
+                privacy_unit=(truncate.output_metric, distance),
+                domain=truncate.output_domain,
                 privacy_loss=_loss_of(model, budget),
                 split_by_weights=[loss / budget for loss in losses],
             )
             for table in input_tables:
                 progress(f"Measuring {table.name}")
-                tables[table.name] = _release_table(spec, table, context, data)
-            input_loss[input_name] = float(context.accountant.map(1))
+                tables[table.name] = _release_table(spec, table, context, truncate, data)
+            input_loss[input_name] = float(context.accountant.map(distance))
     total = math.fsum(input_loss.values())
     epsilon, delta = epsilon_delta(model, total, spec.privacy.delta)
     return Measurements(
@@ -180,6 +187,28 @@ def measure(
         delta=delta,
         opendp_version=version("opendp"),
     )
+
+
+def _stage(
+    spec: ReleaseSpec, input_name: str, frame: pl.LazyFrame, private: Path
+) -> tuple[Any, pl.LazyFrame]:
+    """Stage one input: its truncation and a scan of the records it keeps.
+
+    The prepared records are written in random order, so the truncation keeps a random
+    choice of each person's records; OpenDP's transformation then runs once, on a scan of
+    that file (a scan crosses into OpenDP as a small plan, in-memory data would be copied),
+    and only the records it keeps stay on disk.
+    """
+    shuffled = private / f"{input_name}-shuffled.parquet"
+    staged = private / f"{input_name}.parquet"
+    prepare(spec, input_name, frame).collect(engine="streaming").sample(
+        fraction=1.0, shuffle=True
+    ).write_parquet(shuffled)
+    source = pl.scan_parquet(shuffled)
+    truncate = truncation(spec, input_name, source.collect_schema())
+    truncate(source).collect().write_parquet(staged)
+    shuffled.unlink()
+    return truncate, pl.scan_parquet(staged)
 
 
 _PRIVATE_PREFIX = "publisher-private-"
@@ -222,31 +251,53 @@ def _enum(spec: ReleaseSpec, input_name: str, column: str) -> pl.Enum:
     return pl.Enum(spec.categories[spec.inputs[input_name].columns[column].categories].values)
 
 
-def table_measurement(
-    spec: ReleaseSpec,
-    table: Table,
-    input_domain: Any,
-    input_metric: Any,
-    data: pl.LazyFrame,
-    loss: float,
-) -> Any:
-    """The OpenDP measurement of one table at the scale its share of the loss calls for.
+def truncation(spec: ReleaseSpec, input_name: str, schema: pl.Schema) -> Any:
+    """OpenDP's transformation that keeps at most ``max_records_per_person`` records of each
+    person of an input (its first ones, in the order of the data).
 
-    ``loss`` is the table's share of the loss, as the compositor holds it.
-    The query: keep at most ``max_records_per_person`` records of each person, count by
-    the table's columns, and join the public keys so every cell is measured. The scale is
-    the one the loss calls for given the per-person bound; OpenDP's privacy map must
-    confirm that the measurement's loss is within the table's share (else the scale is
-    nudged up), so the accounting is OpenDP's, not ours.
+    Its stability map turns "one person" (:data:`ONE_PERSON`) into how many records that
+    person can change afterwards, which is what every table of the input is measured
+    against. With one record per person the truncation is a group-by on the identifier
+    (OpenDP accepts both forms; the group-by is several times faster on millions of rows).
     """
-    source = spec.inputs[table.input]
+    source = spec.inputs[input_name]
+    identifier = source.identifier
     k = source.max_records_per_person
+    empty = pl.LazyFrame(schema=schema)
+    if k == 1:
+        others = [column for column in schema.names() if column != identifier]
+        plan = empty.group_by(identifier).agg(pl.col(others).first())
+    else:
+        plan = empty.filter(pl.int_range(pl.len()).over(identifier) < k)
+    return make_stable_lazyframe(
+        domain_of(empty, infer=True),
+        frame_distance(symmetric_id_distance(identifier)),
+        plan,
+        MO="FrameDistance<SymmetricDistance>",
+    )
+
+
+def table_measurement(
+    spec: ReleaseSpec, table: Table, truncate: Any, data: pl.LazyFrame, loss: float
+) -> Any:
+    """The OpenDP measurement of one table, on its input's truncated records, at the scale
+    its share of the loss calls for.
+
+    ``truncate`` is the input's :func:`truncation`, ``data`` the records it kept and
+    ``loss`` the table's share of the loss, as the compositor holds it. The query counts
+    by the table's columns and joins the public keys, so every cell is measured. The
+    scale is the one the loss calls for given the per-person bound; OpenDP's privacy map
+    must confirm that the measurement's loss, at the distance the truncation's stability
+    map gives for one person, is within the table's share (else the scale is nudged up),
+    so the accounting is OpenDP's, not ours.
+    """
+    k = spec.inputs[table.input].max_records_per_person
     zcdp = spec.privacy.model == "zcdp"
     by = list(table.by)
+    distance = truncate.map(ONE_PERSON)
     # The plan starts from an empty frame of the data's schema; OpenDP runs it on the data.
-    empty = pl.LazyFrame(schema=data.collect_schema())
     counted = (
-        empty.filter(pl.int_range(pl.len()).over(source.identifier) < k)
+        pl.LazyFrame(schema=data.collect_schema())
         .group_by(by)
         .agg(dp_len(signed=True).alias(NOISY_COUNT))
     )
@@ -257,25 +308,24 @@ def table_measurement(
     scale = k / math.sqrt(2.0 * loss) if zcdp else k / loss
     for _ in range(20):
         measurement = make_private_lazyframe(
-            input_domain=input_domain,
-            input_metric=input_metric,
+            input_domain=truncate.output_domain,
+            input_metric=truncate.output_metric,
             output_measure=zero_concentrated_divergence() if zcdp else max_divergence(),
             lazyframe=plan,
             global_scale=scale,
         )
-        if measurement.map(1) <= loss:  # type: ignore[no-untyped-call]
+        if measurement.map(distance) <= loss:  # type: ignore[no-untyped-call]
             return measurement
         scale *= 1.0 + 1e-12
     raise AssertionError("OpenDP's privacy map does not confirm the planned scale")
 
 
-def _release_table(spec: ReleaseSpec, table: Table, context: Any, data: pl.LazyFrame) -> NoisyTable:
-    accountant = context.accountant
+def _release_table(
+    spec: ReleaseSpec, table: Table, context: Any, truncate: Any, data: pl.LazyFrame
+) -> NoisyTable:
     # The compositor's own share for this query (the spec's split, as OpenDP rounds it).
     share = context.d_mids[0]
-    measurement = table_measurement(
-        spec, table, accountant.input_domain, accountant.input_metric, data, share
-    )
+    measurement = table_measurement(spec, table, truncate, data, share)
     summary = summarize_polars_measurement(measurement, alpha=1.0 - CONFIDENCE).row(0, named=True)
     released = context(measurement).collect().with_columns(pl.col(table.by).cast(pl.String))
     keys = keys_of(spec, table)
@@ -288,5 +338,5 @@ def _release_table(spec: ReleaseSpec, table: Table, context: Any, data: pl.LazyF
         distribution=str(summary["distribution"]),
         scale=float(summary["scale"]),
         margin_95=float(summary["accuracy"]),
-        loss=float(measurement.map(1)),
+        loss=float(measurement.map(truncate.map(ONE_PERSON))),
     )

@@ -90,30 +90,36 @@ def frames(spec: ReleaseSpec | None = None) -> tuple[pl.LazyFrame, pl.LazyFrame]
 def library_measurement(
     monkeypatch: pytest.MonkeyPatch, spec: ReleaseSpec
 ) -> tuple[Any, float, pl.Schema]:
-    """The OpenDP measurement that ``privacy.measure`` builds for the table, the loss the
-    library claims for it (what the package and the ledger record), and the schema of the
-    data it is built for.
+    """The mechanism that ``privacy.measure`` runs for the table (OpenDP's truncation of
+    the input chained with the table's measurement), the loss the library claims for it
+    (what the package and the ledger record), and the schema of the data it takes.
 
-    Caught as ``privacy.measure`` builds it, so the audit runs the library's own query,
-    not a copy of it.
+    Caught as ``privacy.measure`` builds them, so the audit runs the library's own
+    truncation and query, not copies of them.
     """
-    caught: list[tuple[Any, pl.Schema]] = []
-    build = privacy.table_measurement
+    caught: list[Any] = []
+    schemas: list[pl.Schema] = []
+    build, truncation = privacy.table_measurement, privacy.truncation
 
-    def catch(*args: Any, **kwargs: Any) -> Any:
-        measurement = build(*args, **kwargs)
-        data = kwargs.get("data", args[4] if len(args) > 4 else None)
-        caught.append((measurement, data.collect_schema()))
+    def catch_truncation(spec: ReleaseSpec, input_name: str, schema: pl.Schema) -> Any:
+        schemas.append(schema)
+        return truncation(spec, input_name, schema)
+
+    def catch(spec: ReleaseSpec, table: Any, truncate: Any, *args: Any) -> Any:
+        measurement = build(spec, table, truncate, *args)
+        caught.append(truncate >> measurement)
         return measurement
 
+    monkeypatch.setattr(privacy, "truncation", catch_truncation)
     monkeypatch.setattr(privacy, "table_measurement", catch)
     base, _ = frames()
     measured = privacy.measure(spec, {"admissions": base})
     assert len(caught) == 1, "privacy.measure no longer builds its table with table_measurement"
+    assert len(schemas) == 1, "privacy.measure no longer truncates with privacy.truncation"
     (table,) = measured.tables
     assert measured.total_loss == pytest.approx(table.loss)
-    measurement, schema = caught[0]
-    return measurement, table.loss, schema
+    assert caught[0].map(privacy.ONE_PERSON) == pytest.approx(table.loss)
+    return caught[0], table.loss, schemas[0]
 
 
 def untruncated_measurement(spec: ReleaseSpec, data: pl.LazyFrame) -> tuple[Any, float]:

@@ -120,3 +120,26 @@ def test_zcdp_statement_is_tighter_than_the_classic_bound(rho: float) -> None:
     classic = rho + 2 * math.sqrt(rho * math.log(1 / delta))
     assert rho < epsilon <= classic
     assert delta == 1e-7
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_the_truncation_keeps_at_most_k_records_of_each_person(k: int) -> None:
+    # Patients with 1, 2, 5 and 9 admissions: each keeps min(records, k), and OpenDP's
+    # stability map says one person moves the truncated records by at most k (one record
+    # per person is a group-by on the identifier, more is a filter: both are OpenDP's).
+    raw = admissions_spec()
+    raw["inputs"]["admissions"]["max_records_per_person"] = k  # type: ignore[index]
+    spec = parse(yaml.safe_dump(raw))
+    records = {"A": 1, "B": 2, "C": 5, "D": 9}
+    rows = [
+        (ref, WARDS[i % len(WARDS)], "Discharged") for ref, n in records.items() for i in range(n)
+    ]
+    prepared = privacy.prepare(spec, "admissions", frame(rows)["admissions"]).collect()
+    truncate = privacy.truncation(spec, "admissions", prepared.schema)
+    kept = truncate(prepared.lazy()).collect()
+    per_person = kept.group_by("patient_ref").len()["len"].sort().to_list()
+    assert per_person == sorted(min(n, k) for n in records.values())
+    assert kept.columns == prepared.columns
+    (bound,) = truncate.map(privacy.ONE_PERSON)
+    assert bound.per_group == k
+
