@@ -1,66 +1,148 @@
-"""Read the private inputs lazily and check them against the spec.
+"""Read the private inputs once, check them against the spec, and stage what is used.
 
-Only the identifier and the declared categorical columns are ever selected. Problems are
-reported as counts and column names, never as the offending values: those are private.
+Each input is streamed as Arrow record batches (pyarrow's CSV reader, Parquet row groups,
+or a DuckDB query), so memory stays bounded whatever the size of the file: Polars' own
+CSV reader maps the whole file into memory. Every batch is checked (counts only) and
+what the release uses of it is written to a private staging folder as Parquet: the
+identifier as a 64-bit hash (never in clear), the categorical columns as enums and the
+columns that references compare as hashes. Duplicates and references between inputs are
+then checked on the staged columns, and the measurements read the staged files, not the
+inputs again.
+
+Only the identifier, the declared categorical columns and the columns that references
+need are ever selected. Problems are reported as counts and column names, never as the
+offending values: those are private (reader messages, which can quote rows, are never
+shown).
 """
 
 from __future__ import annotations
 
+import csv
+import io
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import polars as pl
+import polars.selectors as cs
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pa_parquet
 
+from publisher import staging
 from publisher.errors import InputError
 from publisher.spec import Input, ReleaseSpec
 
-__all__ = ["InputSummary", "check", "load"]
+__all__ = ["InputSummary", "check", "identifier_hash", "load"]
+
+# About 16 MB of CSV text per batch (some 300,000 rows of the demo's inputs): large enough
+# to read fast, small enough that memory does not grow with the file.
+_CSV_BLOCK_BYTES = 16 << 20
+_BATCH_ROWS = 500_000
+# Identifiers and the columns references compare are staged as seeded 64-bit hashes: a
+# fraction of the memory of the text, and no identifier in clear on disk. A collision
+# could only merge two people into one, whose records are then bounded together (the
+# protection is never weaker), or hide one unmatched reference (odds about 1 in 10^12).
+_IDENTIFIER_SEED = 20231121
+_KEY_SEED = 20240611
+_REFERENCE = "__ref:"
 
 
 class InputSummary(dict[str, int]):
     """Row counts per input, from :func:`check`. Never published: it is not noisy."""
 
 
-def _scan(path: Path, source: Input) -> pl.LazyFrame:
-    """A lazy scan of every column as text, so types are checked by us, not guessed."""
-    if source.format == "parquet":
-        return pl.scan_parquet(path).select(pl.all().cast(pl.String))
-    if source.format == "duckdb":
-        return _scan_duckdb(path, source)
-    return pl.scan_csv(path, infer_schema=False, encoding="utf8")
+def identifier_hash(identifier: pl.Expr) -> pl.Expr:
+    """An identifier as it is staged: its text's seeded 64-bit hash."""
+    return identifier.cast(pl.String).hash(seed=_IDENTIFIER_SEED)
 
 
-def _scan_duckdb(path: Path, source: Input) -> pl.LazyFrame:
-    """The declared columns of a DuckDB table: DuckDB reads and projects, Polars checks.
+@contextmanager
+def load(spec: ReleaseSpec) -> Iterator[dict[str, pl.LazyFrame]]:
+    """Check every input, then give scans of their staged, checked columns, valid inside
+    the ``with`` block: the identifier (hashed by :func:`identifier_hash`) and the
+    categorical columns as enums of their categories, derived ones included.
 
-    Only the identifier and the declared columns are selected, in the database.
+    Raises :class:`InputError` listing every problem of every input.
     """
+    with staging.private_folder() as folder:
+        yield {name: frame for name, (frame, _) in _each_input(spec, folder).items()}
+
+
+def check(spec: ReleaseSpec) -> InputSummary:
+    """Check every input against the spec; raise :class:`InputError` listing all problems."""
+    with staging.private_folder() as folder:
+        return InputSummary({name: rows for name, (_, rows) in _each_input(spec, folder).items()})
+
+
+def _each_input(spec: ReleaseSpec, folder: Path) -> dict[str, tuple[pl.LazyFrame, int]]:
+    problems: list[str] = []
+    staged = {}
+    for name in spec.inputs:
+        try:
+            staged[name] = _stage(spec, name, folder)
+        except InputError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise InputError(problems)
+    problems = _reference_problems(spec, {name: frame for name, (frame, _) in staged.items()})
+    if problems:
+        raise InputError(problems)
+    # Reference keys were staged for the reference checks only: nothing else sees them.
+    return {
+        name: (frame.select(~cs.starts_with(_REFERENCE)), rows)
+        for name, (frame, rows) in staged.items()
+    }
+
+
+def _stage(spec: ReleaseSpec, name: str, folder: Path) -> tuple[pl.LazyFrame, int]:
+    """Check one input in one pass over its rows and stage its used columns."""
+    source = spec.inputs[name]
+    path, names = _open(spec, name)
+    where = f"{path} (inputs.{name})"
+    problems = _column_problems(where, name, source, names, _key_columns(spec, name))
+    if problems:
+        raise InputError(problems)
+    used = [source.identifier, *_read_columns(source), *_key_columns(spec, name)]
+    columns = list(dict.fromkeys(used))
+    checks = _value_checks(spec, name)
+    counts: Counter[str] = Counter()
+    staged = folder / name
+    staged.mkdir()
     try:
-        import duckdb
-    except ImportError:
+        for number, batch in enumerate(_batches(path, source, names, columns)):
+            # A blank line is not a record (readers give it as a row of empty fields).
+            batch = batch.filter(~pl.all_horizontal(pl.all().is_null()))
+            counts.update(batch.select(checks).row(0, named=True))
+            _staged_columns(spec, name, batch).write_parquet(staged / f"{number:06d}.parquet")
+    except InputError:
+        raise
+    except Exception:
+        # Reader messages (pyarrow, Polars, DuckDB) can quote row contents: never shown.
         raise InputError(
-            f"{path}: reading DuckDB needs the duckdb package: pip install 'publisher[duckdb]'"
+            f"{where}: cannot be read to the end (a row with more or fewer fields than the "
+            "header, a malformed row, a wrong delimiter or an encoding other than UTF-8); "
+            "check the file's format"
         ) from None
-    assert source.table is not None  # checked by the spec
-    with duckdb.connect(str(path), read_only=True) as connection:
-        found = connection.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
-            "ORDER BY ordinal_position",
-            [source.table],
-        ).fetchall()
-        columns = [row[0] for row in found]
-        if not columns:
-            raise InputError(
-                f"{path}: the database has no table '{source.table}'; check the input's table"
-            )
-        wanted = [source.identifier, *source.columns]
-        selected = [column for column in columns if column in wanted] or columns[:1]
-        quoted = ", ".join('"' + column.replace('"', '""') + '"' for column in selected)
-        table = '"' + source.table.replace('"', '""') + '"'
-        frame: pl.DataFrame = connection.sql(f"SELECT {quoted} FROM {table}").pl()  # noqa: S608
-    return frame.lazy().select(pl.all().cast(pl.String))
+    rows = counts["__rows"]
+    if rows == 0:
+        raise InputError(f"{where}: the file has a header but no rows; expected data")
+    frame = pl.scan_parquet(staged / "*.parquet")
+    if source.unique_identifier:  # counting distinct identifiers is costly: only if asked
+        # Two independent 64-bit hashes: a false duplicate would need both to collide.
+        both = pl.struct(source.identifier, _REFERENCE + source.identifier)
+        distinct = frame.select(both.n_unique()).collect(engine="streaming")
+        counts["__duplicates"] = rows - int(distinct.item())
+    problems = _value_problems(where, name, source, counts)
+    if problems:
+        raise InputError(problems)
+    return frame, rows
 
 
-def _open(spec: ReleaseSpec, name: str) -> tuple[Path, pl.LazyFrame, list[str]]:
+def _open(spec: ReleaseSpec, name: str) -> tuple[Path, list[str]]:
+    """The input's path and its column names, in order, checking it can be opened."""
     source = spec.inputs[name]
     path = spec.input_path(name)
     where = f"{path} (inputs.{name}.path)"
@@ -71,26 +153,123 @@ def _open(spec: ReleaseSpec, name: str) -> tuple[Path, pl.LazyFrame, list[str]]:
     if path.stat().st_size == 0:
         raise InputError(f"{where}: the file is empty; expected a header row and data")
     try:
-        frame = _scan(path, source)
-        names = frame.collect_schema().names()
+        if source.format == "csv":
+            return path, _csv_header(path)
+        if source.format == "parquet":
+            return path, list(pa_parquet.ParquetFile(path).schema_arrow.names)
+        return path, _duckdb_columns(path, source)
     except InputError:
         raise
     except Exception:
-        # Reader messages (Polars, DuckDB) can quote row contents, so they are never shown.
+        # Reader messages (pyarrow, DuckDB) can quote row contents, so they are never shown.
         raise InputError(
             f"{where}: cannot be read as {source.format.upper()}"
             + (" (UTF-8, comma-separated, with a header row)" if source.format == "csv" else "")
             + "; check the file's format"
         ) from None
-    return path, frame, names
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The header's names (only the header is decoded here: a bad byte further on is the
+    reader's to report). A quoted name may span lines, so lines are read until the quotes
+    balance."""
+    text = ""
+    with path.open("rb") as file:
+        while line := file.readline():
+            text += line.decode("utf-8")
+            if text.count('"') % 2 == 0:
+                break
+    header = next(csv.reader(io.StringIO(text.removeprefix("\ufeff"))), None)
+    if not header:
+        raise ValueError("no header row")
+    return header
+
+
+def _batches(
+    path: Path, source: Input, names: list[str], columns: list[str]
+) -> Iterator[pl.DataFrame]:
+    """The input's ``columns``, as text, in batches of bounded size."""
+    if source.format == "csv":
+        reader = pa_csv.open_csv(
+            path,
+            read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
+            # Quoted fields may hold line breaks; every row must have the header's fields.
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                # Every field is text, so types are checked by us, not guessed; an empty
+                # field is missing, as in Polars' reader.
+                column_types={column: pa.string() for column in names},
+                include_columns=columns,
+                strings_can_be_null=True,
+                null_values=[""],
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        for record_batch in reader:
+            yield _as_text(record_batch)
+    elif source.format == "parquet":
+        for record_batch in pa_parquet.ParquetFile(path).iter_batches(
+            batch_size=_BATCH_ROWS, columns=columns
+        ):
+            yield _as_text(record_batch)
+    else:
+        yield from _duckdb_batches(path, source, columns)
+
+
+def _as_text(record_batch: pa.RecordBatch) -> pl.DataFrame:
+    frame = pl.from_arrow(record_batch)
+    assert isinstance(frame, pl.DataFrame)
+    return frame.select(pl.all().cast(pl.String))
+
+
+def _duckdb_columns(path: Path, source: Input) -> list[str]:
+    with _duckdb(path) as connection:
+        found = connection.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "ORDER BY ordinal_position",
+            [source.table],
+        ).fetchall()
+    if not found:
+        raise InputError(
+            f"{path}: the database has no table '{source.table}'; check the input's table"
+        )
+    return [row[0] for row in found]
+
+
+def _duckdb_batches(path: Path, source: Input, columns: list[str]) -> Iterator[pl.DataFrame]:
+    """The declared columns of a DuckDB table: DuckDB reads and projects, in batches."""
+    assert source.table is not None  # checked by the spec
+    quoted = ", ".join(_quoted(column) for column in columns)
+    with _duckdb(path) as connection:
+        reader = connection.sql(f"SELECT {quoted} FROM {_quoted(source.table)}").to_arrow_reader(  # noqa: S608
+            _BATCH_ROWS
+        )
+        for record_batch in reader:
+            yield _as_text(record_batch)
+
+
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+@contextmanager
+def _duckdb(path: Path) -> Iterator[Any]:
+    try:
+        import duckdb
+    except ImportError:
+        raise InputError(
+            f"{path}: reading DuckDB needs the duckdb package: pip install 'publisher[duckdb]'"
+        ) from None
+    with duckdb.connect(str(path), read_only=True) as connection:
+        yield connection
 
 
 def _column_problems(
     where: str, name: str, source: Input, names: list[str], keys: list[str]
 ) -> list[str]:
-    wanted = [source.identifier, *_read_columns(source), *keys]
-    # Polars renames a repeated header name to NAME_duplicated_0: which one is meant?
-    repeated = [column for column in wanted if f"{column}_duplicated_0" in names]
+    wanted = list(dict.fromkeys([source.identifier, *_read_columns(source), *keys]))
+    # Which of two columns of the same name is meant?
+    repeated = [column for column in wanted if names.count(column) > 1]
     if repeated:
         return [
             f"{where}: the header repeats column "
@@ -110,38 +289,27 @@ def _column_problems(
     ]
 
 
-def _value_problems(
-    spec: ReleaseSpec, where: str, name: str, frame: pl.LazyFrame
-) -> tuple[int, list[str]]:
-    """One pass over the data: row count, empty identifiers, values outside the keys."""
+def _value_checks(spec: ReleaseSpec, name: str) -> list[pl.Expr]:
+    """Per batch: rows, empty identifiers, values outside the keys (summed over batches)."""
     source = spec.inputs[name]
     identifier = pl.col(source.identifier)
     empty_identifier = identifier.is_null() | (identifier.str.strip_chars() == "")
     checks = [pl.len().alias("__rows"), empty_identifier.sum().alias("__ids")]
-    if source.unique_identifier:  # counting distinct identifiers is costly: only if asked
-        checks.append((pl.len() - identifier.n_unique()).alias("__duplicates"))
     for column in _read_columns(source):
-        declared = source.columns[column]
-        keys = spec.categories[declared.categories].values
+        keys = spec.categories[source.columns[column].categories].values
         outside = ~pl.col(column).is_in(keys) | pl.col(column).is_null()
         checks.append(outside.sum().alias(column))
-    try:
-        counts = frame.select(checks).collect(engine="streaming").row(0, named=True)
-    except (pl.exceptions.PolarsError, OSError):
-        raise InputError(
-            f"{where}: cannot be read to the end (a malformed row, a wrong delimiter or "
-            "an encoding other than UTF-8); check the file's format"
-        ) from None
+    return checks
 
+
+def _value_problems(where: str, name: str, source: Input, counts: Counter[str]) -> list[str]:
     problems = []
-    if counts["__rows"] == 0:
-        problems.append(f"{where}: the file has a header but no rows; expected data")
     if counts["__ids"]:
         problems.append(
             f"{where}: column '{source.identifier}' (the identifier) has {counts['__ids']:,} "
             "empty values; every record needs the person it is about"
         )
-    if counts.get("__duplicates"):
+    if counts["__duplicates"]:
         problems.append(
             f"{where}: column '{source.identifier}' (the identifier) has "
             f"{counts['__duplicates']:,} duplicate values, but each person must appear once "
@@ -156,37 +324,17 @@ def _value_problems(
                 f"categories.{declared.categories}; add the keys to the spec or set "
                 f"inputs.{name}.columns.{column}.on_unknown: map"
             )
-    return counts["__rows"], problems
+    return problems
 
 
-def _check_whole_rows(where: str, frame: pl.LazyFrame) -> None:
-    """Parse every field of every row once: reading only the declared columns would let a
-    row with surplus fields (beside columns the spec does not use) pass unnoticed."""
-    try:
-        frame.select(pl.all().null_count()).collect(engine="streaming")
-    except Exception:
-        raise InputError(
-            f"{where}: cannot be read to the end (a row with more or fewer fields than the "
-            "header, a wrong delimiter or an encoding other than UTF-8); check the file's format"
-        ) from None
-
-
-def _prepare(spec: ReleaseSpec, name: str) -> tuple[pl.LazyFrame, int]:
-    path, frame, names = _open(spec, name)
-    where = f"{path} (inputs.{name})"
+def _staged_columns(spec: ReleaseSpec, name: str, batch: pl.DataFrame) -> pl.DataFrame:
+    """What is staged of a batch: the hashed identifier, the categorical columns as enums
+    (unknown values mapped where the spec says so, derived columns added) and the hashed
+    keys that references compare."""
     source = spec.inputs[name]
-    problems = _column_problems(where, name, source, names, _key_columns(spec, name))
-    if problems:
-        raise InputError(problems)
-    if source.format == "csv" and len(names) > len(source.columns) + 1:
-        _check_whole_rows(where, frame)
-    # A blank line is not a record (CSV readers give it as a row of empty fields).
-    frame = frame.select(
-        source.identifier, *_read_columns(source), *_key_columns(spec, name)
-    ).filter(~pl.all_horizontal(pl.all().is_null()))
-    rows, problems = _value_problems(spec, where, name, frame)
-    if problems:
-        raise InputError(problems)
+    keys = [
+        _key_hash(pl.col(column)).alias(_REFERENCE + column) for column in _hashed_keys(spec, name)
+    ]
     mapped = []
     for column in _read_columns(source):
         declared = source.columns[column]
@@ -198,9 +346,32 @@ def _prepare(spec: ReleaseSpec, name: str) -> tuple[pl.LazyFrame, int]:
                 .otherwise(pl.lit(category.unknown))
                 .alias(column)
             )
-    if mapped:
-        frame = frame.with_columns(mapped)
-    return frame.with_columns(_derived_columns(spec, source)), rows
+    # Values outside the keys (a refused input) become missing rather than fail the cast.
+    enums = [
+        pl.col(column).cast(pl.Enum(spec.categories[declared.categories].values), strict=False)
+        for column, declared in source.columns.items()
+    ]
+    return (
+        batch.with_columns(*keys)
+        .with_columns(*mapped)
+        .with_columns(_derived_columns(spec, source))
+        .select(
+            identifier_hash(pl.col(source.identifier)),
+            *enums,
+            cs.starts_with(_REFERENCE),
+        )
+    )
+
+
+def _hashed_keys(spec: ReleaseSpec, name: str) -> list[str]:
+    """The columns staged as key hashes: those references compare, and the identifier of
+    an input whose identifiers must be unique (counted with both of its hashes)."""
+    unique = [spec.inputs[name].identifier] if spec.inputs[name].unique_identifier else []
+    return list(dict.fromkeys([*_key_columns(spec, name), *unique]))
+
+
+def _key_hash(column: pl.Expr) -> pl.Expr:
+    return column.cast(pl.String).hash(seed=_KEY_SEED)
 
 
 def _read_columns(source: Input) -> list[str]:
@@ -209,7 +380,7 @@ def _read_columns(source: Input) -> list[str]:
 
 
 def _key_columns(spec: ReleaseSpec, name: str) -> list[str]:
-    """Columns read only to check references between inputs (never measured)."""
+    """The columns of an input that references compare (staged as hashes, never measured)."""
     source = spec.inputs[name]
     keys = list(source.references)
     for other in spec.inputs.values():
@@ -217,8 +388,7 @@ def _key_columns(spec: ReleaseSpec, name: str) -> list[str]:
             target_input, target_column = target.split(".", 1)
             if target_input == name:
                 keys.append(target_column)
-    categorical = {source.identifier, *source.columns}
-    return [key for key in dict.fromkeys(keys) if key not in categorical]
+    return list(dict.fromkeys(keys))
 
 
 def _derived_columns(spec: ReleaseSpec, source: Input) -> list[pl.Expr]:
@@ -231,44 +401,26 @@ def _derived_columns(spec: ReleaseSpec, source: Input) -> list[pl.Expr]:
         assert groups is not None  # checked by the spec
         group_of = {key: group for group, keys in groups.members.items() for key in keys}
         derived.append(
-            pl.col(column.derived_from).replace_strict(group_of, return_dtype=pl.String).alias(name)
+            # A value outside the keys (a refused input) has no group: missing.
+            pl.col(column.derived_from)
+            .replace_strict(group_of, default=None, return_dtype=pl.String)
+            .alias(name)
         )
     return derived
 
 
-def _each_input(spec: ReleaseSpec) -> dict[str, tuple[pl.LazyFrame, int]]:
-    problems: list[str] = []
-    prepared = {}
-    for name in spec.inputs:
-        try:
-            prepared[name] = _prepare(spec, name)
-        except InputError as error:
-            problems.extend(error.problems)
-    if problems:
-        raise InputError(problems)
-    problems = _reference_problems(spec, {name: frame for name, (frame, _) in prepared.items()})
-    if problems:
-        raise InputError(problems)
-    # Key columns were read for the reference checks only: nothing else sees them.
-    return {
-        name: (frame.drop(_key_columns(spec, name)), rows)
-        for name, (frame, rows) in prepared.items()
-    }
-
-
 def _reference_problems(spec: ReleaseSpec, frames: dict[str, pl.LazyFrame]) -> list[str]:
-    """Rows whose reference matches nothing in the input it points at (counted, not shown)."""
+    """Rows whose reference matches nothing in the input it points at (counted, not shown),
+    compared as hashes streamed from the staged files."""
     problems = []
     for name, source in spec.inputs.items():
         for column, target in source.references.items():
             target_input, target_column = target.split(".", 1)
-            # Compared as 64-bit hashes, streamed: a fraction of the memory of the text.
-            # (A collision could hide one unmatched value, with odds of about 1 in 10^12.)
-            known = frames[target_input].select(pl.col(target_column).hash().alias("__key"))
+            known = frames[target_input].select(pl.col(_REFERENCE + target_column).alias("key"))
             unmatched = (
                 frames[name]
-                .select(pl.col(column).hash().alias("__key"))
-                .join(known.unique(), on="__key", how="anti")
+                .select(pl.col(_REFERENCE + column).alias("key"))
+                .join(known.unique(), on="key", how="anti")
                 .select(pl.len())
             )
             count = int(unmatched.collect(engine="streaming").item())
@@ -278,13 +430,3 @@ def _reference_problems(spec: ReleaseSpec, frames: dict[str, pl.LazyFrame]) -> l
                     f"values that match no {target}; fix the rows or the reference"
                 )
     return problems
-
-
-def check(spec: ReleaseSpec) -> InputSummary:
-    """Check every input against the spec; raise :class:`InputError` listing all problems."""
-    return InputSummary({name: rows for name, (_, rows) in _each_input(spec).items()})
-
-
-def load(spec: ReleaseSpec) -> dict[str, pl.LazyFrame]:
-    """Checked lazy frames per input: the identifier and the categorical columns only."""
-    return {name: frame for name, (frame, _) in _each_input(spec).items()}

@@ -67,9 +67,18 @@ def release(spec_path: Path, out_dir: Path, progress: Progress = _quiet) -> Rele
     package.check_destination(out_dir)
     _check_ledger_is_private(release_spec, out_dir)
     progress("Checking the inputs")
-    frames = ingest.load(release_spec)
-    previous = package.previous_release(out_dir)
+    with ingest.load(release_spec) as frames:
+        return _release(release_spec, spec_path, frames, out_dir, progress)
 
+
+def _release(
+    release_spec: spec.ReleaseSpec,
+    spec_path: Path,
+    frames: dict[str, pl.LazyFrame],
+    out_dir: Path,
+    progress: Progress,
+) -> ReleaseResult:
+    previous = package.previous_release(out_dir)
     book = ledger.Ledger(release_spec.ledger_path)
     progress("Reserving the privacy loss")
     reservation = book.reserve(_spend_request(release_spec, spec_path))

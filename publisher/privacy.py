@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +35,7 @@ from opendp.metrics import absolute_distance, frame_distance, symmetric_id_dista
 from opendp.mod import enable_features
 from opendp.transformations import make_stable_lazyframe
 
+from publisher import ingest, staging
 from publisher.spec import ReleaseSpec, Table
 
 __all__ = [
@@ -154,14 +152,13 @@ def measure(
     model = spec.privacy.model
     tables: dict[str, NoisyTable] = {}
     input_loss: dict[str, float] = {}
-    _remove_abandoned_staging()
-    with tempfile.TemporaryDirectory(prefix=f"{_PRIVATE_PREFIX}{os.getpid()}-") as private:
+    with staging.private_folder() as private:
         for input_name in spec.inputs:
             input_tables = [table for table in spec.tables if table.input == input_name]
             if not input_tables:
                 continue
             progress(f"Truncating {input_name}")
-            truncate, data = _stage(spec, input_name, frames[input_name], Path(private))
+            truncate, data = _stage(spec, input_name, frames[input_name], private)
             distance = truncate.map(ONE_PERSON)
             losses = [spec.table_loss(table) for table in input_tables]
             budget = math.fsum(losses)
@@ -211,38 +208,18 @@ def _stage(
     return truncate, pl.scan_parquet(staged)
 
 
-_PRIVATE_PREFIX = "publisher-private-"
-_IDENTIFIER_SEED = 20231121
-
-
-def _remove_abandoned_staging() -> None:
-    """Remove private staging folders left by releases that were killed (their process is
-    gone): they hold a copy of the microdata, which must not outlive its release."""
-    for folder in Path(tempfile.gettempdir()).glob(f"{_PRIVATE_PREFIX}*-*"):
-        pid = folder.name.removeprefix(_PRIVATE_PREFIX).split("-", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, under another user
-    return True
-
-
 def prepare(spec: ReleaseSpec, input_name: str, frame: pl.LazyFrame) -> pl.LazyFrame:
-    """An input as the measurements read it: keys as enums and the identifier as a 64-bit
-    hash, a fraction of the memory of text and much faster to group by. A hash collision
-    could only merge two people into one, whose records are then bounded together: the
-    protection is never weaker."""
+    """An input as the measurements read it: the identifier as a 64-bit hash (a fraction
+    of the memory of text, much faster to group by) and the categorical columns as enums.
+    Inputs staged by :func:`ingest.load` are in this form already; text frames are
+    hashed the same way. A hash collision could only merge two people into one, whose
+    records are then bounded together: the protection is never weaker."""
     source = spec.inputs[input_name]
+    identifier = pl.col(source.identifier)
+    if frame.collect_schema()[source.identifier] != pl.UInt64:
+        identifier = ingest.identifier_hash(identifier)
     return frame.with_columns(
-        pl.col(source.identifier).hash(seed=_IDENTIFIER_SEED),
+        identifier,
         *(pl.col(column).cast(_enum(spec, input_name, column)) for column in source.columns),
     )
 

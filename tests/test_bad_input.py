@@ -613,7 +613,8 @@ CASES: list[Case] = [
     data_case(
         "binary garbage",
         b"\x00\x01\x02" + LEAK.encode() + b"\xff\xfe\x00" * 50,
-        "missing columns 'patient_ref', 'ward', 'outcome'",
+        "cannot be read as CSV (UTF-8, comma-separated, with a header row)",
+        where=".path",
     ),
     data_case(
         "repeated header column",

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import polars.selectors as cs
 import pytest
 import yaml
 
 from publisher import ingest
 from publisher.errors import InputError
 from publisher.spec import ReleaseSpec, parse
-from tests.conftest import admissions_rows, admissions_spec, write_admissions
+from tests.conftest import WARDS, admissions_rows, admissions_spec, write_admissions
 
 HEADER = "patient_ref,ward,outcome\n"
 # Unique strings planted in private rows: no error message may ever contain them.
@@ -49,12 +50,31 @@ def problems_of(spec: ReleaseSpec) -> list[str]:
         ingest.check(spec)
     # load runs the same checks: it must refuse the same inputs with the same problems.
     with pytest.raises(InputError) as loaded:
-        ingest.load(spec)
+        loaded_frames(spec)
     assert loaded.value.problems == caught.value.problems
     for problem in caught.value.problems:
         assert "\n" not in problem
         assert "Traceback" not in problem
     return caught.value.problems
+
+
+def loaded_frames(spec: ReleaseSpec) -> dict[str, pl.DataFrame]:
+    """What :func:`ingest.load` gives, collected while its staged files exist, with the
+    categorical columns (staged as enums) as text."""
+    with ingest.load(spec) as frames:
+        return {
+            name: frame.collect().with_columns(cs.enum().cast(pl.String))
+            for name, frame in frames.items()
+        }
+
+
+def hashed(identifier: str) -> int:
+    """An identifier as ingest stages it."""
+    return int(pl.select(ingest.identifier_hash(pl.lit(identifier))).item())
+
+
+def staged(rows: list[tuple[str, str, str]]) -> list[tuple[int, str, str]]:
+    return sorted((hashed(ref), ward, outcome) for ref, ward, outcome in rows)
 
 
 def map_unknown(column: str) -> Callable[[dict[str, Any]], None]:
@@ -84,17 +104,19 @@ def test_load_returns_identifier_and_categorical_columns_only(tmp_path: Path) ->
     ]
     write(tmp_path, "\n".join(lines) + "\n")
 
-    frames = ingest.load(build_spec(tmp_path))
-
-    assert set(frames) == {"admissions"}
-    frame = frames["admissions"]
-    assert isinstance(frame, pl.LazyFrame)
-    # The plan itself selects only the declared columns, not just the collected result.
-    assert set(frame.collect_schema().names()) == {"patient_ref", "ward", "outcome"}
-    data = frame.collect()
+    with ingest.load(build_spec(tmp_path)) as frames:
+        assert set(frames) == {"admissions"}
+        frame = frames["admissions"]
+        assert isinstance(frame, pl.LazyFrame)
+        # The plan itself selects only the declared columns, not just the collected result.
+        assert set(frame.collect_schema().names()) == {"patient_ref", "ward", "outcome"}
+        data = frame.collect()
     assert data.height == 40
-    assert sorted(data.select("patient_ref", "ward", "outcome").rows()) == sorted(rows)
-    assert all(dtype == pl.String for dtype in data.schema.values())
+    # The identifier is staged as its hash, never in clear; categories as enums.
+    assert data.schema["patient_ref"] == pl.UInt64
+    assert data.schema["ward"] == pl.Enum(WARDS)
+    text = data.with_columns(cs.enum().cast(pl.String))
+    assert sorted(text.select("patient_ref", "ward", "outcome").rows()) == staged(rows)
 
 
 def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
@@ -102,10 +124,10 @@ def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     spec = build_spec(tmp_path)
 
     assert ingest.check(spec) == {"admissions": 1}
-    data = ingest.load(spec)["admissions"].collect()
+    data = loaded_frames(spec)["admissions"]
     assert data.columns.count("patient_ref") == 1
     assert data.row(0, named=True) == {
-        "patient_ref": "P1",
+        "patient_ref": hashed("P1"),
         "ward": "Maternity",
         "outcome": "Discharged",
     }
@@ -119,7 +141,7 @@ def test_windows_line_endings_are_accepted(tmp_path: Path) -> None:
     spec = build_spec(tmp_path)
 
     assert ingest.check(spec) == {"admissions": 2}
-    assert ingest.load(spec)["admissions"].collect()["outcome"].to_list() == [
+    assert loaded_frames(spec)["admissions"]["outcome"].to_list() == [
         "Discharged",
         "Not known",
     ]
@@ -136,9 +158,9 @@ def test_parquet_input_is_read(tmp_path: Path) -> None:
     spec = build_spec(tmp_path, "admissions.parquet", as_parquet)
 
     assert ingest.check(spec) == {"admissions": 30}
-    data = ingest.load(spec)["admissions"].collect()
+    data = loaded_frames(spec)["admissions"]
     assert set(data.columns) == {"patient_ref", "ward", "outcome"}
-    assert sorted(data.select("patient_ref", "ward", "outcome").rows()) == sorted(rows)
+    assert sorted(data.select("patient_ref", "ward", "outcome").rows()) == staged(rows)
 
 
 def test_parquet_columns_that_are_not_text_are_read_as_text(tmp_path: Path) -> None:
@@ -149,9 +171,9 @@ def test_parquet_columns_that_are_not_text_are_read_as_text(tmp_path: Path) -> N
     def as_parquet(raw: dict[str, Any]) -> None:
         raw["inputs"]["admissions"]["format"] = "parquet"
 
-    data = ingest.load(build_spec(tmp_path, "admissions.parquet", as_parquet))["admissions"]
+    data = loaded_frames(build_spec(tmp_path, "admissions.parquet", as_parquet))["admissions"]
 
-    assert data.collect()["patient_ref"].to_list() == ["101", "102", "102"]
+    assert data["patient_ref"].to_list() == [hashed("101"), hashed("102"), hashed("102")]
 
 
 # --- files that cannot be used -----------------------------------------------------------
@@ -340,22 +362,17 @@ def test_map_sends_outside_and_empty_values_to_the_unknown_key(tmp_path: Path) -
     spec = build_spec(tmp_path, change=map_unknown("outcome"))
 
     assert ingest.check(spec) == {"admissions": 5}
-    data = ingest.load(spec)["admissions"].collect().sort("patient_ref")
-    assert data["outcome"].to_list() == [
-        "Discharged",
-        "Not known",
-        "Not known",
-        "Transferred",
-        "Not known",
-    ]
-    # A column without 'map' is left exactly as it was.
-    assert data["ward"].to_list() == [
-        "Maternity",
-        "Maternity",
-        "Oncology",
-        "Oncology",
-        "Cardiology",
-    ]
+    data = loaded_frames(spec)["admissions"]
+    assert sorted(data.rows()) == staged(
+        [
+            ("P1", "Maternity", "Discharged"),
+            ("P2", "Maternity", "Not known"),
+            ("P3", "Oncology", "Not known"),
+            ("P4", "Oncology", "Transferred"),
+            # A column without 'map' is left exactly as it was.
+            ("P5", "Cardiology", "Not known"),
+        ]
+    )
 
 
 def test_map_on_one_column_does_not_excuse_another(tmp_path: Path) -> None:
@@ -461,8 +478,8 @@ def test_every_input_is_checked(tmp_path: Path) -> None:
     spec = build_spec(tmp_path, change=with_transfers)
 
     assert ingest.check(spec) == {"admissions": 600, "transfers": 3}
-    frames = ingest.load(spec)
-    assert set(frames["transfers"].collect_schema().names()) == {"transfer_ref", "to_ward"}
+    frames = loaded_frames(spec)
+    assert set(frames["transfers"].columns) == {"transfer_ref", "to_ward"}
 
 
 def test_problems_of_all_inputs_are_reported_together(tmp_path: Path) -> None:
@@ -502,9 +519,9 @@ def test_a_duckdb_table_is_read_like_a_file(tmp_path: Path) -> None:
     spec["inputs"]["admissions"].update(  # type: ignore[index]
         {"path": "hospital.duckdb", "format": "duckdb", "table": "stays 2025"}
     )
-    loaded = ingest.load(parse(yaml.safe_dump(spec), base_dir=tmp_path))["admissions"].collect()
+    loaded = loaded_frames(parse(yaml.safe_dump(spec), base_dir=tmp_path))["admissions"]
     assert sorted(loaded.columns) == ["outcome", "patient_ref", "ward"]
     assert loaded.height == len(rows)
     spec["inputs"]["admissions"]["table"] = "missing"  # type: ignore[index]
     with pytest.raises(InputError, match="has no table 'missing'"):
-        ingest.load(parse(yaml.safe_dump(spec), base_dir=tmp_path))
+        loaded_frames(parse(yaml.safe_dump(spec), base_dir=tmp_path))

@@ -142,4 +142,3 @@ def test_the_truncation_keeps_at_most_k_records_of_each_person(k: int) -> None:
     assert kept.columns == prepared.columns
     (bound,) = truncate.map(privacy.ONE_PERSON)
     assert bound.per_group == k
-

@@ -1,0 +1,49 @@
+"""Private temporary folders for working copies of the microdata.
+
+A release stages its inputs (checked columns, then each input's truncated records) on
+disk, so that memory stays bounded whatever the inputs' size. Those copies are as private
+as the inputs: they live in a folder only the current user can read, named after the
+process, removed when the work ends, and removed by the next run if the process was
+killed before it could clean up.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["PREFIX", "private_folder"]
+
+PREFIX = "publisher-private-"
+
+
+@contextmanager
+def private_folder() -> Iterator[Path]:
+    """A new private folder (mode 0700), removed with everything in it on exit."""
+    _remove_abandoned()
+    with tempfile.TemporaryDirectory(prefix=f"{PREFIX}{os.getpid()}-") as folder:
+        yield Path(folder)
+
+
+def _remove_abandoned() -> None:
+    """Remove the folders of runs that were killed (their process is gone): they hold a
+    copy of the microdata, which must not outlive its run."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
+        pid = folder.name.removeprefix(PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    return True
