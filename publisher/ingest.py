@@ -27,9 +27,6 @@ from typing import Any
 
 import polars as pl
 import polars.selectors as cs
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pa_parquet
 
 from publisher import staging
 from publisher.errors import InputError
@@ -148,15 +145,23 @@ def _open(spec: ReleaseSpec, name: str) -> tuple[Path, list[str]]:
     where = f"{path} (inputs.{name}.path)"
     if not path.exists():
         raise InputError(f"{where}: the file does not exist; check the path in the spec")
-    if not path.is_file():
-        raise InputError(f"{where}: this is a directory, not a file; point it at a file")
-    if path.stat().st_size == 0:
+    if path.is_dir() and source.format != "parquet":
+        raise InputError(
+            f"{where}: this is a directory, not a file; point it at a file (a folder is read "
+            "only as the parts of one Parquet table, with format: parquet)"
+        )
+    if path.is_file() and path.stat().st_size == 0:
         raise InputError(f"{where}: the file is empty; expected a header row and data")
     try:
         if source.format == "csv":
             return path, _csv_header(path)
         if source.format == "parquet":
-            return path, list(pa_parquet.ParquetFile(path).schema_arrow.names)
+            table = _parquet(path)
+            if not table.files:
+                raise InputError(
+                    f"{where}: the folder holds no Parquet files; point it at a table's parts"
+                )
+            return path, list(table.schema.names)
         return path, _duckdb_columns(path, source)
     except InputError:
         raise
@@ -190,6 +195,11 @@ def _batches(
 ) -> Iterator[pl.DataFrame]:
     """The input's ``columns``, as text, in batches of bounded size."""
     if source.format == "csv":
+        # Imported here, like the other readers: commands that read no input (plan,
+        # validate, site) should not pay for loading pyarrow.
+        import pyarrow as pa
+        import pyarrow.csv as pa_csv
+
         reader = pa_csv.open_csv(
             path,
             read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
@@ -208,15 +218,23 @@ def _batches(
         for record_batch in reader:
             yield _as_text(record_batch)
     elif source.format == "parquet":
-        for record_batch in pa_parquet.ParquetFile(path).iter_batches(
-            batch_size=_BATCH_ROWS, columns=columns
-        ):
+        for record_batch in _parquet(path).to_batches(columns=columns, batch_size=_BATCH_ROWS):
             yield _as_text(record_batch)
     else:
         yield from _duckdb_batches(path, source, columns)
 
 
-def _as_text(record_batch: pa.RecordBatch) -> pl.DataFrame:
+def _parquet(path: Path) -> Any:
+    """A Parquet file, or a folder of Parquet parts as Spark, Hive, DuckDB or Polars write
+    one table (``key=value`` subfolders are columns; names starting with ``_`` or ``.``,
+    such as Spark's ``_SUCCESS``, are not data)."""
+    import pyarrow.dataset as pa_dataset
+
+    return pa_dataset.dataset(path, format="parquet", partitioning="hive")
+
+
+def _as_text(record_batch: Any) -> pl.DataFrame:
+    """An Arrow record batch as a frame of text columns."""
     frame = pl.from_arrow(record_batch)
     assert isinstance(frame, pl.DataFrame)
     return frame.select(pl.all().cast(pl.String))

@@ -913,11 +913,12 @@ def fingerprint(paths: list[Path]) -> str:
     Files are taken in order of name (so the spec's order does not matter) and read in
     chunks (never whole into memory). Each name and size is framed, so moving bytes from one
     file to the next changes the fingerprint. Folders are not part of it: moving the inputs
-    elsewhere keeps the fingerprint.
+    elsewhere keeps the fingerprint. An input that is a folder (the Parquet parts of one
+    table) counts as every file in it, named by their path below it.
     """
     digest = hashlib.sha256(b"publisher-fingerprint-v1\0")
-    for path in sorted(map(Path, paths), key=lambda p: (p.name, str(p))):
-        name = path.name.encode("utf-8")
+    for name_text, path in sorted(_named_files(paths), key=lambda item: (item[0], str(item[1]))):
+        name = name_text.encode("utf-8")
         try:
             size = path.stat().st_size
         except OSError:
@@ -925,6 +926,17 @@ def fingerprint(paths: list[Path]) -> str:
         digest.update(len(name).to_bytes(8, "big") + name + size.to_bytes(8, "big", signed=True))
         _digest_file(digest, path)
     return digest.hexdigest()
+
+
+def _named_files(paths: list[Path]) -> list[tuple[str, Path]]:
+    named = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            parts = sorted(part for part in path.rglob("*") if part.is_file())
+            named += [(f"{path.name}/{part.relative_to(path).as_posix()}", part) for part in parts]
+        else:
+            named.append((path.name, path))
+    return named
 
 
 def file_hashes(directory: Path) -> dict[str, str]:

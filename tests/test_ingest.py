@@ -176,6 +176,39 @@ def test_parquet_columns_that_are_not_text_are_read_as_text(tmp_path: Path) -> N
     assert data["patient_ref"].to_list() == [hashed("101"), hashed("102"), hashed("102")]
 
 
+def test_a_folder_of_parquet_parts_is_read_as_one_table(tmp_path: Path) -> None:
+    # As Spark writes a table: part files, a _SUCCESS marker, and a column partitioned
+    # into key=value folders (here the ward).
+    rows = admissions_rows(60)
+    frame = pl.DataFrame(rows, schema=["patient_ref", "ward", "outcome"], orient="row")
+    table = tmp_path / "admissions.parquet"
+    for (ward,), part in frame.group_by("ward"):
+        folder = table / f"ward={ward}"
+        folder.mkdir(parents=True)
+        for number, chunk in enumerate(part.drop("ward").iter_slices(7)):
+            chunk.write_parquet(folder / f"part-{number:05d}.parquet")
+    (table / "_SUCCESS").write_bytes(b"")
+
+    def as_parquet(raw: dict[str, Any]) -> None:
+        raw["inputs"]["admissions"]["format"] = "parquet"
+
+    spec = build_spec(tmp_path, "admissions.parquet", as_parquet)
+
+    assert ingest.check(spec) == {"admissions": 60}
+    data = loaded_frames(spec)["admissions"]
+    assert sorted(data.select("patient_ref", "ward", "outcome").rows()) == staged(rows)
+
+
+def test_an_empty_folder_is_not_a_parquet_table(tmp_path: Path) -> None:
+    (tmp_path / "admissions.parquet").mkdir()
+
+    def as_parquet(raw: dict[str, Any]) -> None:
+        raw["inputs"]["admissions"]["format"] = "parquet"
+
+    (problem,) = problems_of(build_spec(tmp_path, "admissions.parquet", as_parquet))
+    assert "(inputs.admissions.path): the folder holds no Parquet files" in problem
+
+
 # --- files that cannot be used -----------------------------------------------------------
 
 

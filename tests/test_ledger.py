@@ -652,6 +652,23 @@ def test_the_fingerprint_reads_large_files_in_chunks(tmp_path: Path) -> None:
     assert fingerprint([big]) != fingerprint([other])
 
 
+def test_the_fingerprint_of_a_folder_input_covers_every_part(tmp_path: Path) -> None:
+    # A table written by Spark: part files and a _SUCCESS marker in one folder.
+    table = tmp_path / "crimes.parquet"
+    table.mkdir()
+    (table / "part-0.parquet").write_bytes(b"first part")
+    (table / "part-1.parquet").write_bytes(b"second part")
+    (table / "_SUCCESS").write_bytes(b"")
+    value = fingerprint([table])
+    assert value != fingerprint([tmp_path / "crimes.parquet" / "part-0.parquet"])
+    (table / "part-1.parquet").write_bytes(b"second part, changed")
+    assert fingerprint([table]) != value
+    (table / "part-1.parquet").write_bytes(b"second part")
+    assert fingerprint([table]) == value
+    (table / "part-2.parquet").write_bytes(b"")
+    assert fingerprint([table]) != value
+
+
 def test_the_fingerprint_of_a_missing_input_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         fingerprint([tmp_path / "missing.csv"])
