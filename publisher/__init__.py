@@ -3,9 +3,12 @@
 The modules, in the order data flows through them (see DESIGN.md):
 
 - ``spec``: the YAML release spec, loaded safely into frozen, validated models.
-- ``ingest``: the private inputs, read lazily and checked against the spec.
+- ``ingest``: the private inputs, read once in bounded batches, checked against the spec
+  and staged for the measurements (identifiers hashed).
+- ``staging``: private temporary folders for those working copies.
 - ``ledger``: the private SQLite privacy-budget ledger: reserve before noise, commit after.
-- ``privacy``: differentially private counts with OpenDP (the only module that sees rows).
+- ``privacy``: differentially private counts with OpenDP (the only module that counts
+  rows; ``ingest`` only checks them).
 - ``postprocess``: consistent estimates (generalised least squares), totals and headline
   shares with intervals, from noisy values only.
 - ``disclosure``: rounding, thresholds and GSS markers.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from publisher.errors import PublisherError
+from publisher.progress import Progress, quiet
 
 __all__ = ["cli"]
 
@@ -146,21 +147,38 @@ def _check_inside_project(out_dir: Path, spec_path: Path) -> None:
 
 
 @contextmanager
-def _progress() -> Iterator[Callable[[str], None]]:
-    """The current stage on stderr when it is a terminal; silent in pipes and CI."""
+def _progress() -> Iterator[Progress]:
+    """The current stage and, where it is known, a bar of how much of it is done, on
+    stderr when it is a terminal; silent in pipes and CI."""
     from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        SpinnerColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.progress import Progress as Display
 
     console = Console(stderr=True)
     if not console.is_terminal or os.environ.get("CI"):
-        yield lambda step: None
+        yield quiet
         return
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    )
+    with Display(*columns, console=console, transient=True) as bar:
         task = bar.add_task("Starting", total=None)
 
-        def step(description: str) -> None:
-            bar.update(task, description=description)
+        def step(description: str, fraction: float | None) -> None:
+            # Without a fraction the bar pulses: the stage is running, its length unknown.
+            bar.update(task, description=description, total=None if fraction is None else 1.0)
+            if fraction is not None:
+                bar.update(task, completed=fraction)
 
         yield step
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ import polars.selectors as cs
 
 from publisher import staging
 from publisher.errors import InputError
+from publisher.progress import Progress, quiet
 from publisher.spec import Input, ReleaseSpec
 
 __all__ = ["InputSummary", "check", "identifier_hash", "load"]
@@ -57,7 +58,7 @@ def identifier_hash(identifier: pl.Expr) -> pl.Expr:
 
 
 @contextmanager
-def load(spec: ReleaseSpec) -> Iterator[dict[str, pl.LazyFrame]]:
+def load(spec: ReleaseSpec, progress: Progress = quiet) -> Iterator[dict[str, pl.LazyFrame]]:
     """Check every input, then give scans of their staged, checked columns, valid inside
     the ``with`` block: the identifier (hashed by :func:`identifier_hash`) and the
     categorical columns as enums of their categories, derived ones included.
@@ -65,25 +66,30 @@ def load(spec: ReleaseSpec) -> Iterator[dict[str, pl.LazyFrame]]:
     Raises :class:`InputError` listing every problem of every input.
     """
     with staging.private_folder() as folder:
-        yield {name: frame for name, (frame, _) in _each_input(spec, folder).items()}
+        checked = _each_input(spec, folder, progress)
+        yield {name: frame for name, (frame, _) in checked.items()}
 
 
-def check(spec: ReleaseSpec) -> InputSummary:
+def check(spec: ReleaseSpec, progress: Progress = quiet) -> InputSummary:
     """Check every input against the spec; raise :class:`InputError` listing all problems."""
     with staging.private_folder() as folder:
-        return InputSummary({name: rows for name, (_, rows) in _each_input(spec, folder).items()})
+        checked = _each_input(spec, folder, progress)
+        return InputSummary({name: rows for name, (_, rows) in checked.items()})
 
 
-def _each_input(spec: ReleaseSpec, folder: Path) -> dict[str, tuple[pl.LazyFrame, int]]:
+def _each_input(
+    spec: ReleaseSpec, folder: Path, progress: Progress
+) -> dict[str, tuple[pl.LazyFrame, int]]:
     problems: list[str] = []
     staged = {}
     for name in spec.inputs:
         try:
-            staged[name] = _stage(spec, name, folder)
+            staged[name] = _stage(spec, name, folder, progress)
         except InputError as error:
             problems.extend(error.problems)
     if problems:
         raise InputError(problems)
+    progress("Checking references between inputs", None)
     problems = _reference_problems(spec, {name: frame for name, (frame, _) in staged.items()})
     if problems:
         raise InputError(problems)
@@ -94,7 +100,9 @@ def _each_input(spec: ReleaseSpec, folder: Path) -> dict[str, tuple[pl.LazyFrame
     }
 
 
-def _stage(spec: ReleaseSpec, name: str, folder: Path) -> tuple[pl.LazyFrame, int]:
+def _stage(
+    spec: ReleaseSpec, name: str, folder: Path, progress: Progress
+) -> tuple[pl.LazyFrame, int]:
     """Check one input in one pass over its rows and stage its used columns."""
     source = spec.inputs[name]
     path, names = _open(spec, name)
@@ -109,7 +117,9 @@ def _stage(spec: ReleaseSpec, name: str, folder: Path) -> tuple[pl.LazyFrame, in
     staged = folder / name
     staged.mkdir()
     try:
-        for number, batch in enumerate(_batches(path, source, names, columns)):
+        progress(f"Reading and checking {name}", 0.0)
+        for number, (batch, fraction) in enumerate(_batches(path, source, names, columns)):
+            progress(f"Reading and checking {name}", fraction)
             # A blank line is not a record (readers give it as a row of empty fields).
             batch = batch.filter(~pl.all_horizontal(pl.all().is_null()))
             counts.update(batch.select(checks).row(0, named=True))
@@ -118,10 +128,14 @@ def _stage(spec: ReleaseSpec, name: str, folder: Path) -> tuple[pl.LazyFrame, in
         raise
     except Exception:
         # Reader messages (pyarrow, Polars, DuckDB) can quote row contents: never shown.
+        detail = (
+            " (a row with more or fewer fields than the header, a malformed row, a wrong "
+            "delimiter or an encoding other than UTF-8)"
+            if source.format == "csv"
+            else ""
+        )
         raise InputError(
-            f"{where}: cannot be read to the end (a row with more or fewer fields than the "
-            "header, a malformed row, a wrong delimiter or an encoding other than UTF-8); "
-            "check the file's format"
+            f"{where}: cannot be read to the end{detail}; check the file's format"
         ) from None
     rows = counts["__rows"]
     if rows == 0:
@@ -192,8 +206,9 @@ def _csv_header(path: Path) -> list[str]:
 
 def _batches(
     path: Path, source: Input, names: list[str], columns: list[str]
-) -> Iterator[pl.DataFrame]:
-    """The input's ``columns``, as text, in batches of bounded size."""
+) -> Iterator[tuple[pl.DataFrame, float]]:
+    """The input's ``columns``, as text, in batches of bounded size, each with the fraction
+    of the input read once it is processed (for progress reports)."""
     if source.format == "csv":
         # Imported here, like the other readers: commands that read no input (plan,
         # validate, site) should not pay for loading pyarrow.
@@ -215,13 +230,25 @@ def _batches(
                 quoted_strings_can_be_null=False,
             ),
         )
-        for record_batch in reader:
-            yield _as_text(record_batch)
+        size = path.stat().st_size
+        for number, record_batch in enumerate(reader, start=1):
+            # Each batch is one block of the file (the last one, less).
+            yield _as_text(record_batch), min(1.0, number * _CSV_BLOCK_BYTES / size)
     elif source.format == "parquet":
-        for record_batch in _parquet(path).to_batches(columns=columns, batch_size=_BATCH_ROWS):
-            yield _as_text(record_batch)
+        table = _parquet(path)
+        yield from _counted(
+            table.to_batches(columns=columns, batch_size=_BATCH_ROWS), table.count_rows()
+        )
     else:
         yield from _duckdb_batches(path, source, columns)
+
+
+def _counted(record_batches: Iterable[Any], total: int) -> Iterator[tuple[pl.DataFrame, float]]:
+    """Record batches as text frames, with the fraction of ``total`` rows read."""
+    done = 0
+    for record_batch in record_batches:
+        done += record_batch.num_rows
+        yield _as_text(record_batch), min(1.0, done / max(total, 1))
 
 
 def _parquet(path: Path) -> Any:
@@ -254,16 +281,18 @@ def _duckdb_columns(path: Path, source: Input) -> list[str]:
     return [row[0] for row in found]
 
 
-def _duckdb_batches(path: Path, source: Input, columns: list[str]) -> Iterator[pl.DataFrame]:
+def _duckdb_batches(
+    path: Path, source: Input, columns: list[str]
+) -> Iterator[tuple[pl.DataFrame, float]]:
     """The declared columns of a DuckDB table: DuckDB reads and projects, in batches."""
     assert source.table is not None  # checked by the spec
-    quoted = ", ".join(_quoted(column) for column in columns)
+    table = _quoted(source.table)
+    selected = ", ".join(_quoted(column) for column in columns)
     with _duckdb(path) as connection:
-        reader = connection.sql(f"SELECT {quoted} FROM {_quoted(source.table)}").to_arrow_reader(  # noqa: S608
-            _BATCH_ROWS
-        )
-        for record_batch in reader:
-            yield _as_text(record_batch)
+        ((total,),) = connection.execute(f"SELECT count(*) FROM {table}").fetchall()  # noqa: S608
+        query = connection.sql(f"SELECT {selected} FROM {table}")  # noqa: S608
+        with query.to_arrow_reader(batch_size=_BATCH_ROWS) as reader:
+            yield from _counted(reader, total)
 
 
 def _quoted(identifier: str) -> str:

@@ -7,7 +7,6 @@ spends nothing and writes nothing.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -17,6 +16,7 @@ import polars as pl
 from publisher import disclosure, ingest, ledger, package, postprocess, privacy, spec
 from publisher.errors import PackageError, PublisherError
 from publisher.postprocess import ShareEstimate
+from publisher.progress import Progress, quiet
 
 __all__ = ["CheckResult", "ReleaseResult", "check", "release"]
 
@@ -49,14 +49,7 @@ def check(spec_path: Path) -> CheckResult:
     return CheckResult(release_spec, rows)
 
 
-Progress = Callable[[str], None]
-
-
-def _quiet(step: str) -> None:
-    """The default progress report: none."""
-
-
-def release(spec_path: Path, out_dir: Path, progress: Progress = _quiet) -> ReleaseResult:
+def release(spec_path: Path, out_dir: Path, progress: Progress = quiet) -> ReleaseResult:
     """Run a release of ``spec_path`` into ``out_dir`` (replaced atomically on success).
 
     Every check comes first; the whole loss is then reserved in the ledger before any noise
@@ -66,8 +59,7 @@ def release(spec_path: Path, out_dir: Path, progress: Progress = _quiet) -> Rele
     release_spec = spec.load(spec_path)
     package.check_destination(out_dir)
     _check_ledger_is_private(release_spec, out_dir)
-    progress("Checking the inputs")
-    with ingest.load(release_spec) as frames:
+    with ingest.load(release_spec, progress) as frames:
         return _release(release_spec, spec_path, frames, out_dir, progress)
 
 
@@ -80,7 +72,7 @@ def _release(
 ) -> ReleaseResult:
     previous = package.previous_release(out_dir)
     book = ledger.Ledger(release_spec.ledger_path)
-    progress("Reserving the privacy loss")
+    progress("Reserving the privacy loss", None)
     reservation = book.reserve(_spend_request(release_spec, spec_path))
     try:
         result = _release_reserved(release_spec, frames, out_dir, reservation, previous, progress)
@@ -145,7 +137,7 @@ def _release_reserved(
         table_losses={table.name: table.loss for table in measurements.tables},
     )
 
-    progress("Estimating consistent tables")
+    progress("Estimating consistent tables", None)
     estimates = postprocess.consistent_estimates(release_spec, measurements)
     revises = package.revised_version(previous, release_spec.release.period) is not None
     rules = release_spec.disclosure
@@ -169,6 +161,6 @@ def _release_reserved(
         postprocess.estimate_share(share, estimates[share.table]) for share in release_spec.shares
     ]
     content = package.ReleaseContent(release_spec, measurements, published, shares, previous)
-    progress("Writing and validating the package")
+    progress("Writing and validating the package", None)
     package_dir = package.write(content, out_dir)
     return ReleaseResult(package_dir, measurements, shares)

@@ -1,4 +1,4 @@
-"""Differentially private counts with OpenDP: the only module that touches row-level data.
+"""Differentially private counts with OpenDP: the only module that counts row-level data.
 
 The privacy unit is the person named by an input's identifier column. Each input is
 truncated once, by OpenDP's truncation transformation, to the spec's
@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from itertools import product
@@ -36,6 +35,7 @@ from opendp.mod import enable_features
 from opendp.transformations import make_stable_lazyframe
 
 from publisher import ingest, staging
+from publisher.progress import Progress, quiet
 from publisher.spec import ReleaseSpec, Table
 
 __all__ = [
@@ -137,7 +137,7 @@ def epsilon_delta(model: str, loss: float, delta: float) -> tuple[float, float]:
 def measure(
     spec: ReleaseSpec,
     frames: dict[str, pl.LazyFrame],
-    progress: Callable[[str], None] = lambda step: None,
+    progress: Progress = quiet,
 ) -> Measurements:
     """Release every table of the spec with OpenDP. This spends the spec's privacy loss.
 
@@ -157,7 +157,7 @@ def measure(
             input_tables = [table for table in spec.tables if table.input == input_name]
             if not input_tables:
                 continue
-            progress(f"Truncating {input_name}")
+            progress(f"Truncating {input_name}", None)
             truncate, data = _stage(spec, input_name, frames[input_name], private)
             distance = truncate.map(ONE_PERSON)
             losses = [spec.table_loss(table) for table in input_tables]
@@ -169,8 +169,8 @@ def measure(
                 privacy_loss=_loss_of(model, budget),
                 split_by_weights=[loss / budget for loss in losses],
             )
-            for table in input_tables:
-                progress(f"Measuring {table.name}")
+            for done, table in enumerate(input_tables):
+                progress(f"Measuring the {input_name} tables", done / len(input_tables))
                 tables[table.name] = _release_table(spec, table, context, truncate, data)
             input_loss[input_name] = float(context.accountant.map(distance))
     total = math.fsum(input_loss.values())

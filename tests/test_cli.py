@@ -446,3 +446,30 @@ def test_interrupt_exits_130_without_a_traceback(
     assert result.exit_code == 130
     assert result.stderr.startswith("Error: interrupted")
     assert "Traceback" not in result.output
+
+
+def test_release_progress_is_drawn_on_a_terminal_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from publisher.cli import _progress
+
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    with _progress() as step:  # stderr is captured: not a terminal
+        step("Reading and checking crimes", 0.5)
+    assert capsys.readouterr().err == ""
+
+    # A terminal (as rich detects it): the stage, a bar and its percentage.
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("TTY_INTERACTIVE", "1")
+    with _progress() as step:
+        step("Reading and checking crimes", 0.5)
+    drawn = capsys.readouterr().err
+    assert "Reading and checking crimes" in drawn
+    assert "50%" in drawn
+
+    monkeypatch.setenv("CI", "true")  # CI logs are not terminals, whatever they claim
+    with _progress() as step:
+        step("Reading and checking crimes", 0.5)
+    assert capsys.readouterr().err == ""

@@ -235,3 +235,36 @@ def test_an_unreadable_package_to_replace_is_refused_before_any_spend(
         pipeline.release(spec_with(make_release), out)
     assert not (tmp_path / "ledger.sqlite").exists()
     assert (out / "datapackage.json").read_text(encoding="utf-8") == "{not json"
+
+
+def test_a_release_reports_its_stages_and_how_far_each_has_gone(
+    make_release: Callable[..., Path], tmp_path: Path
+) -> None:
+    # Fails if a long stage stops reporting, if a fraction leaves [0, 1] or goes back
+    # within a stage, or if a report names anything but stages, inputs and tables.
+    reports: list[tuple[str, float | None]] = []
+    pipeline.release(
+        spec_with(make_release),
+        tmp_path / "package",
+        lambda step, fraction: reports.append((step, fraction)),
+    )
+    steps = list(dict.fromkeys(step for step, _ in reports))
+    assert steps == [
+        "Reading and checking admissions",
+        "Checking references between inputs",
+        "Reserving the privacy loss",
+        "Truncating admissions",
+        "Measuring the admissions tables",
+        "Estimating consistent tables",
+        "Writing and validating the package",
+    ]
+    for step in steps:
+        fractions = [fraction for name, fraction in reports if name == step]
+        known = [fraction for fraction in fractions if fraction is not None]
+        assert known == sorted(known), step
+        assert all(0.0 <= fraction <= 1.0 for fraction in known), step
+    reading = [fraction for step, fraction in reports if step.startswith("Reading")]
+    assert reading[0] == 0.0
+    assert reading[-1] == 1.0
+    measuring = [fraction for step, fraction in reports if step.startswith("Measuring")]
+    assert measuring == [0.0, 0.5]  # before each of the two tables
