@@ -172,11 +172,16 @@ def _progress() -> Iterator[Progress]:
         TimeElapsedColumn(),
     )
     with Display(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("Starting", total=None)
+        stage, task = "", bar.add_task("Starting", total=None)
 
         def step(description: str, fraction: float | None) -> None:
-            # Without a fraction the bar pulses: the stage is running, its length unknown.
-            bar.update(task, description=description, total=None if fraction is None else 1.0)
+            # Each stage is a task of its own, so its bar and its time start afresh; without
+            # a fraction the bar pulses (the stage is running, its length unknown).
+            nonlocal stage, task
+            if description != stage:
+                bar.remove_task(task)
+                total = None if fraction is None else 1.0
+                stage, task = description, bar.add_task(description, total=total)
             if fraction is not None:
                 bar.update(task, completed=fraction)
 
