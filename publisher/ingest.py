@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ __all__ = ["InputSummary", "check", "identifier_hash", "load"]
 # to read fast, small enough that memory does not grow with the file.
 _CSV_BLOCK_BYTES = 16 << 20
 _BATCH_ROWS = 500_000
+_HEADER_BYTES = 1 << 20  # a header longer than this is not a header
 # Identifiers and the columns references compare are staged as seeded 64-bit hashes: a
 # fraction of the memory of the text, and no identifier in clear on disk. A collision
 # could only merge two people into one, whose records are then bounded together (the
@@ -114,8 +116,8 @@ def _stage(
     columns = list(dict.fromkeys(used))
     checks = _value_checks(spec, name)
     counts: Counter[str] = Counter()
-    staged = folder / name
-    staged.mkdir()
+    # A folder of its own (not named after the input: names come from the spec).
+    staged = Path(tempfile.mkdtemp(prefix="input-", dir=folder))
     try:
         progress(f"Reading and checking {name}", 0.0)
         for number, (batch, fraction) in enumerate(_batches(path, source, names, columns)):
@@ -176,7 +178,7 @@ def _open(spec: ReleaseSpec, name: str) -> tuple[Path, list[str]]:
                     f"{where}: the folder holds no Parquet files; point it at a table's parts"
                 )
             return path, list(table.schema.names)
-        return path, _duckdb_columns(path, source)
+        return path, _duckdb_columns(path, source, f"{path} (inputs.{name}.table)")
     except InputError:
         raise
     except Exception:
@@ -194,10 +196,12 @@ def _csv_header(path: Path) -> list[str]:
     balance."""
     text = ""
     with path.open("rb") as file:
-        while line := file.readline():
+        while line := file.readline(_HEADER_BYTES):
             text += line.decode("utf-8")
             if text.count('"') % 2 == 0:
                 break
+            if len(text) > _HEADER_BYTES:
+                raise ValueError("an unclosed quote in the header")
     header = next(csv.reader(io.StringIO(text.removeprefix("\ufeff"))), None)
     if not header:
         raise ValueError("no header row")
@@ -267,7 +271,7 @@ def _as_text(record_batch: Any) -> pl.DataFrame:
     return frame.select(pl.all().cast(pl.String))
 
 
-def _duckdb_columns(path: Path, source: Input) -> list[str]:
+def _duckdb_columns(path: Path, source: Input, where: str) -> list[str]:
     with _duckdb(path) as connection:
         found = connection.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
@@ -275,9 +279,7 @@ def _duckdb_columns(path: Path, source: Input) -> list[str]:
             [source.table],
         ).fetchall()
     if not found:
-        raise InputError(
-            f"{path}: the database has no table '{source.table}'; check the input's table"
-        )
+        raise InputError(f"{where}: the database has no table '{source.table}'; check the name")
     return [row[0] for row in found]
 
 

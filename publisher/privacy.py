@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 import warnings
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -196,8 +197,9 @@ def _stage(
     that file (a scan crosses into OpenDP as a small plan, in-memory data would be copied),
     and only the records it keeps stay on disk.
     """
-    shuffled = private / f"{input_name}-shuffled.parquet"
-    staged = private / f"{input_name}.parquet"
+    # A folder of its own (not named after the input: names come from the spec).
+    folder = Path(tempfile.mkdtemp(prefix="input-", dir=private))
+    shuffled, staged = folder / "shuffled.parquet", folder / "truncated.parquet"
     prepare(spec, input_name, frame).collect(engine="streaming").sample(
         fraction=1.0, shuffle=True
     ).write_parquet(shuffled)
