@@ -93,7 +93,8 @@ def check(spec_path: Path) -> None:
     """Check a release spec and its inputs. Spends no privacy budget."""
     from publisher import pipeline
 
-    result = pipeline.check(spec_path)
+    with _progress() as step:
+        result = pipeline.check(spec_path, step)
     caution = result.spec.privacy.caution
     if caution:
         click.echo(f"Caution: {caution}", err=True)

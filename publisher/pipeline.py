@@ -38,12 +38,13 @@ class ReleaseResult:
     shares: list[ShareEstimate]
 
 
-def check(spec_path: Path) -> CheckResult:
+def check(spec_path: Path, progress: Progress = quiet) -> CheckResult:
     """Validate the spec, every input against it, and that the ledger would accept the
     release (version not yet released, room under the cap). Spends nothing."""
     release_spec = spec.load(spec_path)
-    rows = dict(ingest.check(release_spec))
+    rows = dict(ingest.check(release_spec, progress))
     if release_spec.ledger_path.exists():
+        progress("Checking the ledger", None)
         book = ledger.Ledger(release_spec.ledger_path, read_only=True)
         book.preview(_spend_request(release_spec, spec_path))
     return CheckResult(release_spec, rows)
