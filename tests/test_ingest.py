@@ -147,6 +147,22 @@ def test_windows_line_endings_are_accepted(tmp_path: Path) -> None:
     ]
 
 
+def test_quoted_fields_may_hold_commas_and_line_breaks(tmp_path: Path) -> None:
+    # Free text beside the declared columns, as exports from case systems have it.
+    write(
+        tmp_path,
+        "patient_ref,notes,ward,outcome\n"
+        'P1,"fell, then\nadmitted",Maternity,Discharged\n'
+        'P2,"""quoted"" note",Oncology,Transferred\n',
+    )
+    spec = build_spec(tmp_path)
+
+    assert ingest.check(spec) == {"admissions": 2}
+    assert sorted(loaded_frames(spec)["admissions"].rows()) == staged(
+        [("P1", "Maternity", "Discharged"), ("P2", "Oncology", "Transferred")]
+    )
+
+
 def test_parquet_input_is_read(tmp_path: Path) -> None:
     rows = admissions_rows(30)
     frame = pl.DataFrame(rows, schema=["patient_ref", "ward", "outcome"], orient="row")
