@@ -56,7 +56,7 @@ class InputSummary(dict[str, int]):
 
 def identifier_hash(identifier: pl.Expr) -> pl.Expr:
     """An identifier as it is staged: its text's seeded 64-bit hash."""
-    return identifier.cast(pl.String).hash(seed=_IDENTIFIER_SEED)
+    return _text_hash(identifier, _IDENTIFIER_SEED)
 
 
 @contextmanager
@@ -109,11 +109,10 @@ def _stage(
     source = spec.inputs[name]
     path, names = _open(spec, name)
     where = f"{path} (inputs.{name})"
-    problems = _column_problems(where, name, source, names, _key_columns(spec, name))
+    columns = _used_columns(spec, name)
+    problems = _column_problems(where, name, names, columns)
     if problems:
         raise InputError(problems)
-    used = [source.identifier, *_read_columns(source), *_key_columns(spec, name)]
-    columns = list(dict.fromkeys(used))
     checks = _value_checks(spec, name)
     counts: Counter[str] = Counter()
     # A folder of its own (not named after the input: names come from the spec).
@@ -313,10 +312,7 @@ def _duckdb(path: Path) -> Iterator[Any]:
         yield connection
 
 
-def _column_problems(
-    where: str, name: str, source: Input, names: list[str], keys: list[str]
-) -> list[str]:
-    wanted = list(dict.fromkeys([source.identifier, *_read_columns(source), *keys]))
+def _column_problems(where: str, name: str, names: list[str], wanted: list[str]) -> list[str]:
     # Which of two columns of the same name is meant?
     repeated = [column for column in wanted if names.count(column) > 1]
     if repeated:
@@ -420,7 +416,21 @@ def _hashed_keys(spec: ReleaseSpec, name: str) -> list[str]:
 
 
 def _key_hash(column: pl.Expr) -> pl.Expr:
-    return column.cast(pl.String).hash(seed=_KEY_SEED)
+    return _text_hash(column, _KEY_SEED)
+
+
+def _text_hash(column: pl.Expr, seed: int) -> pl.Expr:
+    """A column's text as a seeded 64-bit hash."""
+    return column.cast(pl.String).hash(seed=seed)
+
+
+def _used_columns(spec: ReleaseSpec, name: str) -> list[str]:
+    """The columns read from an input: the identifier, the categorical columns that are
+    not derived, and the columns references compare."""
+    source = spec.inputs[name]
+    return list(
+        dict.fromkeys([source.identifier, *_read_columns(source), *_key_columns(spec, name)])
+    )
 
 
 def _read_columns(source: Input) -> list[str]:

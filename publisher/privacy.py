@@ -172,7 +172,7 @@ def measure(
             )
             for done, table in enumerate(input_tables):
                 progress(f"Measuring the {input_name} tables", done / len(input_tables))
-                tables[table.name] = _release_table(spec, table, context, truncate, data)
+                tables[table.name] = _release_table(spec, table, context, truncate, distance, data)
             input_loss[input_name] = float(context.accountant.map(distance))
     total = math.fsum(input_loss.values())
     epsilon, delta = epsilon_delta(model, total, spec.privacy.delta)
@@ -300,8 +300,14 @@ def table_measurement(
 
 
 def _release_table(
-    spec: ReleaseSpec, table: Table, context: Any, truncate: Any, data: pl.LazyFrame
+    spec: ReleaseSpec,
+    table: Table,
+    context: Any,
+    truncate: Any,
+    distance: Any,
+    data: pl.LazyFrame,
 ) -> NoisyTable:
+    """Measure and release one table; ``distance`` is ``truncate.map(ONE_PERSON)``."""
     # The compositor's own share for this query (the spec's split, as OpenDP rounds it).
     share = context.d_mids[0]
     measurement = table_measurement(spec, table, truncate, data, share)
@@ -317,5 +323,5 @@ def _release_table(
         distribution=str(summary["distribution"]),
         scale=float(summary["scale"]),
         margin_95=float(summary["accuracy"]),
-        loss=float(measurement.map(truncate.map(ONE_PERSON))),
+        loss=float(measurement.map(distance)),
     )
