@@ -622,6 +622,15 @@ privacy:
   cap:
     rho: 1.0
   ledger: ledger.sqlite
+  # The people this release protects. rho bounds the loss of each of them: every child
+  # victim, and every suspect, loses at most rho over all the tables that concern them.
+  units:
+    victim:
+      title: child victim
+      description: A child who was the victim of a recorded group-based crime.
+    suspect:
+      title: suspect
+      description: A person recorded as a suspect of a group-based crime.
 
 # The public keys of every breakdown, in the order they are published. They are declared
 # here and never taken from the data, so an empty category is still shown.
@@ -702,9 +711,10 @@ $sexes
     values:
 $ethnicities
 
-# The private microdata files; paths are relative to this spec. The identifier names the
-# privacy unit (the person protected): each person counts in at most
-# max_records_per_person records of a table.
+# The private microdata files; paths are relative to this spec. The identifier names a
+# person of the input's privacy unit: each person counts in at most
+# max_records_per_person records of a table. Records that depend on people of another unit
+# through references (suspects on the victims of their crimes) are bounded for them too.
 # A value outside a column's declared keys stops the release (on_unknown: error); use
 # on_unknown: map to count it under the category's unknown key instead.
 inputs:
@@ -716,6 +726,7 @@ inputs:
       One row per recorded crime; police count one crime per victim, so a victim with
       several crimes appears on several rows.
     identifier: victim_id
+    unit: victim
     max_records_per_person: 5
     columns:
       force: {categories: force, on_unknown: error}
@@ -729,6 +740,7 @@ inputs:
     title: Victims
     description: One row per victim of a group-based crime.
     identifier: victim_id
+    unit: victim
     unique_identifier: true
     max_records_per_person: 1
     columns:
@@ -744,9 +756,15 @@ inputs:
       each of them. A suspect's age band, sex and ethnicity are the same on every row, so
       keeping one record per suspect counts each suspect once.
     identifier: suspect_id
+    unit: suspect
     max_records_per_person: 1
     # Every suspect record must belong to a recorded crime.
     references: {crime_id: crimes.crime_id}
+    # Suspect records depend on the child victim of their crime: removing one victim
+    # removes their crimes and every suspect linked only to those. At most this many
+    # suspects are counted per victim (chosen at random), so each victim's loss is bounded.
+    linked_units:
+      victim: {max_records_per_person: 3}
     columns:
       age_band: {categories: suspect_age_band, on_unknown: error}
       sex: {categories: sex, on_unknown: error}

@@ -34,7 +34,7 @@ from publisher.errors import InputError
 from publisher.progress import Progress, quiet
 from publisher.spec import Input, ReleaseSpec
 
-__all__ = ["InputSummary", "check", "identifier_hash", "load"]
+__all__ = ["InputSummary", "check", "identifier_hash", "linked_column", "load"]
 
 # About 16 MB of CSV text per batch (some 300,000 rows of the demo's inputs): large enough
 # to read fast, small enough that memory does not grow with the file.
@@ -48,6 +48,14 @@ _HEADER_BYTES = 1 << 20  # a header longer than this is not a header
 _IDENTIFIER_SEED = 20231121
 _KEY_SEED = 20240611
 _REFERENCE = "__ref:"
+_SECOND = "__ref2:"
+_LINKED = "__unit:"
+
+
+def linked_column(unit: str) -> str:
+    """The staged column that holds, for each record, the hashed identifier of the person
+    of ``unit`` it depends on through the input's references (see ``linked_units``)."""
+    return _LINKED + unit
 
 
 class InputSummary(dict[str, int]):
@@ -92,13 +100,18 @@ def _each_input(
     if problems:
         raise InputError(problems)
     progress("Checking references between inputs", None)
-    problems = _reference_problems(spec, {name: frame for name, (frame, _) in staged.items()})
+    frames = {name: frame for name, (frame, _) in staged.items()}
+    problems = _reference_problems(spec, frames)
     if problems:
         raise InputError(problems)
-    # Reference keys were staged for the reference checks only: nothing else sees them.
+    linked = {name: _with_linked_units(spec, name, frames) for name in spec.inputs}
+    problems = [problem for name in spec.inputs for problem in _person_problems(spec, name, frames)]
+    if problems:
+        raise InputError(problems)
+    # Reference keys were staged for the checks and links only: nothing else sees them.
     return {
-        name: (frame.select(~cs.starts_with(_REFERENCE)), rows)
-        for name, (frame, rows) in staged.items()
+        name: (linked[name].select(~cs.starts_with(_REFERENCE) & ~cs.starts_with(_SECOND)), rows)
+        for name, (_, rows) in staged.items()
     }
 
 
@@ -380,6 +393,11 @@ def _staged_columns(spec: ReleaseSpec, name: str, batch: pl.DataFrame) -> pl.Dat
     keys = [
         _key_hash(pl.col(column)).alias(_REFERENCE + column) for column in _hashed_keys(spec, name)
     ]
+    # Referenced keys get a second, independent hash: a false duplicate needs both to collide.
+    keys += [
+        _text_hash(pl.col(column), _KEY_SEED + 1).alias(_SECOND + column)
+        for column in _referenced_keys(spec, name)
+    ]
     mapped = []
     for column in _read_columns(source):
         declared = source.columns[column]
@@ -404,6 +422,7 @@ def _staged_columns(spec: ReleaseSpec, name: str, batch: pl.DataFrame) -> pl.Dat
             identifier_hash(pl.col(source.identifier)),
             *enums,
             cs.starts_with(_REFERENCE),
+            cs.starts_with(_SECOND),
         )
     )
 
@@ -413,6 +432,18 @@ def _hashed_keys(spec: ReleaseSpec, name: str) -> list[str]:
     an input whose identifiers must be unique (counted with both of its hashes)."""
     unique = [spec.inputs[name].identifier] if spec.inputs[name].unique_identifier else []
     return list(dict.fromkeys([*_key_columns(spec, name), *unique]))
+
+
+def _referenced_keys(spec: ReleaseSpec, name: str) -> list[str]:
+    """The columns of an input that other inputs' references point at (its keys)."""
+    return sorted(
+        {
+            target.split(".", 1)[1]
+            for other in spec.inputs.values()
+            for target in other.references.values()
+            if target.split(".", 1)[0] == name
+        }
+    )
 
 
 def _key_hash(column: pl.Expr) -> pl.Expr:
@@ -468,10 +499,88 @@ def _derived_columns(spec: ReleaseSpec, source: Input) -> list[pl.Expr]:
     return derived
 
 
+def _with_linked_units(
+    spec: ReleaseSpec, name: str, frames: dict[str, pl.LazyFrame]
+) -> pl.LazyFrame:
+    """The input with, for each unit that reaches it through references, the hashed
+    identifier of the person each record depends on (:func:`linked_column`), found by
+    following the references hop by hop (each points at a key, checked unique)."""
+    frame = frames[name]
+    for reach in spec.reaches(name):
+        if not reach.through or reach.unit not in spec.inputs[name].linked_units:
+            continue
+        current = frame.select(pl.int_range(pl.len(), dtype=pl.UInt64).alias("__row"), pl.all())
+        keys = current.select("__row", pl.col(_REFERENCE + reach.through[0].column).alias("key"))
+        for position, hop in enumerate(reach.through):
+            following = reach.through[position + 1] if position + 1 < len(reach.through) else None
+            value = (
+                pl.col(_REFERENCE + following.column)
+                if following is not None
+                else pl.col(spec.inputs[hop.input].identifier)
+            )
+            target = frames[hop.input].select(
+                pl.col(_REFERENCE + hop.key).alias("key"), value.alias("next")
+            )
+            keys = keys.join(target, on="key", how="inner").select("__row", key="next")
+        frame = (
+            current.join(keys, on="__row", how="left")
+            .rename({"key": linked_column(reach.unit)})
+            .sort("__row")
+            .drop("__row")
+        )
+    return frame
+
+
+def _person_problems(spec: ReleaseSpec, name: str, frames: dict[str, pl.LazyFrame]) -> list[str]:
+    """An input bounded for a linked unit counts each of its people once, by their columns:
+    those must be the same on all of a person's records (counted, never shown)."""
+    source = spec.inputs[name]
+    if not source.linked_units:
+        return []
+    columns = _read_columns(source)
+    differing = (
+        frames[name]
+        .group_by(source.identifier)
+        .agg(pl.col(columns).n_unique())
+        .select((pl.col(column) > 1).sum() for column in columns)
+        .collect(engine="streaming")
+        .row(0, named=True)
+    )
+    where = f"{spec.input_path(name)} (inputs.{name})"
+    return [
+        f"{where}: column '{column}' differs between the records of {count:,} "
+        f"{'person' if count == 1 else 'people'} (the same {source.identifier}); counted "
+        f"once each for inputs.{name}.linked_units, every "
+        "person needs one value on all their records: make the records agree"
+        for column, count in differing.items()
+        if count
+    ]
+
+
 def _reference_problems(spec: ReleaseSpec, frames: dict[str, pl.LazyFrame]) -> list[str]:
-    """Rows whose reference matches nothing in the input it points at (counted, not shown),
-    compared as hashes streamed from the staged files."""
+    """Rows whose reference matches nothing in the input it points at, and referenced keys
+    that are not unique (counted, not shown), compared as hashes streamed from the staged
+    files."""
     problems = []
+    referenced = sorted(
+        {target for source in spec.inputs.values() for target in source.references.values()}
+    )
+    for target in referenced:
+        target_input, target_column = target.split(".", 1)
+        # Two independent hashes: a false duplicate would need both to collide.
+        both = pl.struct(_REFERENCE + target_column, _SECOND + target_column)
+        repeated = (
+            frames[target_input]
+            .select(pl.len() - both.n_unique())
+            .collect(engine="streaming")
+            .item()
+        )
+        if repeated:
+            problems.append(
+                f"{spec.input_path(target_input)} (inputs.{target_input}): column "
+                f"'{target_column}' is referenced as {target} but has {repeated:,} repeated "
+                "values; a reference must point at one record: make the column a key"
+            )
     for name, source in spec.inputs.items():
         for column, target in source.references.items():
             target_input, target_column = target.split(".", 1)

@@ -29,12 +29,16 @@ __all__ = [
     "LICENCES",
     "Category",
     "Column",
+    "Hop",
     "Input",
+    "LinkedUnit",
     "Privacy",
+    "Reach",
     "Release",
     "ReleaseSpec",
     "Share",
     "Table",
+    "Unit",
     "load",
     "parse",
 ]
@@ -118,8 +122,19 @@ class Cap(_Model):
     epsilon: PositiveFinite | None = None
 
 
+class Unit(_Model):
+    """A kind of person the release protects (a privacy unit), such as a child victim."""
+
+    title: Text
+    description: str = ""
+
+
 class Privacy(_Model):
-    """The privacy-loss model, the loss this release spends and the dataset's lifetime cap."""
+    """The privacy-loss model, the loss this release spends and the dataset's lifetime cap.
+
+    ``rho`` (or ``epsilon``) bounds the loss of every person of every declared unit: each
+    unit's loss, over all the tables that reach it, is at most this much.
+    """
 
     model: Literal["zcdp", "pure"]
     rho: PositiveFinite | None = None
@@ -127,6 +142,8 @@ class Privacy(_Model):
     # Only used to state a zCDP release as (epsilon, delta); no delta is spent by pure DP.
     delta: Annotated[float, Number, Field(gt=0, lt=1e-3)] = 1e-7
     cap: Cap
+    # The people the release protects, by name (inputs say which one their identifier names).
+    units: Annotated[dict[Slug, Unit], Field(min_length=1)]
     # The private budget ledger (SQLite), relative to the spec; never inside a package.
     ledger: Text = "ledger.sqlite"
     # Releases of one dataset share its cap; defaults to the release id.
@@ -240,8 +257,14 @@ class Column(_Model):
     derived_from: str | None = Field(default=None, alias="from")
 
 
+class LinkedUnit(_Model):
+    """The bound on one person of a unit that reaches an input through its references."""
+
+    max_records_per_person: Annotated[int, Number, Field(ge=1, le=1000)]
+
+
 class Input(_Model):
-    """A private microdata file and its privacy unit."""
+    """A private microdata file, the privacy unit its identifier names, and its bounds."""
 
     path: Text
     format: Literal["csv", "parquet", "duckdb"] = "csv"
@@ -250,12 +273,17 @@ class Input(_Model):
     title: str = ""
     description: str = ""
     identifier: Text
+    # Which declared privacy unit the identifier names (privacy.units).
+    unit: Text
     max_records_per_person: Annotated[int, Number, Field(ge=1, le=1000)]
     columns: Annotated[dict[str, Column], Field(min_length=1)]
     # One row per person (a victims file): duplicated identifiers are an error.
     unique_identifier: bool = False
     # Columns that must match a column of another input: {crime_id: crimes.crime_id}.
     references: dict[str, Annotated[str, Field(pattern=r"^[^.\s]+\.[^.\s]+$")]] = {}
+    # Units other than ``unit`` whose people the records depend on through ``references``,
+    # each with the most records of one such person that are counted.
+    linked_units: dict[str, LinkedUnit] = {}
 
 
 class Table(_Model):
@@ -323,6 +351,99 @@ class ReleaseSpec(_Model):
         """The share of the total loss given to ``table``, by weight (before OpenDP checks)."""
         total_weight = math.fsum(t.weight for t in self.tables)
         return self.privacy.loss * table.weight / total_weight
+
+    def unit(self, name: str) -> Unit:
+        return self.privacy.units[name]
+
+    def reaches(self, input_name: str) -> list[Reach]:
+        """How the records of an input depend on the people of each unit: through its own
+        identifier first, then through each of its references, in order. A neighbouring
+        dataset removes one person and every record that depends on them (PrivateSQL's
+        semantics for databases with foreign keys)."""
+        return [
+            Reach(unit, hops, identifier, self._bound(input_name, unit, hops))
+            for hops, unit, identifier in _paths(self, input_name, ())
+            if not (hops and self._same_person(input_name, hops))
+        ]
+
+    def _same_person(self, input_name: str, hops: tuple[Hop, ...]) -> bool:
+        """Whether every hop goes from an input's identifier to the next input's
+        identifier: the path then ends at the record's own person (crimes.victim_id ->
+        victims.victim_id), whom the input's own bound already covers."""
+        current = input_name
+        for hop in hops:
+            if hop.column != self.inputs[current].identifier:
+                return False
+            if hop.key != self.inputs[hop.input].identifier:
+                return False
+            if self.inputs[hop.input].unit != self.inputs[current].unit:
+                return False
+            current = hop.input
+        return True
+
+    def _bound(self, input_name: str, unit: str, hops: tuple[Hop, ...]) -> int | None:
+        source = self.inputs[input_name]
+        if not hops:
+            return source.max_records_per_person
+        linked = source.linked_units.get(unit)
+        return None if linked is None else linked.max_records_per_person
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One step from an input's records to the records they depend on: ``column`` of the
+    input holds the key ``key`` of the input ``input``."""
+
+    column: str
+    input: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"{self.column} -> {self.input}.{self.key}"
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How the records of an input depend on the people of one unit: ``through`` the hops
+    (none: the input's own identifier) to ``identifier``, the column naming the person;
+    ``bound`` is the most records of one such person that are counted."""
+
+    unit: str
+    through: tuple[Hop, ...]
+    identifier: str
+    bound: int | None
+
+    @property
+    def path(self) -> str:
+        """The path in words, such as ``crime_id -> crimes.crime_id, then victim_id``."""
+        steps = [str(hop) for hop in self.through]
+        return ", then ".join([*steps, self.identifier])
+
+
+class _CycleError(Exception):
+    def __init__(self, cycle: tuple[str, ...]) -> None:
+        super().__init__(" -> ".join(cycle))
+        self.cycle = cycle
+
+
+def _paths(
+    spec: ReleaseSpec, input_name: str, visiting: tuple[str, ...]
+) -> list[tuple[tuple[Hop, ...], str, str]]:
+    """Every (hops, unit, identifier) by which the records of ``input_name`` depend on a
+    person; raises :class:`_CycleError` when the references go round in a circle."""
+    if input_name in visiting:
+        raise _CycleError((*visiting[visiting.index(input_name) :], input_name))
+    source = spec.inputs[input_name]
+    paths: list[tuple[tuple[Hop, ...], str, str]] = [((), source.unit, source.identifier)]
+    for column, target in source.references.items():
+        target_input, key = target.split(".", 1)
+        if target_input not in spec.inputs or target_input == input_name:
+            continue  # reported as a reference problem
+        for hops, unit, identifier in _paths(spec, target_input, (*visiting, input_name)):
+            if hops and spec._same_person(target_input, hops):
+                continue  # the target's own person, already reached by its identifier
+            paths.append(((Hop(column, target_input, key), *hops), unit, identifier))
+    return paths
 
 
 @dataclass(frozen=True)
@@ -430,6 +551,8 @@ def _reference_problems(spec: ReleaseSpec) -> list[_Problem]:
     for name, category in spec.categories.items():
         problems.extend(_groups_problems(spec, name, category))
 
+    problems.extend(_unit_problems(spec))
+
     seen_tables: set[str] = set()
     for index, table in enumerate(spec.tables):
         where = f"tables[{index}]"
@@ -464,6 +587,115 @@ def _reference_problems(spec: ReleaseSpec) -> list[_Problem]:
             problems.append(_Problem(f"{where}.name", f"name '{share.name}' is used twice"))
         seen_shares.add(share.name)
         problems.extend(_share_problems(spec, share, where))
+    return problems
+
+
+def _unit_problems(spec: ReleaseSpec) -> list[_Problem]:
+    """Every input names a declared unit, every declared unit is some input's, and every
+    unit an input's records reach through references is bounded (or refused, where the
+    bounds could not hold)."""
+    problems: list[_Problem] = []
+    declared = spec.privacy.units
+    for name, source in spec.inputs.items():
+        if source.unit not in declared:
+            problems.append(
+                _Problem(
+                    f"inputs.{name}.unit",
+                    f"no privacy unit named '{source.unit}': expected one of "
+                    f"{sorted(declared)} (declared under privacy.units)",
+                )
+            )
+    named = {source.unit for source in spec.inputs.values()}
+    for unit in declared:
+        if unit not in named:
+            problems.append(
+                _Problem(
+                    f"privacy.units.{unit}",
+                    "no input's identifier names this unit: set inputs.NAME.unit, or remove it",
+                )
+            )
+    if problems:
+        return problems
+    for name, source in spec.inputs.items():
+        problems.extend(_reach_problems(spec, name, source))
+    return problems
+
+
+def _reach_problems(spec: ReleaseSpec, name: str, source: Input) -> list[_Problem]:
+    where = f"inputs.{name}"
+    try:
+        reaches = spec.reaches(name)
+    except _CycleError as error:
+        return [
+            _Problem(
+                f"{where}.references",
+                f"the references go round in a circle ({error}); a record must not depend on "
+                "itself: remove one of them",
+            )
+        ]
+    problems: list[_Problem] = []
+    linked: dict[str, list[Reach]] = {}
+    for reach in reaches:
+        if not reach.through:
+            continue
+        title = spec.unit(reach.unit).title
+        if reach.unit == source.unit:
+            problems.append(
+                _Problem(
+                    f"{where}.references.{reach.through[0].column}",
+                    f"the records reach a second {title} through {reach.path}, besides the "
+                    f"one named by {source.identifier}; the bounds cannot cover two people "
+                    "of one unit in a record: remove this reference",
+                )
+            )
+            continue
+        linked.setdefault(reach.unit, []).append(reach)
+    for unit, paths in linked.items():
+        title = spec.unit(unit).title
+        if len(paths) > 1:
+            problems.append(
+                _Problem(
+                    f"{where}.references",
+                    f"the records reach each {title} by {len(paths)} paths ("
+                    + "; ".join(reach.path for reach in paths)
+                    + "); a record could then depend on two different people of this unit: "
+                    "keep one path",
+                )
+            )
+        elif unit not in source.linked_units:
+            problems.append(
+                _Problem(
+                    f"{where}.linked_units",
+                    f"the records depend on each {title} through {paths[0].path}, so "
+                    f"removing one {title} removes all of theirs: bound them with "
+                    f"linked_units: {{{unit}: {{max_records_per_person: N}}}} (at most N "
+                    f"records counted per {title})",
+                )
+            )
+    for unit in source.linked_units:
+        if unit not in linked:
+            problems.append(
+                _Problem(
+                    f"{where}.linked_units.{unit}",
+                    f"the records do not reach unit '{unit}' through references: remove it",
+                )
+            )
+    if len(source.linked_units) > 1:
+        problems.append(
+            _Problem(
+                f"{where}.linked_units",
+                "an input may be bounded for one linked unit only (records about people of "
+                "three units at once are not supported): split the input",
+            )
+        )
+    if source.linked_units and source.max_records_per_person != 1:
+        problems.append(
+            _Problem(
+                f"{where}.max_records_per_person",
+                "an input bounded for a linked unit counts each person once: set it to 1 "
+                "(each person's columns must then be the same on all their records)",
+            )
+        )
     return problems
 
 

@@ -35,7 +35,12 @@ def admissions_spec(data: str = "admissions.csv", **overrides: object) -> dict[s
             "keywords": ["test"],
             "synthetic": True,
         },
-        "privacy": {"model": "zcdp", "rho": 0.5, "cap": {"rho": 2.0}},
+        "privacy": {
+            "model": "zcdp",
+            "rho": 0.5,
+            "cap": {"rho": 2.0},
+            "units": {"patient": {"title": "patient"}},
+        },
         "categories": {
             "ward": {"title": "Ward", "values": WARDS},
             "outcome": {"title": "Outcome", "values": OUTCOMES, "unknown": "Not known"},
@@ -44,6 +49,7 @@ def admissions_spec(data: str = "admissions.csv", **overrides: object) -> dict[s
             "admissions": {
                 "path": data,
                 "identifier": "patient_ref",
+                "unit": "patient",
                 "max_records_per_person": 2,
                 "columns": {"ward": {"categories": "ward"}, "outcome": {"categories": "outcome"}},
             }
@@ -79,6 +85,10 @@ def admissions_spec(data: str = "admissions.csv", **overrides: object) -> dict[s
         "disclosure": {"rounding_base": 5, "threshold": 10},
     }
     spec.update(overrides)
+    # A test that replaces the privacy section still protects the one unit of the fixture.
+    privacy = spec["privacy"]
+    if isinstance(privacy, dict):
+        privacy.setdefault("units", {"patient": {"title": "patient"}})
     return spec
 
 

@@ -40,6 +40,8 @@ from publisher import demo, ledger, package, privacy
 from publisher.cli import cli
 from tests.conftest import admissions_rows, admissions_spec
 
+PATIENTS = {"patient": {"title": "patient"}}
+
 LEAK = "LEAK-"  # every private value planted in the data contains it
 HEADER = "patient_ref,ward,outcome,notes"
 SPEC = "release.yaml"
@@ -374,7 +376,12 @@ def cap_already_spent(project: Project) -> list[str]:
 
 def model_differs_from_the_ledger(project: Project) -> list[str]:
     spec = project.spec()
-    spec["privacy"] = {"model": "zcdp", "rho": 0.5, "cap": {"rho": 2.0}}
+    spec["privacy"] = {
+        "model": "zcdp",
+        "rho": 0.5,
+        "cap": {"rho": 2.0},
+        "units": {"patient": {"title": "patient"}},
+    }
     project.write_spec(spec)
     return [str(project.ledger_path), "is recorded with model 'pure'", "set privacy.model"]
 
@@ -850,7 +857,12 @@ def _refused_before_anything_is_spent(project: Project, result: Result, *fragmen
 def test_an_absurd_rho_is_refused_before_anything_is_spent(project: Project) -> None:
     project.forget_history()
     spec = project.spec()
-    spec["privacy"] = {"model": "zcdp", "rho": 1e9, "cap": {"rho": 1e10}}
+    spec["privacy"] = {
+        "model": "zcdp",
+        "rho": 1e9,
+        "cap": {"rho": 1e10},
+        "units": {"patient": {"title": "patient"}},
+    }
     project.write_spec(spec)
 
     checked = invoke("check", project.spec_path)
@@ -864,7 +876,12 @@ def test_an_absurd_rho_is_refused_before_anything_is_spent(project: Project) -> 
 def test_an_absurd_epsilon_is_refused_before_anything_is_spent(project: Project) -> None:
     project.forget_history()
     spec = project.spec()
-    spec["privacy"] = {"model": "pure", "epsilon": 1e6, "cap": {"epsilon": 1e7}}
+    spec["privacy"] = {
+        "model": "pure",
+        "epsilon": 1e6,
+        "cap": {"epsilon": 1e7},
+        "units": {"patient": {"title": "patient"}},
+    }
     project.write_spec(spec)
 
     checked = invoke("check", project.spec_path)
@@ -879,7 +896,12 @@ def test_a_large_loss_release_prints_no_foreign_lines(project: Project) -> None:
     # In a subprocess: pytest's own log handlers would swallow the line in-process.
     project.forget_history()
     spec = project.spec()
-    spec["privacy"] = {"model": "zcdp", "rho": 1.0, "cap": {"rho": 2.0}}
+    spec["privacy"] = {
+        "model": "zcdp",
+        "rho": 1.0,
+        "cap": {"rho": 2.0},
+        "units": {"patient": {"title": "patient"}},
+    }
     project.write_spec(spec)
 
     released = subprocess.run(

@@ -505,6 +505,7 @@ def with_transfers(raw: dict[str, Any]) -> None:
     raw["inputs"]["transfers"] = {
         "path": "transfers.csv",
         "identifier": "transfer_ref",
+        "unit": "patient",
         "max_records_per_person": 1,
         "columns": {"to_ward": {"categories": "ward"}},
     }
@@ -574,3 +575,81 @@ def test_a_duckdb_table_is_read_like_a_file(tmp_path: Path) -> None:
     spec["inputs"]["admissions"]["table"] = "missing"  # type: ignore[index]
     with pytest.raises(InputError, match="has no table 'missing'"):
         loaded_frames(parse(yaml.safe_dump(spec), base_dir=tmp_path))
+
+
+# --- records linked to the people of another unit --------------------------------------
+
+
+def with_reviews(raw: dict[str, Any]) -> None:
+    """Reviewers' records of admissions: each review hangs on one admission (and so on its
+    patient), each reviewer is a person of their own unit."""
+    raw["privacy"]["units"]["reviewer"] = {"title": "reviewer"}
+    raw["inputs"]["admissions"]["references"] = {}
+    raw["inputs"]["reviews"] = {
+        "path": "reviews.csv",
+        "identifier": "reviewer_ref",
+        "unit": "reviewer",
+        "max_records_per_person": 1,
+        "references": {"admission_ref": "admissions.admission_ref"},
+        "linked_units": {"patient": {"max_records_per_person": 2}},
+        "columns": {"grade": {"categories": "ward"}},
+    }
+    raw["tables"].append(
+        {
+            "name": "reviewers-by-grade",
+            "input": "reviews",
+            "by": ["grade"],
+            "title": "Reviewers",
+            "description": "Reviewers by grade.",
+        }
+    )
+
+
+def write_linked(folder: Path, admissions: str, reviews: str) -> None:
+    write(folder, "patient_ref,admission_ref,ward,outcome\n" + admissions)
+    write(folder, "reviewer_ref,admission_ref,grade\n" + reviews, "reviews.csv")
+
+
+def test_each_record_carries_the_linked_person_it_depends_on(tmp_path: Path) -> None:
+    write_linked(
+        tmp_path,
+        "P1,A1,Oncology,Discharged\nP1,A2,Maternity,Discharged\nP2,A3,Oncology,Discharged\n",
+        "R1,A3,Oncology\nR1,A1,Oncology\nR2,A2,Maternity\n",
+    )
+
+    frames = loaded_frames(build_spec(tmp_path, change=with_reviews))
+
+    reviews = frames["reviews"]
+    assert reviews[ingest.linked_column("patient")].to_list() == [
+        hashed("P2"),
+        hashed("P1"),
+        hashed("P1"),
+    ]
+    assert "admission_ref" not in reviews.columns  # keys were for the links only
+
+
+def test_a_referenced_column_must_be_a_key(tmp_path: Path) -> None:
+    write_linked(
+        tmp_path,
+        "P1,A1,Oncology,Discharged\nP2,A1,Oncology,Discharged\n",
+        "R1,A1,Oncology\n",
+    )
+
+    (problem,) = problems_of(build_spec(tmp_path, change=with_reviews))
+
+    assert "(inputs.admissions): column 'admission_ref'" in problem
+    assert "1 repeated values" in problem and "make the column a key" in problem
+
+
+def test_a_person_counted_once_needs_the_same_columns_on_every_record(tmp_path: Path) -> None:
+    write_linked(
+        tmp_path,
+        "P1,A1,Oncology,Discharged\nP2,A2,Oncology,Discharged\n",
+        "R1,A1,Oncology\nR1,A2,Maternity\nR2,A2,Maternity\n",
+    )
+
+    (problem,) = problems_of(build_spec(tmp_path, change=with_reviews))
+
+    assert "(inputs.reviews): column 'grade' differs between the records of 1 person" in problem
+    for value in ("R1", "Oncology", "Maternity"):
+        assert value not in problem

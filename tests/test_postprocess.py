@@ -54,7 +54,12 @@ SPEC = parse(
                 "publisher": "Tests",
                 "contact": {"name": "Tests", "email": "tests@example.org"},
             },
-            "privacy": {"model": "zcdp", "rho": 0.05, "cap": {"rho": 1}},
+            "privacy": {
+                "model": "zcdp",
+                "rho": 0.05,
+                "cap": {"rho": 1},
+                "units": {"stay": {"title": "hospital stay"}},
+            },
             "categories": {
                 "ward": {"title": "Ward", "values": WARDS},
                 "outcome": {"title": "Outcome", "values": OUTCOMES},
@@ -69,6 +74,7 @@ SPEC = parse(
                 "stays": {
                     "path": "stays.csv",
                     "identifier": "id",
+                    "unit": "stay",
                     "max_records_per_person": 1,
                     "columns": {
                         "ward": {"categories": "ward"},

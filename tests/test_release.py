@@ -20,7 +20,13 @@ from tests.conftest import admissions_spec, start_release
 
 def spec_with(make_release: Callable[..., Path], **privacy: object) -> Path:
     spec = admissions_spec()
-    spec["privacy"] = {"model": "zcdp", "rho": 0.5, "cap": {"rho": 0.75}, **privacy}
+    spec["privacy"] = {
+        "model": "zcdp",
+        "rho": 0.5,
+        "cap": {"rho": 0.75},
+        "units": {"patient": {"title": "patient"}},
+        **privacy,
+    }
     return make_release(spec)
 
 

@@ -641,3 +641,151 @@ def test_a_blank_title_is_refused() -> None:
     with pytest.raises(SpecError) as caught:
         parse(yaml.safe_dump(spec))
     assert any(": release.title: " in problem for problem in caught.value.problems)
+
+
+# --- privacy units across linked inputs ----------------------------------------------------
+
+
+def linked_spec(**suspects: Any) -> dict[str, Any]:
+    """Three linked inputs shaped like the police data, with other names: incidents about
+    one child each, the children, and the adults linked to incidents."""
+    data = spec_dict()
+    data["privacy"]["units"] = {
+        "child": {"title": "child"},
+        "adult": {"title": "adult"},
+    }
+    ward = {"ward": {"categories": "ward"}}
+    data["inputs"] = {
+        "incidents": {
+            "path": "incidents.csv",
+            "identifier": "child_ref",
+            "unit": "child",
+            "max_records_per_person": 3,
+            "columns": ward,
+        },
+        "children": {
+            "path": "children.csv",
+            "identifier": "child_ref",
+            "unit": "child",
+            "unique_identifier": True,
+            "max_records_per_person": 1,
+            "references": {"child_ref": "incidents.child_ref"},
+            "columns": ward,
+        },
+        "adults": {
+            "path": "adults.csv",
+            "identifier": "adult_ref",
+            "unit": "adult",
+            "max_records_per_person": 1,
+            "references": {"incident_ref": "incidents.incident_ref"},
+            "linked_units": {"child": {"max_records_per_person": 4}},
+            "columns": ward,
+            **suspects,
+        },
+    }
+    data["tables"] = [
+        {
+            "name": f"{name}-by-ward",
+            "input": name,
+            "by": ["ward"],
+            "title": f"{name} by ward",
+            "description": "Counts.",
+        }
+        for name in data["inputs"]
+    ]
+    data["shares"] = []
+    return data
+
+
+def test_each_input_reaches_its_units_by_identifier_or_references() -> None:
+    spec = parse_dict(linked_spec())
+
+    (own,) = spec.reaches("incidents")
+    assert (own.unit, own.through, own.identifier, own.bound) == ("child", (), "child_ref", 3)
+    # children.child_ref -> incidents.child_ref is the same child: not a second path.
+    assert [reach.unit for reach in spec.reaches("children")] == ["child"]
+    adult, child = spec.reaches("adults")
+    assert (adult.unit, adult.through, adult.bound) == ("adult", (), 1)
+    assert child.unit == "child" and child.bound == 4
+    assert child.path == "incident_ref -> incidents.incident_ref, then child_ref"
+
+
+def test_a_linked_unit_without_a_bound_is_refused_with_what_to_add() -> None:
+    data = linked_spec()
+    del data["inputs"]["adults"]["linked_units"]
+
+    problem = problem_at(problems_of(data), "inputs.adults.linked_units")
+
+    assert "depend on each child through incident_ref -> incidents.incident_ref" in problem
+    assert "linked_units: {child: {max_records_per_person: N}}" in problem
+
+
+def test_units_must_be_declared_and_used() -> None:
+    data = linked_spec()
+    data["privacy"]["units"]["bystander"] = {"title": "bystander"}
+    data["inputs"]["incidents"]["unit"] = "kid"
+
+    problems = problems_of(data)
+
+    assert "no privacy unit named 'kid'" in problem_at(problems, "inputs.incidents.unit")
+    assert "no input's identifier names this unit" in problem_at(
+        problems, "privacy.units.bystander"
+    )
+
+
+def test_the_privacy_units_are_required() -> None:
+    data = spec_dict()
+    del data["privacy"]["units"]
+    del data["inputs"]["admissions"]["unit"]
+
+    problems = problems_of(data)
+
+    assert "required key is missing" in problem_at(problems, "privacy.units")
+    assert "required key is missing" in problem_at(problems, "inputs.admissions.unit")
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "expected"),
+    [
+        (  # a bound for a unit the records do not reach
+            lambda data: data["inputs"]["incidents"].update(
+                linked_units={"adult": {"max_records_per_person": 2}}
+            ),
+            "inputs.incidents.linked_units.adult",
+            "do not reach unit 'adult'",
+        ),
+        (  # a linked input must count each person once
+            lambda data: data["inputs"]["adults"].update(max_records_per_person=2),
+            "inputs.adults.max_records_per_person",
+            "counts each person once",
+        ),
+        (  # two paths to the children: a record could be about two of them
+            lambda data: data["inputs"]["adults"]["references"].update(
+                child_ref="children.child_ref"
+            ),
+            "inputs.adults.references",
+            "by 2 paths",
+        ),
+        (  # a reference to a second person of the input's own unit
+            lambda data: data["inputs"]["incidents"].update(
+                references={"sibling_ref": "children.child_ref"}
+            ),
+            "inputs.incidents.references",
+            "round in a circle",
+        ),
+    ],
+)
+def test_links_the_bounds_cannot_cover_are_refused(change: Any, path: str, expected: str) -> None:
+    data = linked_spec()
+    change(data)
+
+    assert expected in problem_at(problems_of(data), path)
+
+
+def test_a_second_person_of_the_own_unit_is_refused() -> None:
+    data = linked_spec()
+    data["inputs"]["children"]["references"] = {"sibling_ref": "incidents.child_ref"}
+
+    problem = problem_at(problems_of(data), "inputs.children.references.sibling_ref")
+
+    assert "a second child" in problem
