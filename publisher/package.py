@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -29,19 +30,25 @@ from publisher.disclosure import LOW, MARKERS, PROVISIONAL, REVISED
 from publisher.errors import PackageError
 from publisher.postprocess import ShareEstimate
 from publisher.privacy import Measurements, epsilon_delta
-from publisher.spec import LICENCES, ReleaseSpec, Table
+from publisher.spec import LICENCES, ReleaseSpec, Share, Table
 from publisher.spreadsheet import MEDIATYPES, write_spreadsheets
 
 __all__ = [
     "DESCRIPTOR",
     "SHARES_RESOURCE",
+    "TOTAL_FLAG",
     "PreviousRelease",
     "ReleaseContent",
     "check_destination",
+    "least_shown_count",
     "previous_release",
     "revised_version",
+    "share_descriptions",
     "validate",
+    "with_flag",
     "write",
+    "zip_folder",
+    "zip_name",
 ]
 
 DESCRIPTOR = "datapackage.json"
@@ -50,6 +57,8 @@ CHANGELOG = "CHANGELOG.md"
 CHECKSUMS = "SHA256SUMS"
 ARCHIVE = "archive"
 SHARES_RESOURCE = "headline-shares"
+# The column of every table of counts that says whether a row is a total (tidy data).
+TOTAL_FLAG = "is_total"
 PROFILE = "https://datapackage.org/profiles/2.0/datapackage.json"
 
 
@@ -263,13 +272,16 @@ def _build(content: ReleaseContent, staging: Path) -> None:
     data_dir = staging / "data"
     data_dir.mkdir()
     resources = []
+    total_label = content.spec.disclosure.total_label
     for table in content.spec.tables:
         path = data_dir / f"{table.name}.csv"
-        content.tables[table.name].write_csv(path, line_terminator="\n")
+        with_flag(content.tables[table.name], list(table.by), total_label).write_csv(
+            path, line_terminator="\n"
+        )
         resources.append(_table_resource(content, table, path))
     if content.shares:
         path = data_dir / f"{SHARES_RESOURCE}.csv"
-        _shares_frame(content.shares).write_csv(path, line_terminator="\n")
+        _shares_frame(content).write_csv(path, line_terminator="\n")
         resources.append(_shares_resource(content, path))
     descriptor = _descriptor(content, resources)
 
@@ -290,24 +302,43 @@ def _build(content: ReleaseContent, staging: Path) -> None:
         README: ("Data dictionary", "Every file, column and category explained."),
         CHANGELOG: ("Release history", "Every version of this package."),
     }
-    listed = [(item["path"], item["title"]) for item in descriptor["files"]]
-    listed += [(name, title) for name, (title, _) in documents.items()]
-    listed.append((f"{descriptor['name']}-{descriptor['version']}.zip", "This version in one zip"))
     entry = notes.changelog_entry(descriptor, revises=content.revises)
     (staging / CHANGELOG).write_text(
         notes.changelog(entry, previous.changelog if previous else None), encoding="utf-8"
     )
-    (staging / README).write_text(notes.readme(descriptor, listed), encoding="utf-8")
-    descriptor["files"] += [
-        _file_entry(staging / name, title, about, "md", "text/markdown")
+    not_yet_listed = [(name, title) for name, (title, _) in documents.items()]
+    not_yet_listed.append((zip_name(descriptor), "This version in one zip"))
+    (staging / README).write_text(notes.readme(descriptor, not_yet_listed), encoding="utf-8")
+    # The documents are resources (no ``type``: not tables), so frictionless checks their
+    # bytes and hashes; the spreadsheets stay under ``files``: see notes.readme for why.
+    descriptor["resources"] += [
+        _document_resource(staging / name, title, about)
         for name, (title, about) in documents.items()
     ]
     _write_descriptor(staging, descriptor)
 
     if previous is not None:
         _archive(previous, staging / ARCHIVE)
-    _zip(staging, staging / f"{descriptor['name']}-{descriptor['version']}.zip")
+    _zip(staging, staging / zip_name(descriptor), zip_folder(descriptor))
     _write_checksums(staging)
+
+
+def zip_name(descriptor: dict[str, Any]) -> str:
+    """The file name of the zip of this version: ``<name>-<version>.zip``."""
+    return f"{zip_folder(descriptor)}.zip"
+
+
+def zip_folder(descriptor: dict[str, Any]) -> str:
+    """The one top-level folder of the zip, named after the release and its version."""
+    return f"{descriptor['name']}-{descriptor['version']}"
+
+
+def with_flag(table: pl.DataFrame, by: list[str], total_label: str) -> pl.DataFrame:
+    """The published table with its ``is_total`` column: true on every row where a key is
+    the total label, so the cross-classified rows are one filter away (tidy data)."""
+    return table.with_columns(
+        pl.any_horizontal(pl.col(column) == total_label for column in by).alias(TOTAL_FLAG)
+    )
 
 
 def _archive_list(content: ReleaseContent) -> list[dict[str, str]]:
@@ -325,6 +356,19 @@ def _archive_list(content: ReleaseContent) -> list[dict[str, str]]:
 def _write_descriptor(staging: Path, descriptor: dict[str, Any]) -> None:
     text = json.dumps(descriptor, indent=2, ensure_ascii=False) + "\n"
     (staging / DESCRIPTOR).write_text(text, encoding="utf-8")
+
+
+def _document_resource(path: Path, title: str, about: str) -> dict[str, Any]:
+    return {
+        "name": path.name.lower().replace(".", "-"),
+        "path": path.name,
+        "format": "md",
+        "mediatype": "text/markdown",
+        "encoding": "utf-8",
+        "title": title,
+        "description": about,
+        **_file_facts(path),
+    }
 
 
 def _file_entry(path: Path, title: str, about: str, kind: str, mediatype: str) -> dict[str, Any]:
@@ -353,8 +397,9 @@ def _archive(previous: PreviousRelease, archive: Path) -> None:
     )
 
 
-def _zip(staging: Path, target: Path) -> None:
-    """This version for one-click download: everything but the archive and checksums."""
+def _zip(staging: Path, target: Path, folder: str) -> None:
+    """This version for one-click download: everything but the archive and checksums, in
+    one top-level folder, so unpacking it never scatters files into the current one."""
     members = sorted(
         path
         for path in staging.rglob("*")
@@ -362,7 +407,7 @@ def _zip(staging: Path, target: Path) -> None:
     )
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path in members:
-            archive.write(path, path.relative_to(staging).as_posix())
+            archive.write(path, f"{folder}/{path.relative_to(staging).as_posix()}")
 
 
 def _write_checksums(staging: Path) -> None:
@@ -429,10 +474,7 @@ def _table_resource(content: ReleaseContent, table: Table, path: Path) -> dict[s
                 "title": category.title,
                 "description": " ".join(
                     part
-                    for part in (
-                        category.description,
-                        f"'{total_label}' rows sum all keys of this column." if total_label else "",
-                    )
+                    for part in (category.description, _total_row_note(total_label, column))
                     if part
                 ),
                 "categories": keys,
@@ -441,28 +483,42 @@ def _table_resource(content: ReleaseContent, table: Table, path: Path) -> dict[s
             }
         )
     counted = table.counts
+    base = rules.rounding_base
     fields += [
         {
             "name": "value",
             "type": "integer",
             "title": f"Number of {counted}",
             "description": (
-                f"Number of {counted}, with differentially private noise, rounded to the nearest "
-                f"{rules.rounding_base}. Empty where a marker stands instead."
+                f"With differentially private noise, rounded to the nearest {base}; empty "
+                "where a marker stands instead."
             ),
-            "constraints": {"minimum": rules.rounding_base},
+            "constraints": {"minimum": least_shown_count(base, rules.threshold)},
         },
         {
             "name": "marker",
             "type": "string",
             "title": "Marker",
-            "description": "GSS marker, empty when there is none. "
+            "description": "The GSS marker of the row, empty when there is none. "
             + " ".join(f"{marker}: {meaning}" for marker, meaning in content.markers.items()),
             "categories": list(content.markers),
             "constraints": {"enum": list(content.markers)},
         },
-        _bound_field("lower_95", "Lower bound of the 95% interval", counted, rules.rounding_base),
-        _bound_field("upper_95", "Upper bound of the 95% interval", counted, rules.rounding_base),
+        _bound_field("lower_95", "Lower bound of the 95% interval", counted, base),
+        _bound_field("upper_95", "Upper bound of the 95% interval", counted, base),
+        {
+            "name": TOTAL_FLAG,
+            "type": "boolean",
+            "title": "Total row",
+            "description": (
+                "true where a key column holds the total label"
+                + (f" '{total_label}'" if total_label else "")
+                + ", false for the breakdown rows: keep the false rows to drop every total."
+            ),
+            "trueValues": ["true"],
+            "falseValues": ["false"],
+            "constraints": {"required": True},
+        },
     ]
     resource = _csv_resource(table.name, path, table.title, table.description)
     resource["schema"] = {"fields": fields, "missingValues": [""], "primaryKey": list(table.by)}
@@ -483,6 +539,22 @@ def _table_resource(content: ReleaseContent, table: Table, path: Path) -> dict[s
     return resource
 
 
+def _total_row_note(total_label: str | None, column: str) -> str:
+    if not total_label:
+        return ""
+    return (
+        f"A row labelled '{total_label}' here is the total over every key of {column}: "
+        "estimated from the unrounded noisy figures and rounded on its own, so it may differ "
+        "from the sum of the rounded figures shown."
+    )
+
+
+def least_shown_count(rounding_base: int, threshold: int) -> int:
+    """The smallest count a table can show: the first positive multiple of the base that
+    is not below the threshold (smaller noisy counts are shown as a marker)."""
+    return rounding_base * max(1, math.ceil(threshold / rounding_base))
+
+
 def _approximate(spec: ReleaseSpec, loss: float) -> dict[str, float]:
     """A zCDP loss also stated as (epsilon, delta) at the spec's delta, by OpenDP."""
     if spec.privacy.model != "zcdp":
@@ -497,8 +569,9 @@ def _bound_field(name: str, title: str, counted: str, base: int) -> dict[str, An
         "type": "integer",
         "title": title,
         "description": (
-            f"{title} for the number of {counted}: it accounts for the noise and the "
-            f"estimation, computed before rounding and rounded to the nearest {base}."
+            f"For the number of {counted}: allows for the noise and the estimation; computed "
+            f"before rounding, then rounded to the nearest {base}. Given even where a marker "
+            "stands instead of the value."
         ),
         "constraints": {"required": True, "minimum": 0},
     }
@@ -508,11 +581,16 @@ def _percent(share: float | None) -> float | None:
     return None if share is None else round(100.0 * share, 1)
 
 
-def _shares_frame(shares: list[ShareEstimate]) -> pl.DataFrame:
+def _shares_frame(content: ReleaseContent) -> pl.DataFrame:
+    shares = content.shares
+    described = [share_descriptions(content.spec, s.share) for s in shares]
     return pl.DataFrame(
         {
             "share": [s.share.name for s in shares],
             "description": [s.share.title for s in shares],
+            "numerator": [numerator for numerator, _ in described],
+            "denominator": [denominator for _, denominator in described],
+            "table": [s.share.table for s in shares],
             "percent": [_percent(s.estimate) for s in shares],
             "lower_95": [_percent(s.lower_95) for s in shares],
             "upper_95": [_percent(s.upper_95) for s in shares],
@@ -520,11 +598,82 @@ def _shares_frame(shares: list[ShareEstimate]) -> pl.DataFrame:
         schema={
             "share": pl.String,
             "description": pl.String,
+            "numerator": pl.String,
+            "denominator": pl.String,
+            "table": pl.String,
             "percent": pl.Float64,
             "lower_95": pl.Float64,
             "upper_95": pl.Float64,
         },
     )
+
+
+def share_descriptions(spec: ReleaseSpec, share: Share) -> tuple[str, str]:
+    """The numerator and the denominator of a share in plain words, from its selections and
+    the categories' titles: ("crimes whose environment is Familial", "all crimes, including
+    those whose environment is Unknown"). Says when the denominator leaves out an unknown key.
+    """
+    table = spec.table(share.table)
+    counted = table.counts
+    categories = {column: spec.category_of(table, column) for column in table.by}
+    denominator = {
+        column: [key for key in categories[column].values if key in keys]
+        for column, keys in share.denominator.items()
+    }
+    # The numerator's cells are those of the denominator that the numerator selects.
+    numerator = dict(denominator)
+    for column, keys in share.numerator.items():
+        numerator[column] = [key for key in numerator.get(column, keys) if key in keys]
+
+    def clauses(selection: dict[str, list[str]]) -> list[str]:
+        said = []
+        for column, keys in selection.items():
+            category = categories[column]
+            title = _lower_first(category.title)
+            every = list(category.values)
+            if keys == every:
+                continue
+            if category.unknown and keys == [k for k in every if k != category.unknown]:
+                said.append(f"whose {title} is known")
+            else:
+                said.append(f"whose {title} is {_either(keys)}")
+        return said
+
+    def unknowns(selection: dict[str, list[str]], left_out: bool) -> list[str]:
+        said = []
+        for column in dict.fromkeys([*share.numerator, *share.denominator]):
+            unknown = categories[column].unknown
+            if unknown is None:
+                continue
+            title = _lower_first(categories[column].title)
+            excluded = column in selection and unknown not in selection[column]
+            if excluded == left_out:
+                said.append(f"those whose {title} is {unknown}")
+        return said
+
+    said = clauses(numerator)
+    numerator_text = f"{counted} " + " and ".join(said) if said else f"all {counted}"
+    said = clauses(denominator)
+    denominator_text = f"{counted} " + " and ".join(said) if said else f"all {counted}"
+    included = unknowns(denominator, left_out=False)
+    if included:
+        denominator_text += ", including " + " and ".join(included)
+    excluded = unknowns(denominator, left_out=True)
+    if excluded:
+        denominator_text += " (" + " and ".join(excluded) + " are left out)"
+    return numerator_text, denominator_text
+
+
+def _lower_first(title: str) -> str:
+    """A category title inside a sentence: "Age band" -> "age band", "ONS group" kept."""
+    first, _, rest = title.partition(" ")
+    if len(first) > 1 and not first[1:].islower():
+        return title
+    return first[:1].lower() + first[1:] + (f" {rest}" if rest else "")
+
+
+def _either(keys: list[str]) -> str:
+    return keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " or " + keys[-1]
 
 
 def _shares_resource(content: ReleaseContent, path: Path) -> dict[str, Any]:
@@ -542,7 +691,7 @@ def _shares_resource(content: ReleaseContent, path: Path) -> dict[str, Any]:
             "name": name,
             "type": "number",
             "title": title,
-            "description": f"{title}, in percent, to one decimal place.",
+            "description": "In percent, to one decimal place.",
             "constraints": {"minimum": 0, "maximum": 100},
         }
 
@@ -560,6 +709,27 @@ def _shares_resource(content: ReleaseContent, path: Path) -> dict[str, Any]:
                 "type": "string",
                 "title": "Description",
                 "description": "What the share measures.",
+            },
+            {
+                "name": "numerator",
+                "type": "string",
+                "title": "Numerator",
+                "description": "What the share counts, in words: the cells of the table it "
+                "adds up.",
+            },
+            {
+                "name": "denominator",
+                "type": "string",
+                "title": "Denominator",
+                "description": "What the share is a share of, in words: the cells of the "
+                "table it divides by, saying when an unknown category is left out.",
+            },
+            {
+                "name": "table",
+                "type": "string",
+                "title": "Table",
+                "description": "The table the share is computed from, before rounding.",
+                "constraints": {"enum": sorted({s.share.table for s in content.shares})},
             },
             percent_field("percent", "Estimated share"),
             percent_field("lower_95", "Lower bound of the 95% interval"),
@@ -692,6 +862,8 @@ def _descriptor(content: ReleaseContent, resources: list[dict[str, Any]]) -> dic
                 "table": s.share.table,
                 "numerator": {k: list(v) for k, v in s.share.numerator.items()},
                 "denominator": {k: list(v) for k, v in s.share.denominator.items()},
+                "numerator_description": share_descriptions(spec, s.share)[0],
+                "denominator_description": share_descriptions(spec, s.share)[1],
                 "estimate": s.estimate,
                 "lower_95": s.lower_95,
                 "upper_95": s.upper_95,

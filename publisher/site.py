@@ -512,6 +512,8 @@ def _read_package(package_dir: Path) -> _Package:
     resources = tuple(
         _read_resource(reader, package_dir, reader.mapping(item, f"resources[{index}]"), index)
         for index, item in enumerate(resource_items)
+        # A resource without a schema (the README, the CHANGELOG) is a download, not a table.
+        if not (isinstance(item, Mapping) and "schema" not in item and "table" not in item)
     )
     names = [resource.name for resource in resources]
     for name in sorted({name for name in names if names.count(name) > 1}):
@@ -727,7 +729,12 @@ def _read_downloads(
         resource = reader.mapping(item, f"resources[{index}]")
         path = resource.get("path")
         # A resource whose path is unsafe or missing is reported when its table is read.
-        if isinstance(path, str) and _is_safe_path(path) and (package_dir / path).is_file():
+        document = "schema" not in resource and "table" not in resource
+        if (
+            isinstance(path, str)
+            and _is_safe_path(path, markdown=document)
+            and (package_dir / path).is_file()
+        ):
             entries.append((resource, f"resources[{index}]."))
     for index, item in enumerate(reader.items(root, "files", "")):
         entries.append((reader.mapping(item, f"files[{index}]"), f"files[{index}]."))

@@ -67,6 +67,10 @@ MAX_CAP = {"rho": 100.0, "epsilon": 200.0}
 CAUTION_ABOVE = {"zcdp": 0.5, "pure": 5.0}
 
 # Licences we can describe fully (id -> title, URL). Official statistics use OGL.
+# The columns every published table has beside its key columns (package.py writes them):
+# a key column of the same name would make two columns with one name.
+PUBLISHED_COLUMNS = ("value", "marker", "lower_95", "upper_95", "is_total")
+
 LICENCES: dict[str, tuple[str, str]] = {
     "OGL-UK-3.0": (
         "Open Government Licence v3.0",
@@ -571,7 +575,15 @@ def _reference_problems(spec: ReleaseSpec) -> list[_Problem]:
         if len(set(table.by)) != len(table.by):
             problems.append(_Problem(f"{where}.by", "a column is listed twice: list it once"))
         for position, by_column in enumerate(table.by):
-            if by_column not in table_input.columns:
+            if by_column in PUBLISHED_COLUMNS:
+                problems.append(
+                    _Problem(
+                        f"{where}.by[{position}]",
+                        f"'{by_column}' is the name of a column every published table has "
+                        f"({', '.join(PUBLISHED_COLUMNS)}): rename that column in the input",
+                    )
+                )
+            elif by_column not in table_input.columns:
                 problems.append(
                     _Problem(
                         f"{where}.by[{position}]",

@@ -32,19 +32,34 @@ from typing import Any, Literal
 import xlsxwriter  # type: ignore[import-untyped]
 from odf import dc, meta, teletype  # type: ignore[import-untyped]
 from odf.element import Element  # type: ignore[import-untyped]
+from odf.namespaces import STYLENS  # type: ignore[import-untyped]
 from odf.number import Number, NumberStyle  # type: ignore[import-untyped]
 from odf.opendocument import OpenDocumentSpreadsheet  # type: ignore[import-untyped]
 from odf.style import (  # type: ignore[import-untyped]
     DefaultStyle,
+    MasterPage,
+    PageLayout,
+    PageLayoutProperties,
     ParagraphProperties,
     Style,
     TableCellProperties,
     TableColumnProperties,
+    TableProperties,
+    TableRowProperties,
     TextProperties,
 )
-from odf.table import Table, TableCell, TableColumn, TableRow  # type: ignore[import-untyped]
+from odf.table import (  # type: ignore[import-untyped]
+    DatabaseRange,
+    DatabaseRanges,
+    Table,
+    TableCell,
+    TableColumn,
+    TableHeaderRows,
+    TableRow,
+)
 from odf.text import A, P  # type: ignore[import-untyped]
 
+from publisher import notes as documents
 from publisher.errors import PackageError
 
 __all__ = ["MEDIATYPES", "write_spreadsheets"]
@@ -231,6 +246,8 @@ class _Count:
 class _Share:
     name: str
     description: str
+    numerator: str
+    denominator: str
     figures: tuple[float | None, float | None, float | None]  # percent, lower, upper
 
 
@@ -296,7 +313,15 @@ def _shares(package_dir: Path, resource: dict[str, Any]) -> list[_Share]:
         percent, lower, upper = (
             _percent(path, line, c, row[c]) for c in ("percent", "lower_95", "upper_95")
         )
-        shares.append(_Share(row["share"], row["description"], (percent, lower, upper)))
+        shares.append(
+            _Share(
+                row["share"],
+                row["description"],
+                row.get("numerator") or "",
+                row.get("denominator") or "",
+                (percent, lower, upper),
+            )
+        )
     return shares
 
 
@@ -333,7 +358,9 @@ class _Package:
     licence: tuple[str, str]  # (title, url)
     privacy_statement: str
     estimation: str  # how the published estimates were made from the noisy counts
-    units: tuple[dict[str, Any], ...]
+    units: tuple[dict[str, str], ...]  # as notes.privacy_units reads them
+    unit_tables: tuple[tuple[str, tuple[str, ...]], ...]  # unit name -> its tables
+    truncation: tuple[str, ...]  # what the per-person bounds removed, per input
     rounding_base: int
     threshold: int
     total_label: str
@@ -397,9 +424,9 @@ def _read_package(package_dir: Path) -> _Package:
         ),
         privacy_statement=reader.text(descriptor, "privacy", "statement"),
         estimation=reader.text(descriptor, "estimation", "description", required=False),
-        units=tuple(
-            u for u in (descriptor.get("privacy") or {}).get("units") or [] if isinstance(u, dict)
-        ),
+        units=tuple(documents.privacy_units(descriptor)),
+        unit_tables=_unit_tables(descriptor),
+        truncation=tuple(documents.truncation_statements(descriptor)),
         rounding_base=reader.integer(descriptor, "disclosure", "rounding_base"),
         threshold=reader.integer(descriptor, "disclosure", "threshold"),
         total_label=reader.text(descriptor, "disclosure", "total_label", required=False) or "Total",
@@ -434,6 +461,18 @@ def _read_package(package_dir: Path) -> _Package:
             counts = tuple(_counts(package_dir, table, markers))
             resources.append(_Resource(table, sheet, excel_name, counts=counts))
     return replace(package, resources=tuple(resources))
+
+
+def _unit_tables(descriptor: dict[str, Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The tables each privacy unit appears in: ``tables`` as a list or as a mapping of
+    table to loss (the descriptor may say either)."""
+    found = []
+    for unit in (descriptor.get("privacy") or {}).get("units") or []:
+        if isinstance(unit, dict):
+            name = unit.get("title") or unit.get("name") or unit.get("input") or ""
+            tables = unit.get("tables") or ()
+            found.append((str(name), tuple(str(table) for table in tables)))
+    return tuple(found)
 
 
 def _timestamp(reader: _Reader, text: str) -> datetime:
@@ -524,18 +563,32 @@ def _notes(package: _Package) -> _Notes:
         "differ from the sum of the rounded figures.",
         [r.sheet for r in package.resources if r.descriptor.get("table", {}).get("totals")],
     )
-    for unit in package.units:
-        most = unit.get("max_records_per_person")
-        records = (
-            "1 record of each person is" if most == 1 else f"{most} records of each person are"
-        )
+    for unit, (name, tables) in zip(package.units, package.unit_tables, strict=True):
+        facts = "; ".join(part for part in (unit["guarantee"], unit["bounds"]) if part)
         add(
-            f"unit {unit.get('input')}",
-            f"Privacy unit of the {unit.get('title') or unit.get('input')} tables: a person, "
-            f"identified by {unit.get('identifier')}. At most {records} counted; any "
+            f"unit {name}",
+            f"Privacy unit: {unit['name']}"
+            + (f" ({unit['description']})" if unit["description"] else "")
+            + (f". {facts}." if facts else ".")
+            + " The Cover worksheet gives the privacy statement.",
+            [s for s in map(package.sheet_of, tables) if s],
+        )
+    unit_sheets = [
+        sheet
+        for _, tables in package.unit_tables
+        for sheet in map(package.sheet_of, tables)
+        if sheet
+    ]
+    if package.truncation:
+        add("truncation", " ".join(package.truncation), counts)
+    elif any(unit["bounds"] for unit in package.units):
+        # A package that does not state what the bounds removed still says they apply.
+        add(
+            "truncation",
+            "Each person's records are counted up to the bound of their privacy unit; any "
             "further records of the same person are left out before counting (truncation), "
-            "so a count can be slightly lower than the number of records.",
-            [s for s in map(package.sheet_of, unit.get("tables") or []) if s],
+            "so a count can be lower than the number of records.",
+            list(dict.fromkeys(unit_sheets)),
         )
     add(
         "shares",
@@ -580,6 +633,16 @@ def _cover(package: _Package) -> _Sheet:
         ),
         _Line("Methodology", "heading"),
         _Line(package.privacy_statement),
+        *(
+            _Line(
+                f"Privacy unit: {unit['name']}"
+                + (f" ({unit['description']})" if unit["description"] else "")
+                + "".join(f". {part}" for part in (unit["guarantee"], unit["bounds"]) if part)
+                + "."
+            )
+            for unit in package.units
+        ),
+        *(_Line(statement) for statement in package.truncation),
         _Line(f"Estimation: {package.estimation}" if package.estimation else ""),
         _Line(
             f"Rounding: counts are rounded to the nearest {package.rounding_base}. Counts "
@@ -592,9 +655,8 @@ def _cover(package: _Package) -> _Sheet:
             "explains the markers, the rounding, the intervals and the totals."
         ),
         _Line("Licence", "heading"),
-        _Line(
-            _Link(f"These data are published under the {licence_title}: {licence_url}", licence_url)
-        ),
+        _Line(f"These data are published under the {licence_title}:"),
+        _Line(_Link(licence_url, licence_url)),
         _Line("Contact", "heading"),
         _Line(name),
         _Line(_Link(f"Email: {email}", f"mailto:{email}")),
@@ -656,8 +718,11 @@ def _shares_sheet(package: _Package, notes: _Notes, resource: _Resource) -> _She
     def percent(name: str, default: str) -> _Column:
         return _Column(f"{resource.field_title(name, default)} (%)", "percent")
 
+    # Packages written before the numerator and denominator were described lack them.
+    described = any(share.numerator or share.denominator for share in resource.shares)
     columns = (
         _Column("Headline share"),
+        *((_Column("Numerator"), _Column("Denominator")) if described else ()),
         percent("percent", "Estimated share"),
         percent("lower_95", "Lower bound of the 95% interval"),
         percent("upper_95", "Upper bound of the 95% interval"),
@@ -666,12 +731,16 @@ def _shares_sheet(package: _Package, notes: _Notes, resource: _Resource) -> _She
     rows = tuple(
         (
             share.description or share.name,
+            *((share.numerator, share.denominator) if described else ()),
             *(NOT_AVAILABLE if figure is None else figure for figure in share.figures),
             package.sheet_of(package.share_tables.get(share.name, "")) or NOT_AVAILABLE,
         )
         for share in resource.shares
     )
-    measured = "What is measured: percentages, to one decimal place."
+    measured = (
+        "What is measured: percentages, to one decimal place: the numerator as a share of "
+        "the denominator, both estimated before rounding."
+    )
     return _Sheet(
         resource.sheet,
         _context(package, notes, resource, measured),
@@ -748,17 +817,98 @@ def _display(cell: _Cell, kind: _ColumnKind) -> str:
 
 
 def _widths(sheet: _Sheet) -> list[float]:
-    """Column widths in characters: wide enough for the data; long headers wrap."""
+    """Column widths in characters: wide enough for the data; long text and headers wrap."""
     if sheet.table is None:
-        return [100.0]
+        # Wide enough for the longest word (a web address) and every link, which
+        # LibreOffice draws on one line, unbroken.
+        unbroken = [
+            len(line.content.text) if isinstance(line.content, _Link) else len(word)
+            for line in sheet.lines
+            for word in (line.content.split() if isinstance(line.content, str) else [""])
+        ]
+        longest = max(unbroken, default=0)
+        return [max(PROSE_WIDTH, math.ceil(longest / CHARS_PER_WIDTH[True]) + 2)]
     widths = []
     for index, column in enumerate(sheet.table.columns):
         longest = max(
             (len(_display(row[index], column.kind)) for row in sheet.table.rows), default=0
         )
         header = min(len(column.header), 40 if column.kind == "label" else 20)
-        widths.append(float(min(max(longest, header, 10) + 2, 70)))
+        widths.append(float(min(max(longest, header, 10) + 2, LABEL_WIDTH)))
     return widths
+
+
+# Character widths assumed when wrapping: LibreOffice may draw Calibri with a wider font
+# (DejaVu Sans) and does not fit row heights to wrapped text in XLSX, so rows are given
+# heights from this conservative count of lines.
+PROSE_WIDTH = 78.0  # the Cover's column A: fits A4 portrait
+LABEL_WIDTH = 45.0
+CHARS_PER_WIDTH = {False: 0.8, True: 0.7}  # characters per unit of width, regular and bold
+FONT_POINTS = {"title": 16.0, "heading": 13.0, "text": 11.0}
+LINE_SPACING = 1.3  # points of line height per point of font size
+PORTRAIT_WIDTH = 80.0  # characters that fit across A4 portrait at 100%
+CM_PER_CHARACTER = 0.22
+
+
+def _line_count(text: str, width: float, *, bold: bool = False) -> int:
+    """How many lines ``text`` takes when wrapped at word boundaries in ``width``."""
+    capacity = max(1, int(width * CHARS_PER_WIDTH[bold]))
+    lines = 0
+    for paragraph in text.split("\n"):
+        lines += 1
+        used = 0
+        for word in paragraph.split():
+            if used and used + 1 + len(word) <= capacity:
+                used += 1 + len(word)
+                continue
+            if used:
+                lines += 1
+            lines += (len(word) - 1) // capacity
+            used = (len(word) - 1) % capacity + 1
+    return lines
+
+
+def _height(lines: int, points: float) -> float:
+    return round(lines * points * LINE_SPACING + 3.0, 1)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How a sheet is laid out and printed, the same in both formats."""
+
+    widths: list[float]
+    heights: dict[int, float]  # row index -> height in points, where not the default
+    header_row: int | None  # the table's header row, repeated on every printed page
+    landscape: bool
+
+
+def _layout(sheet: _Sheet) -> _Layout:
+    widths = _widths(sheet)
+    heights: dict[int, float] = {}
+    prose = sheet.table is None
+    for row, line in enumerate(sheet.lines):
+        text = line.content.text if isinstance(line.content, _Link) else line.content
+        points = FONT_POINTS[line.style]
+        wraps = prose and not isinstance(line.content, _Link)
+        lines = _line_count(text, widths[0], bold=line.style != "text") if wraps else 1
+        if lines > 1 or line.style != "text":
+            heights[row] = _height(lines, points)
+    header_row = None
+    if sheet.table is not None:
+        header_row = len(sheet.lines)
+        columns = sheet.table.columns
+        lines = max(
+            _line_count(c.header, w, bold=True) for c, w in zip(columns, widths, strict=True)
+        )
+        heights[header_row] = _height(lines, FONT_POINTS["text"])
+        for offset, cells in enumerate(sheet.table.rows, start=header_row + 1):
+            lines = max(
+                _line_count(_display(cell, column.kind), width)
+                for cell, column, width in zip(cells, columns, widths, strict=True)
+            )
+            if lines > 1:
+                heights[offset] = _height(lines, FONT_POINTS["text"])
+    return _Layout(widths, heights, header_row, sum(widths) > PORTRAIT_WIDTH)
 
 
 # --- XLSX --------------------------------------------------------------------------------
@@ -779,6 +929,8 @@ def _xlsx(sheets: list[_Sheet], properties: _Properties) -> bytes:
         "link": book.add_format(link),
         "prose": book.add_format({"text_wrap": True, **top}),
         "prose link": book.add_format({"text_wrap": True, **top, **link}),
+        "prose title": book.add_format({"bold": True, "font_size": 16, "text_wrap": True, **top}),
+        "prose heading": book.add_format({"bold": True, "font_size": 13, "text_wrap": True, **top}),
         "header": book.add_format({"bold": True, "bottom": 1, "text_wrap": True, **top}),
         "label": book.add_format({"text_wrap": True, **top}),
         "marker": book.add_format({"align": "right", **top}),
@@ -788,14 +940,24 @@ def _xlsx(sheets: list[_Sheet], properties: _Properties) -> bytes:
     for sheet in sheets:
         worksheet = book.add_worksheet(sheet.name)
         prose = sheet.table is None
-        for column, width in enumerate(_widths(sheet)):
+        layout = _layout(sheet)
+        for column, width in enumerate(layout.widths):
             worksheet.set_column(column, column, width)
+        for row, height in layout.heights.items():
+            worksheet.set_row(row, height)
+        # Printing: A4, the whole width on one page, the header row on every page.
+        worksheet.set_paper(9)
+        if layout.landscape:
+            worksheet.set_landscape()
+        worksheet.fit_to_pages(1, 0)
+        if layout.header_row is not None:
+            worksheet.repeat_rows(layout.header_row)
         for row, line in enumerate(sheet.lines):
             if isinstance(line.content, _Link):
                 style = "prose link" if prose else "link"
                 _xlsx_link(worksheet, row, 0, line.content, formats[style])
             else:
-                style = "prose" if prose and line.style == "text" else line.style
+                style = _line_style(prose, line)
                 worksheet.write_string(row, 0, line.content, formats[style])
         if sheet.table is not None:
             _xlsx_table(worksheet, sheet.table, len(sheet.lines), formats)
@@ -810,7 +972,82 @@ def _xlsx(sheets: list[_Sheet], properties: _Properties) -> bytes:
         }
     )
     book.close()
-    return buffer.getvalue()
+    # A format has an index only once a cell uses it.
+    headings = {
+        name: used
+        for style, name in (("title", "Heading 1"), ("heading", "Heading 2"))
+        if (
+            used := [
+                f.xf_index
+                for f in (formats[style], formats[f"prose {style}"])
+                if f.xf_index is not None
+            ]
+        )
+    }
+    return _normalised_zip(
+        buffer.getvalue(),
+        properties.created,
+        lambda part, data: _with_heading_styles(part, _with_language(part, data), headings),
+    )
+
+
+# Excel's built-in cell styles "Heading 1" and "Heading 2" (ECMA-376, cellStyle builtinId).
+_BUILTIN_STYLE_IDS = {"Heading 1": 16, "Heading 2": 17}
+
+
+def _line_style(prose: bool, line: _Line) -> str:
+    """The style of a line of text: on a sheet of prose every line wraps."""
+    if not prose:
+        return line.style
+    return "prose" if line.style == "text" else f"prose {line.style}"
+
+
+def _with_heading_styles(part: str, data: bytes, headings: dict[str, list[int]]) -> bytes:
+    """Make the title and heading formats the built-in heading styles: XlsxWriter writes
+    formats, not named styles, so its styles part gets the named styles added and the two
+    formats based on them (LibreOffice and Excel then list them as Heading 1 and 2)."""
+    if part != "xl/styles.xml":
+        return data
+    text = data.decode("utf-8")
+    cell_xfs = re.search(r"<cellXfs count=\"\d+\">(.*?)</cellXfs>", text, re.S)
+    style_xfs = re.search(r"<cellStyleXfs count=\"(\d+)\">(.*?)</cellStyleXfs>", text, re.S)
+    styles = re.search(r"<cellStyles count=\"(\d+)\">(.*?)</cellStyles>", text, re.S)
+    if not (cell_xfs and style_xfs and styles):
+        raise PackageError("XlsxWriter wrote a styles part this publisher cannot read")
+    formats = re.findall(r"<xf [^>]*?(?:/>|>.*?</xf>)", cell_xfs.group(1), re.S)
+    base, named = int(style_xfs.group(1)), int(styles.group(1))
+    new_style_xfs, new_styles = [], []
+    for offset, (name, indexes) in enumerate(headings.items()):
+        font = re.search(r'fontId="(\d+)"', formats[indexes[0]])
+        font_id = font.group(1) if font else "0"
+        new_style_xfs.append(
+            f'<xf numFmtId="0" fontId="{font_id}" fillId="0" borderId="0" applyFont="1"/>'
+        )
+        new_styles.append(
+            f'<cellStyle name="{name}" xfId="{base + offset}" '
+            f'builtinId="{_BUILTIN_STYLE_IDS[name]}"/>'
+        )
+        for index in indexes:
+            formats[index] = formats[index].replace('xfId="0"', f'xfId="{base + offset}"', 1)
+    replacements = [
+        (cell_xfs.span(1), "".join(formats)),
+        (
+            style_xfs.span(),
+            f'<cellStyleXfs count="{base + len(headings)}">{style_xfs.group(2)}'
+            + "".join(new_style_xfs)
+            + "</cellStyleXfs>",
+        ),
+        (
+            styles.span(),
+            f'<cellStyles count="{named + len(headings)}">{styles.group(2)}'
+            + "".join(new_styles)
+            + "</cellStyles>",
+        ),
+    ]
+    # From the end, so the earlier spans stay where they were found.
+    for (start, end), replacement in sorted(replacements, reverse=True):
+        text = text[:start] + replacement + text[end:]
+    return text.encode("utf-8")
 
 
 def _xlsx_link(worksheet: Any, row: int, column: int, link: _Link, style: Any) -> None:
@@ -890,33 +1127,113 @@ def _ods_document(sheets: list[_Sheet], properties: _Properties) -> bytes:
     ):
         document.meta.addElement(element)
     styles = _ods_styles(document)
+    pages = _ods_page_styles(document)
+    row_styles: dict[float, Any] = {}
+
+    def row_style(height: float | None) -> Any:
+        if height is None:
+            return None
+        if height not in row_styles:
+            style = Style(name=f"ro-{len(row_styles) + 1}", family="table-row")
+            # An explicit height: LibreOffice would keep the default for wrapped text.
+            style.addElement(
+                TableRowProperties(rowheight=f"{height:.1f}pt", useoptimalrowheight="false")
+            )
+            document.automaticstyles.addElement(style)
+            row_styles[height] = style
+        return row_styles[height]
+
+    ranges = DatabaseRanges()
     for number, sheet in enumerate(sheets):
-        table = Table(name=sheet.name)
-        for index, width in enumerate(_widths(sheet)):
+        layout = _layout(sheet)
+        table = Table(name=sheet.name, stylename=pages[layout.landscape])
+        for index, width in enumerate(layout.widths):
             column_style = Style(name=f"co{number}-{index}", family="table-column")
-            column_style.addElement(TableColumnProperties(columnwidth=f"{width * 0.22:.2f}cm"))
+            column_style.addElement(
+                TableColumnProperties(columnwidth=f"{width * CM_PER_CHARACTER:.2f}cm")
+            )
             document.automaticstyles.addElement(column_style)
             table.addElement(TableColumn(stylename=column_style))
         prose = sheet.table is None
-        for line in sheet.lines:
-            style = "prose" if prose and line.style == "text" else line.style
-            table.addElement(_ods_row([_ods_text(line.content, styles[style])]))
-        if sheet.table is not None:
+        for row, line in enumerate(sheet.lines):
+            style = _line_style(prose, line)
+            text = _ods_text(line.content, styles[style])
+            table.addElement(_ods_row([text], row_style(layout.heights.get(row))))
+        if sheet.table is not None and layout.header_row is not None:
             columns = sheet.table.columns
-            table.addElement(_ods_row([_ods_text(c.header, styles["header"]) for c in columns]))
-            for cells in sheet.table.rows:
+            # Header rows are repeated at the top of every printed page.
+            header = TableHeaderRows()
+            header.addElement(
+                _ods_row(
+                    [_ods_text(c.header, styles["header"]) for c in columns],
+                    row_style(layout.heights.get(layout.header_row)),
+                )
+            )
+            table.addElement(header)
+            for row, values in enumerate(sheet.table.rows, start=layout.header_row + 1):
                 table.addElement(
                     _ods_row(
                         [
                             _ods_cell(cell, spec.kind, styles)
-                            for cell, spec in zip(cells, columns, strict=True)
-                        ]
+                            for cell, spec in zip(values, columns, strict=True)
+                        ],
+                        row_style(layout.heights.get(row)),
                     )
                 )
+            # A database range over the table (header included), as the XLSX has a table.
+            last = _column_letters(len(columns) - 1)
+            quoted = "'" + sheet.name.replace("'", "''") + "'"
+            ranges.addElement(
+                DatabaseRange(
+                    name=sheet.table.name,
+                    targetrangeaddress=(
+                        f"{quoted}.A{layout.header_row + 1}:"
+                        f"{quoted}.{last}{layout.header_row + 1 + len(sheet.table.rows)}"
+                    ),
+                    containsheader="true",
+                )
+            )
         document.spreadsheet.addElement(table)
+    document.spreadsheet.addElement(ranges)
     buffer = io.BytesIO()
     document.write(buffer)
     return buffer.getvalue()
+
+
+def _column_letters(index: int) -> str:
+    """The spreadsheet name of a column: 0 -> A, 25 -> Z, 26 -> AA."""
+    letters = ""
+    index += 1
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(ord("A") + remainder) + letters
+    return letters
+
+
+def _ods_page_styles(document: Any) -> dict[bool, Any]:
+    """Table styles for portrait and landscape sheets: A4, scaled to one page wide."""
+    tables = {}
+    for landscape in (False, True):
+        name = "Landscape" if landscape else "Portrait"
+        width, height = ("29.7cm", "21cm") if landscape else ("21cm", "29.7cm")
+        layout = PageLayout(name=f"pm-{name.lower()}")
+        properties = PageLayoutProperties(
+            pagewidth=width,
+            pageheight=height,
+            printorientation=name.lower(),
+            margin="1.5cm",
+        )
+        # Fit the width to one page, any number of pages down (ODF 1.3 style:scale-to-X).
+        properties.setAttrNS(STYLENS, "scale-to-X", "1")
+        properties.setAttrNS(STYLENS, "scale-to-Y", "0")
+        layout.addElement(properties)
+        document.automaticstyles.addElement(layout)
+        document.masterstyles.addElement(MasterPage(name=name, pagelayoutname=layout))
+        table = Style(name=f"ta-{name.lower()}", family="table", masterpagename=name)
+        table.addElement(TableProperties(display="true"))
+        document.automaticstyles.addElement(table)
+        tables[landscape] = table
+    return tables
 
 
 def _ods_styles(document: Any) -> dict[str, Any]:
@@ -934,6 +1251,7 @@ def _ods_styles(document: Any) -> dict[str, Any]:
         name: str,
         *,
         heading: str = "",
+        parent: Any = None,
         align: str = "",
         data: Any = None,
         cell: dict[str, str] | None = None,
@@ -944,6 +1262,8 @@ def _ods_styles(document: Any) -> dict[str, Any]:
             options["displayname"] = heading
         if data is not None:
             options["datastylename"] = data
+        if parent is not None:
+            options["parentstylename"] = parent
         style = Style(**options)
         if cell:
             style.addElement(TableCellProperties(**cell))
@@ -957,13 +1277,17 @@ def _ods_styles(document: Any) -> dict[str, Any]:
 
     top = {"verticalalign": "top"}
     wrap = {"wrapoption": "wrap", **top}
+    title = cell_style(
+        "Heading_20_1", heading="Heading 1", text={"fontsize": "16pt", "fontweight": "bold"}
+    )
+    heading = cell_style(
+        "Heading_20_2", heading="Heading 2", text={"fontsize": "13pt", "fontweight": "bold"}
+    )
     return {
-        "title": cell_style(
-            "Heading_20_1", heading="Heading 1", text={"fontsize": "16pt", "fontweight": "bold"}
-        ),
-        "heading": cell_style(
-            "Heading_20_2", heading="Heading 2", text={"fontsize": "13pt", "fontweight": "bold"}
-        ),
+        "title": title,
+        "heading": heading,
+        "prose title": cell_style("ce-prose-title", parent=title, cell=wrap),
+        "prose heading": cell_style("ce-prose-heading", parent=heading, cell=wrap),
         "text": cell_style("ce-text"),
         "prose": cell_style("ce-prose", cell=wrap),
         "header": cell_style(
@@ -978,8 +1302,8 @@ def _ods_styles(document: Any) -> dict[str, Any]:
     }
 
 
-def _ods_row(cells: list[Any]) -> Any:
-    row = TableRow()
+def _ods_row(cells: list[Any], style: Any = None) -> Any:
+    row = TableRow(stylename=style) if style is not None else TableRow()
     for cell in cells:
         row.addElement(cell)
     return row
@@ -1080,9 +1404,7 @@ def write_spreadsheets(package_dir: Path, *, stem: str | None = None) -> list[Pa
     properties = _properties(package)
     files = {
         package_dir / f"{name}.ods": _normalised_zip(_ods(sheets, properties), package.created),
-        package_dir / f"{name}.xlsx": _normalised_zip(
-            _xlsx(sheets, properties), package.created, _with_language
-        ),
+        package_dir / f"{name}.xlsx": _xlsx(sheets, properties),
     }
     for path, data in files.items():
         _write_atomically(path, data)

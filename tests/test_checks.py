@@ -244,7 +244,7 @@ def test_rows_of_the_wrong_shape(package_dir: Path) -> None:
     write_rows(path, [rows[0], rows[1][:3], [], *rows[2:]])
     refresh(package_dir)
     problems = checks.check_package(package_dir)
-    assert problems[0].startswith(f"{path}: row 2: columns: the row has 3 cells; expected 5")
+    assert problems[0].startswith(f"{path}: row 2: columns: the row has 3 cells; expected 6")
     assert f"{path}: row 3: blank-row: the row is empty; remove it" in problems
     # The short row's other cells are still checked: its bounds are missing.
     assert {"columns", "blank-row", "interval"} == rules(problems), problems

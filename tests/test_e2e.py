@@ -53,7 +53,7 @@ def published_tables(package_dir: Path) -> list[tuple[dict[str, object], list[di
     meta = json.loads((package_dir / package.DESCRIPTOR).read_text(encoding="utf-8"))
     tables = []
     for resource in meta["resources"]:
-        if resource["name"] == package.SHARES_RESOURCE:
+        if "table" not in resource:  # the shares, the documents
             continue
         with (package_dir / resource["path"]).open(encoding="utf-8", newline="") as handle:
             tables.append((resource, list(csv.DictReader(handle))))

@@ -11,10 +11,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from publisher import package, pipeline
-from publisher.disclosure import LOW
+from publisher.disclosure import LOW, publish_cell
 from publisher.errors import PackageError
+from publisher.spec import PUBLISHED_COLUMNS, ReleaseSpec
+from tests.conftest import admissions_spec
 
 
 @pytest.fixture
@@ -78,7 +82,7 @@ def test_every_cell_is_a_rounded_count_or_a_marker(released: pipeline.ReleaseRes
     base = meta["disclosure"]["rounding_base"]  # type: ignore[index]
     threshold = meta["disclosure"]["threshold"]  # type: ignore[index]
     for resource in meta["resources"]:  # type: ignore[attr-defined]
-        if resource["name"] == package.SHARES_RESOURCE:
+        if "table" not in resource:  # the shares, the documents
             continue
         for row in read_rows(released.package_dir / resource["path"]):
             if row["value"]:
@@ -92,7 +96,7 @@ def test_every_cell_is_a_rounded_count_or_a_marker(released: pipeline.ReleaseRes
 def test_every_public_key_combination_is_present(released: pipeline.ReleaseResult) -> None:
     meta = descriptor(released.package_dir)
     for resource in meta["resources"]:  # type: ignore[attr-defined]
-        if resource["name"] == package.SHARES_RESOURCE:
+        if "table" not in resource:  # the shares, the documents
             continue
         by = resource["table"]["by"]
         keys = [field["constraints"]["enum"] for field in resource["schema"]["fields"][: len(by)]]
@@ -179,3 +183,113 @@ def test_validate_reports_a_missing_descriptor(tmp_path: Path) -> None:
     assert package.validate(tmp_path) == [
         f"{tmp_path / 'datapackage.json'}: not found; give the directory of a data package"
     ]
+
+
+@given(
+    base=st.integers(min_value=1, max_value=1000),
+    threshold=st.integers(min_value=0, max_value=5000),
+    estimate=st.floats(min_value=-100, max_value=10_000, allow_nan=False),
+)
+def test_value_minimum_is_the_least_count_a_table_can_show(
+    base: int, threshold: int, estimate: float
+) -> None:
+    least = package.least_shown_count(base, threshold)
+    cell = publish_cell(estimate, 1.0, base=base, threshold=threshold)
+    assert cell.value is None or cell.value >= least
+    # ... and it is shown: a count just above it is published as it.
+    assert publish_cell(least, 1.0, base=base, threshold=threshold).value == least
+
+
+def test_columns_are_described_without_repeating_their_titles(
+    released: pipeline.ReleaseResult,
+) -> None:
+    meta = descriptor(released.package_dir)
+    for resource in meta["resources"]:  # type: ignore[attr-defined]
+        for field in resource.get("schema", {}).get("fields", []):
+            assert field["description"], field["name"]
+            assert not field["description"].lower().startswith(field["title"].lower())
+            assert "sum all keys" not in field["description"]
+        if "table" in resource:
+            value = next(f for f in resource["schema"]["fields"] if f["name"] == "value")
+            assert value["constraints"]["minimum"] == 10  # the fixture's threshold, base 5
+
+
+def test_every_table_says_which_rows_are_totals(released: pipeline.ReleaseResult) -> None:
+    meta = descriptor(released.package_dir)
+    label = meta["disclosure"]["total_label"]  # type: ignore[index]
+    for resource in meta["resources"]:  # type: ignore[attr-defined]
+        if "table" not in resource:
+            continue
+        by = resource["table"]["by"]
+        names = [field["name"] for field in resource["schema"]["fields"]]
+        assert names[len(by) :] == list(PUBLISHED_COLUMNS)
+        for row in read_rows(released.package_dir / resource["path"]):
+            total = any(row[column] == label for column in by)
+            assert row[package.TOTAL_FLAG] == ("true" if total else "false")
+
+
+def spec_with_shares(**share: object) -> ReleaseSpec:
+    raw = admissions_spec(
+        shares=[
+            {
+                "name": "s",
+                "table": "admissions-by-ward-and-outcome",
+                "title": "A share",
+                "statement": "of admissions",
+                **share,
+            }
+        ]
+    )
+    return ReleaseSpec.model_validate(raw)
+
+
+@pytest.mark.parametrize(
+    ("share", "numerator", "denominator"),
+    [
+        (
+            {"numerator": {"ward": ["Maternity"]}},
+            "admissions whose ward is Maternity",
+            "all admissions",
+        ),
+        (
+            {"numerator": {"outcome": ["Discharged"]}},
+            "admissions whose outcome is Discharged",
+            "all admissions, including those whose outcome is Not known",
+        ),
+        (
+            {
+                "numerator": {"outcome": ["Discharged"]},
+                "denominator": {"outcome": ["Discharged", "Transferred"]},
+            },
+            "admissions whose outcome is Discharged",
+            "admissions whose outcome is known (those whose outcome is Not known are left out)",
+        ),
+        (
+            {
+                "numerator": {"ward": ["Maternity", "Oncology"]},
+                "denominator": {"outcome": ["Transferred"]},
+            },
+            "admissions whose outcome is Transferred and whose ward is Maternity or Oncology",
+            "admissions whose outcome is Transferred (those whose outcome is Not known are "
+            "left out)",
+        ),
+    ],
+)
+def test_shares_say_their_numerator_and_denominator_in_words(
+    share: dict[str, object], numerator: str, denominator: str
+) -> None:
+    spec = spec_with_shares(**share)
+    assert package.share_descriptions(spec, spec.shares[0]) == (numerator, denominator)
+
+
+def test_shares_descriptions_are_in_the_descriptor_and_the_csv(
+    released: pipeline.ReleaseResult,
+) -> None:
+    meta = descriptor(released.package_dir)
+    (share,) = meta["shares"]  # type: ignore[misc]
+    assert share["numerator_description"] == "admissions whose ward is Maternity"
+    assert share["denominator_description"] == "all admissions"
+    (row,) = read_rows(released.package_dir / "data" / f"{package.SHARES_RESOURCE}.csv")
+    assert row["numerator"] == share["numerator_description"]
+    assert row["denominator"] == share["denominator_description"]
+    assert row["table"] == "admissions-by-ward"

@@ -165,21 +165,24 @@ def test_the_package_carries_documents_spreadsheets_zip_and_checksums(
     meta = json.loads((folder / package.DESCRIPTOR).read_text(encoding="utf-8"))
     listed = {item["path"]: item for item in meta["files"]}
     stem = meta["name"]
-    assert set(listed) == {"README.md", "CHANGELOG.md", f"{stem}.ods", f"{stem}.xlsx"}
-    for path, item in listed.items():
+    assert set(listed) == {f"{stem}.ods", f"{stem}.xlsx"}
+    documents = {r["path"]: r for r in meta["resources"] if "schema" not in r}
+    assert set(documents) == {"README.md", "CHANGELOG.md"}
+    for path, item in [*listed.items(), *documents.items()]:
         data = (folder / path).read_bytes()
         assert item["bytes"] == len(data)
         assert item["hash"] == "sha256:" + hashlib.sha256(data).hexdigest()
     readme = (folder / "README.md").read_text(encoding="utf-8")
     for resource in meta["resources"]:
         assert resource["path"] in readme
-        for field in resource["schema"]["fields"]:
+        for field in resource.get("schema", {}).get("fields", []):
             assert f"`{field['name']}`" in readme
     with zipfile.ZipFile(folder / f"{stem}-{meta['version']}.zip") as archive:
         names = set(archive.namelist())
-    expected = {"datapackage.json", "README.md", "CHANGELOG.md", f"{stem}.ods", f"{stem}.xlsx"}
+    expected = {"datapackage.json", f"{stem}.ods", f"{stem}.xlsx"}
     expected |= {resource["path"] for resource in meta["resources"]}
-    assert names == expected
+    # One top-level folder named after the release and version.
+    assert names == {f"{stem}-{meta['version']}/{name}" for name in expected}
     sums = dict(
         reversed(line.split("  ", 1))
         for line in (folder / "SHA256SUMS").read_text(encoding="utf-8").splitlines()

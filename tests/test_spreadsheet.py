@@ -144,10 +144,11 @@ def test_every_table_has_the_csvs_numbers_and_markers(
         else:
             header, cells = table_rows(sheet, "Headline share")
             assert len(cells) == len(rows)
+            assert header[1:3] == ["Numerator", "Denominator"]
             for row, shown in zip(rows, cells, strict=True):
-                assert shown[0] == row["description"]
+                assert shown[:3] == [row["description"], row["numerator"], row["denominator"]]
                 for cell, column in zip(
-                    shown[1:4], ("percent", "lower_95", "upper_95"), strict=True
+                    shown[3:6], ("percent", "lower_95", "upper_95"), strict=True
                 ):
                     assert is_number(cell) and cell == pytest.approx(float(row[column]))
         checked += 1
@@ -305,14 +306,17 @@ def test_a_marker_beside_a_number_gets_its_own_column(package_dir: Path, tmp_pat
 def test_a_share_that_cannot_be_estimated_shows_x(package_dir: Path, tmp_path: Path) -> None:
     copy = copy_package(package_dir, tmp_path)
     path = copy / "data" / "headline-shares.csv"
-    header, row = path.read_text(encoding="utf-8").splitlines()[:2]
-    name, description = row.split(",")[:2]
-    path.write_text(f"{header}\n{name},{description},,,\n", encoding="utf-8")
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerow({**rows[0], "percent": "", "lower_95": "", "upper_95": ""})
 
     for written in write_spreadsheets(copy):
         book = read_book(written)
         _, cells = table_rows(book[sheet_of(book)["Headline shares"]], "Headline share")
-        assert cells[0][1:4] == ["[x]", "[x]", "[x]"]
+        assert cells[0][3:6] == ["[x]", "[x]", "[x]"]
         _, notes = table_rows(book["Notes"], "Note number")
         assert any(str(note[1]).startswith("[x]") for note in notes)
 
@@ -328,9 +332,13 @@ def test_errors_name_the_file_and_never_quote_data(package_dir: Path, tmp_path: 
 
     copy = copy_package(package_dir, tmp_path / "again")
     path = copy / "data" / "admissions-by-ward-and-outcome.csv"
-    lines = path.read_text(encoding="utf-8").splitlines()
-    lines[3] = lines[3].rsplit(",", 1)[0] + ",secret-42"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    rows[2]["upper_95"] = "secret-42"  # line 4
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
     with pytest.raises(PackageError) as raised:
         write_spreadsheets(copy)
     message = str(raised.value)
