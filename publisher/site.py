@@ -64,6 +64,7 @@ VALUE = "value"
 MARKER = "marker"
 LOWER = "lower_95"
 UPPER = "upper_95"
+TOTAL_FLAG = "is_total"
 
 # The marker file of a generated folder. mkdocs.yml excludes it from the site (it would
 # otherwise conflict with index.md); on GitHub it explains the folder to anyone browsing.
@@ -1446,7 +1447,9 @@ def _data_table(package: _Package, resource: _Resource) -> list[str]:
     extra = [
         field
         for field in resource.fields
-        if field.name not in {d.name for d in dimensions} | {VALUE, MARKER, LOWER, UPPER}
+        # is_total repeats what the key columns show (the total label): not for readers.
+        if field.name
+        not in {d.name for d in dimensions} | {VALUE, MARKER, LOWER, UPPER, TOTAL_FLAG}
     ]
     caption = resource.title
     if package.geography:

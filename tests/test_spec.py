@@ -256,6 +256,20 @@ def test_share_on_an_undeclared_column_is_reported_not_a_crash() -> None:
     assert "'colour'" in problem_at(problems, "tables[0].by[0]")
 
 
+@pytest.mark.parametrize("name", ["value", "is_total"])
+def test_a_key_column_named_like_a_published_column_is_refused(name: str) -> None:
+    data = spec_dict()
+    columns = data["inputs"]["admissions"]["columns"]
+    columns[name] = columns.pop("ward")
+    data["tables"][0]["by"] = [name]
+    data["tables"][1]["by"] = [name, "outcome"]
+    data["shares"] = []
+
+    problems = problems_of(data)
+
+    assert "every published table has" in problem_at(problems, "tables[0].by[0]")
+
+
 # --- YAML ---------------------------------------------------------------------------------
 
 
