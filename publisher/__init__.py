@@ -13,9 +13,12 @@ The modules, in the order data flows through them (see DESIGN.md):
   shares with intervals, from noisy values only.
 - ``disclosure``: rounding, thresholds and GSS markers.
 - ``package``: the Frictionless data package, validated and swapped into place atomically.
+- ``model``: a written package read back once and checked (paths, links, checksums), for
+  everything that reads a package.
 - ``pipeline``: the release end to end.
 - ``plan``: the loss split and expected margins of error, from public parameters only.
-- ``site``: the public MkDocs site, generated from a package.
+- ``site``: the public MkDocs site, generated from a package (a package of its own:
+  views, Jinja2 templates holding every sentence, charts, build).
 - ``demo``: synthetic microdata shaped like the police data, for demonstrations and tests.
 - ``cli``: the ``publisher`` command, a thin layer over the above.
 """

@@ -31,7 +31,7 @@ def test_noise_is_drawn_by_opendp_only() -> None:
     # The demo generator makes synthetic microdata with numpy; nothing else may draw random
     # numbers, so every published number's noise comes from OpenDP's vetted samplers.
     forbidden = ("np.random", "numpy.random", "import random", "from random", "secrets.")
-    for path in (ROOT / "publisher").glob("*.py"):
+    for path in (ROOT / "publisher").rglob("*.py"):
         if path.name == "demo.py":
             continue
         text = path.read_text(encoding="utf-8")

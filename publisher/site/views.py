@@ -1,0 +1,636 @@
+"""View models: what each page shows, chosen from the package, with no prose.
+
+Python decides here which figures a page shows and in what order (the total of a table,
+its largest category, the markers it uses, the files to offer, the bars of a chart);
+the templates say it in words. Checks that concern only the site (a table name must make
+a page name; two files must not be offered under one name) are made here too.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from publisher.errors import PackageError
+from publisher.model import (
+    CHECKSUMS,
+    LOWER,
+    MARKER,
+    UPPER,
+    VALUE,
+    ArchivedVersion,
+    Dimension,
+    Package,
+    PackageFile,
+    PrivacyUnit,
+    Resource,
+    Share,
+)
+from publisher.site.charts import Bar, Chart, Layout, layout
+from publisher.site.text import SAFE_URL, md, one_line, percents
+
+__all__ = ["Download", "TableView", "Views", "build_views"]
+
+_PAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_INTEGER = re.compile(r"-?\d+")
+_WHOLE = re.compile(r"\d+")
+
+Row = Mapping[str, str]
+#: The chart words: the macros of ``templates/chart-words.txt.j2``, called by name.
+Words = Callable[..., str]
+
+
+@dataclass(frozen=True)
+class Download:
+    """A file the site offers: the package's file and where the site puts its copy."""
+
+    file: PackageFile
+    href: str  # of the copy in the generated folder (Markdown files get ".txt")
+    version: str = ""  # the earlier version it belongs to, for files of the archive
+
+    @property
+    def path(self) -> str:
+        return self.file.path
+
+    @property
+    def name(self) -> str:
+        return self.file.name
+
+    @property
+    def format(self) -> str:
+        return self.file.format.lower()
+
+    @property
+    def renamed(self) -> bool:
+        return self.href != self.file.path
+
+
+@dataclass(frozen=True)
+class Largest:
+    """The largest known category of one breakdown, and the one after it."""
+
+    dimension: Dimension
+    top: Row
+    runner_up: Row
+    overlaps: bool  # the two intervals overlap: which is larger is not certain
+
+
+@dataclass(frozen=True)
+class TableView:
+    """What the pages say about one count table."""
+
+    resource: Resource
+    total: Row | None
+    largest: tuple[Largest, ...]
+    hidden: int  # figures replaced by a marker
+    used_markers: tuple[str, ...]
+    unit: PrivacyUnit | None
+    own_file: Download | None
+    figures: tuple[Layout, ...]
+    extra_fields: tuple[str, ...]  # columns beyond the dimensions and the count contract
+
+    @property
+    def name(self) -> str:
+        return self.resource.name
+
+    def is_total(self, row: Row, total_label: str) -> bool:
+        return all(row[dimension.name] == total_label for dimension in self.resource.dimensions)
+
+
+@dataclass(frozen=True)
+class TotalFinding:
+    """One total of the key findings: tables of the same input share theirs."""
+
+    first: TableView
+    tables: int
+    unit: PrivacyUnit | None
+
+
+@dataclass(frozen=True)
+class ShareView:
+    share: Share
+    statement: str
+    estimate: str = ""  # as printed, in percent; "" when not estimated
+    lower: str = ""
+    upper: str = ""
+
+
+@dataclass(frozen=True)
+class ArchivedView:
+    version: str
+    downloads: tuple[Download, ...]
+
+
+@dataclass(frozen=True)
+class Views:
+    """Everything the templates need, computed once from the package."""
+
+    package: Package
+    tables: tuple[TableView, ...]
+    shares: tuple[ShareView, ...]
+    total_findings: tuple[TotalFinding, ...]
+    shares_figure: Layout | None
+    downloads: tuple[Download, ...]
+    archive: tuple[ArchivedView, ...]
+    counts: tuple[str, ...]  # what the tables count, sorted
+    consistent_groups: tuple[tuple[str, ...], ...]  # groups of more than one table, by title
+
+    def has_marker(self, marker: str) -> bool:
+        return any(name == marker for name, _ in self.package.markers)
+
+    @property
+    def year(self) -> str:
+        """The year of publication, for a citation ("" when not known)."""
+        published = self.package.published
+        return published[:4] if re.match(r"^\d{4}", published) else ""
+
+    @property
+    def bibtex_key(self) -> str:
+        """The citation key: the package's name and version, letters and digits only."""
+        key = re.sub(
+            r"[^A-Za-z0-9]+", "-", f"{self.package.name or 'release'}-{self.package.version}"
+        )
+        return key.strip("-")
+
+    @property
+    def changelog(self) -> tuple[ChangelogLine | None, ...]:
+        """The package's CHANGELOG.md as lines to show (None: a blank line)."""
+        text = self.package.changelog
+        return changelog_lines(text) if text and text.strip() else ()
+
+    @property
+    def citation_url(self) -> str:
+        """The release's web page, when it is a plain https URL."""
+        return self.package.homepage if SAFE_URL.match(self.package.homepage) else ""
+
+    def downloads_of(self, *formats: str) -> tuple[Download, ...]:
+        return tuple(item for item in self.downloads if item.format in formats)
+
+    def download(self, path: str) -> Download | None:
+        return next((item for item in self.downloads if item.path == path), None)
+
+    @property
+    def checksums_offered(self) -> bool:
+        return self.download(CHECKSUMS) is not None
+
+    @property
+    def whole_release(self) -> tuple[Download, ...]:
+        return self.downloads_of("zip") + self.downloads_of("ods", "xlsx")
+
+    @property
+    def table_files(self) -> tuple[Download, ...]:
+        return self.downloads_of("csv")
+
+    @property
+    def other_files(self) -> tuple[Download, ...]:
+        taken = {*self.whole_release, *self.table_files}
+        return tuple(item for item in self.downloads if item not in taken)
+
+    @property
+    def any_renamed(self) -> bool:
+        return any(item.renamed for item in self.downloads)
+
+    def unit_tables(self, unit: PrivacyUnit) -> tuple[TableView, ...]:
+        """The tables a privacy unit's inputs feed."""
+        inputs = {reach.input for reach in unit.reaches}
+        return tuple(table for table in self.tables if table.resource.input in inputs)
+
+    @property
+    def dimensions(self) -> tuple[tuple[Dimension, tuple[str, ...]], ...]:
+        """Every distinct dimension, with the titles of the tables that use it."""
+        groups: dict[Dimension, list[str]] = {}
+        for table in self.tables:
+            for dimension in table.resource.dimensions:
+                groups.setdefault(dimension, []).append(table.resource.title)
+        return tuple((dimension, tuple(titles)) for dimension, titles in groups.items())
+
+
+def build_views(package: Package, words: Mapping[str, Words]) -> Views:
+    """The view models of every page; raises PackageError for what the site cannot show."""
+    _check_page_names(package)
+    downloads = tuple(_download(item) for item in package.files)
+    archive = tuple(
+        ArchivedView(
+            version.version,
+            tuple(_download(item, version.version) for item in _archived(version)),
+        )
+        for version in package.archive
+    )
+    hrefs = [item.href for item in downloads] + [
+        item.href for version in archive for item in version.downloads
+    ]
+    duplicated = sorted({href for href in hrefs if hrefs.count(href) > 1})
+    if duplicated:
+        raise PackageError(
+            [
+                f"{package.directory / 'datapackage.json'}: files: two files would be offered "
+                f"as '{href}': rename one"
+                for href in duplicated
+            ]
+        )
+    by_path = {item.path: item for item in downloads}
+    tables = tuple(
+        _table_view(package, resource, by_path.get(resource.path), words)
+        for resource in package.tables
+    )
+    titles = {table.name: table.resource.title for table in tables}
+    return Views(
+        package=package,
+        tables=tables,
+        shares=tuple(_share_view(share) for share in package.shares),
+        total_findings=_total_findings(package, tables),
+        shares_figure=_shares_figure(package, words),
+        downloads=downloads,
+        archive=archive,
+        counts=tuple(sorted({resource.counts for resource in package.tables})),
+        consistent_groups=tuple(
+            tuple(titles.get(name, name) for name in group)
+            for group in package.consistent_groups
+            if len(group) > 1
+        ),
+    )
+
+
+def _check_page_names(package: Package) -> None:
+    problems = [
+        f"{package.directory / 'datapackage.json'}: resources[{index}].name: expected lowercase "
+        "letters, digits, '.', '_' and '-' (and not 'index'): it names the table's page"
+        for index, resource in enumerate(package.resources)
+        if resource.is_table
+        and (not _PAGE_NAME.match(resource.name) or resource.name in ("index", "readme"))
+    ]
+    if problems:
+        raise PackageError(problems)
+
+
+def _download(item: PackageFile, version: str = "") -> Download:
+    # MkDocs would turn a Markdown file into a page: the site offers it as text.
+    href = f"{item.path}.txt" if item.path.lower().endswith(".md") else item.path
+    return Download(item, href, version)
+
+
+def _archived(version: ArchivedVersion) -> tuple[PackageFile, ...]:
+    return (*version.zips, version.descriptor)
+
+
+# --------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------
+
+
+def _table_view(
+    package: Package, resource: Resource, own_file: Download | None, words: Mapping[str, Words]
+) -> TableView:
+    dimensions = resource.dimensions
+    total = next(
+        (row for row in resource.rows if _all_total(package, row, dimensions)),
+        None,
+    )
+    used: list[str] = []
+    for row in resource.rows:
+        if row[MARKER] and row[MARKER] not in used:
+            used.append(row[MARKER])
+    order = [marker for marker, _ in package.markers]
+    used.sort(key=lambda marker: order.index(marker) if marker in order else len(order))
+    known = {dimension.name for dimension in dimensions} | {VALUE, MARKER, LOWER, UPPER}
+    return TableView(
+        resource=resource,
+        total=total,
+        largest=_largest(package, resource),
+        hidden=sum(1 for row in resource.rows if not row[VALUE]),
+        used_markers=tuple(used),
+        unit=_unit_of(package, resource.input),
+        own_file=own_file,
+        figures=_table_figures(package, resource, words),
+        extra_fields=tuple(field.name for field in resource.fields if field.name not in known),
+    )
+
+
+def _all_total(package: Package, row: Row, dimensions: Sequence[Dimension]) -> bool:
+    return all(row[dimension.name] == package.total_label for dimension in dimensions)
+
+
+def _unit_of(package: Package, input_name: str) -> PrivacyUnit | None:
+    """The privacy unit an input's own identifier names (the first that reaches it)."""
+    return next(
+        (
+            unit
+            for unit in package.units
+            if any(reach.input == input_name and not reach.through for reach in unit.reaches)
+        ),
+        None,
+    )
+
+
+def _largest(package: Package, resource: Resource) -> tuple[Largest, ...]:
+    """For each dimension, the largest known category and whether the order is certain."""
+    found = []
+    for dimension in resource.dimensions:
+        others = [other for other in resource.dimensions if other is not dimension]
+        candidates = [
+            row
+            for row in resource.rows
+            if row[dimension.name] not in (package.total_label, dimension.unknown)
+            and all(row[other.name] == package.total_label for other in others)
+            and _WHOLE.fullmatch(row[VALUE])
+        ]
+        if len(candidates) < 2:
+            continue
+        ranked = sorted(candidates, key=lambda row: -int(row[VALUE]))
+        top, runner_up = ranked[0], ranked[1]
+        found.append(Largest(dimension, top, runner_up, int(top[LOWER]) <= int(runner_up[UPPER])))
+    return tuple(found)
+
+
+def _total_findings(package: Package, tables: Sequence[TableView]) -> tuple[TotalFinding, ...]:
+    groups: dict[tuple[str, ...], list[TableView]] = {}
+    for table in tables:
+        if table.total is None:
+            continue
+        resource, total = table.resource, table.total
+        key = (resource.input, resource.counts, *(total[c] for c in (VALUE, MARKER, LOWER, UPPER)))
+        groups.setdefault(key, []).append(table)
+    return tuple(
+        TotalFinding(group[0], len(group), _unit_of(package, group[0].resource.input))
+        for group in groups.values()
+    )
+
+
+def _share_view(share: Share) -> ShareView:
+    statement = share.statement.strip().rstrip(".")
+    if share.estimate is None or share.lower is None or share.upper is None:
+        return ShareView(share, statement)
+    estimate, lower, upper = percents(share.estimate, share.lower, share.upper)
+    return ShareView(share, statement, estimate, lower, upper)
+
+
+# --------------------------------------------------------------------------------------
+# Charts
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Summary:
+    """The bars of a chart as its description says them."""
+
+    bars: tuple[Bar, ...]
+    largest: Bar | None
+    smallest: Bar | None
+    hidden: tuple[Bar, ...]
+    hidden_shown: tuple[str, ...]
+
+
+def _summary(bars: Sequence[Bar]) -> _Summary:
+    real = tuple(bar for bar in bars if not bar.heading)
+    ranked = sorted((bar for bar in real if bar.value is not None), key=lambda b: -(b.value or 0))
+    hidden = tuple(bar for bar in real if bar.value is None)
+    return _Summary(
+        bars=real,
+        largest=ranked[0] if ranked else None,
+        smallest=ranked[-1] if ranked else None,
+        hidden=hidden,
+        hidden_shown=tuple(sorted({bar.shown for bar in hidden})),
+    )
+
+
+def _said(words: Mapping[str, Words], name: str, *args: Any) -> str:
+    return one_line(words[name](*args))
+
+
+def _count_bar(row: Row, label: str, words: Mapping[str, Words], *, hatched: bool = False) -> Bar:
+    """A bar for one published figure: a number (maybe with a marker beside it) or a marker."""
+    value, marker = row[VALUE], row[MARKER]
+    number = _INTEGER.fullmatch(value) is not None
+    shown = " ".join(part for part in (f"{int(value):,}" if number else "", marker) if part)
+    if not number:
+        return Bar(label, shown=shown or _said(words, "no_number"), hatched=hatched)
+    bounds = [row[LOWER], row[UPPER]]
+    known = all(_INTEGER.fullmatch(bound) for bound in bounds)
+    return Bar(
+        label,
+        value=float(value),
+        lower=float(bounds[0]) if known else None,
+        upper=float(bounds[1]) if known else None,
+        shown=shown,
+        lower_shown=f"{int(bounds[0]):,}" if known else "",
+        upper_shown=f"{int(bounds[1]):,}" if known else "",
+        hatched=hatched,
+    )
+
+
+def _rows_by(resource: Resource, dimension: Dimension, fixed: Mapping[str, str]) -> dict[str, Row]:
+    """The rows of one dimension's categories where the other dimensions are ``fixed``."""
+    return {
+        row[dimension.name]: row
+        for row in resource.rows
+        if all(row[name] == value for name, value in fixed.items())
+    }
+
+
+def _category_bars(
+    dimension: Dimension, rows: Mapping[str, Row], words: Mapping[str, Words]
+) -> list[Bar]:
+    """Bars in the declared order of the categories (which may be meaningful, as ages)."""
+    return [
+        _count_bar(rows[value], value, words, hatched=value == dimension.unknown)
+        for value in dimension.values
+        if value in rows
+    ]
+
+
+def _total_words(package: Package, row: Row | None, words: Mapping[str, Words]) -> str:
+    if row is None:
+        return ""
+    return _said(words, "total_words", package.total_label, _count_bar(row, "", words))
+
+
+def _table_figures(
+    package: Package, resource: Resource, words: Mapping[str, Words]
+) -> tuple[Layout, ...]:
+    """The figures of a table page: one chart per breakdown, and for two breakdowns also
+    the second within each category of the first, on one scale so bars compare."""
+    value_title = resource.field(VALUE).title or _said(words, "value_axis", resource.counts)
+    counts = resource.counts
+    total = package.total_label
+    dimensions = resource.dimensions
+    charts: list[Chart] = []
+
+    def ident() -> str:
+        return f"chart-{resource.name.replace('.', '-')}-{len(charts) + 1}"
+
+    for dimension in dimensions:
+        if len(dimensions) > 1 and not resource.totals:
+            continue
+        others = {other.name: total for other in dimensions if other is not dimension}
+        rows = _rows_by(resource, dimension, others)
+        bars = _category_bars(dimension, rows, words)
+        if not bars:
+            continue
+        by = dimension.title.lower()
+        total_words = _total_words(package, rows.get(total), words)
+        charts.append(
+            Chart(
+                ident=ident(),
+                title=_said(words, "breakdown_title", counts, by),
+                description=_said(
+                    words, "breakdown_description", _summary(bars), counts, total_words
+                ),
+                axis=value_title,
+                caption=_said(
+                    words,
+                    "breakdown_caption",
+                    len(charts) + 1,
+                    counts,
+                    by,
+                    package.period,
+                    total_words,
+                ),
+                bars=tuple(bars),
+            )
+        )
+
+    if len(dimensions) == 2:
+        outer, inner = dimensions
+        bars = []
+        groups = []
+        for key in outer.values:
+            rows = _rows_by(resource, inner, {outer.name: key})
+            inner_bars = _category_bars(inner, rows, words)
+            if not inner_bars:
+                continue
+            heading = _said(
+                words, "group_heading", key, _total_words(package, rows.get(total), words)
+            )
+            bars += [Bar(heading, heading=True), *inner_bars]
+            groups.append((heading, _summary(inner_bars)))
+        if bars:
+            charts.append(
+                Chart(
+                    ident=ident(),
+                    title=_said(
+                        words, "grouped_title", counts, inner.title.lower(), outer.title.lower()
+                    ),
+                    description=_said(words, "grouped_description", groups, counts),
+                    axis=value_title,
+                    caption=_said(
+                        words,
+                        "grouped_caption",
+                        len(charts) + 1,
+                        counts,
+                        inner.title.lower(),
+                        outer.title.lower(),
+                        package.period,
+                    ),
+                    bars=tuple(bars),
+                )
+            )
+    return tuple(layout(chart) for chart in charts)
+
+
+def _shares_figure(package: Package, words: Mapping[str, Words]) -> Layout | None:
+    """The headline shares as a bar chart in percent, with their intervals."""
+    bars = []
+    for share in package.shares:
+        if share.estimate is None or share.lower is None or share.upper is None:
+            bars.append(Bar(share.title, shown=_said(words, "not_estimated")))
+            continue
+        estimate, lower, upper = percents(share.estimate, share.lower, share.upper)
+        bars.append(
+            Bar(
+                share.title,
+                value=share.estimate,
+                lower=share.lower,
+                upper=share.upper,
+                shown=estimate,
+                lower_shown=lower,
+                upper_shown=upper,
+            )
+        )
+    if not bars:
+        return None
+    chart = Chart(
+        ident="chart-headline-shares",
+        title=_said(words, "shares_title"),
+        description=_said(words, "shares_description", _summary(bars)),
+        axis=_said(words, "shares_axis"),
+        caption=_said(words, "shares_caption", package.period),
+        bars=tuple(bars),
+        percent=True,
+    )
+    return layout(chart)
+
+
+def file_name(path: str) -> str:
+    """The last part of a package path."""
+    return PurePosixPath(path).name
+
+
+@dataclass(frozen=True)
+class ChangelogLine:
+    """A line of the package's changelog, to be escaped and shown: ``kind`` is ``item``,
+    ``text`` or ``heading`` (of ``level``)."""
+
+    kind: str
+    text: str
+    level: int = 0
+
+
+def _unescape_markdown(text: str) -> str:
+    """Text of a Markdown line as written by a person: entities and escapes resolved."""
+    return html.unescape(re.sub(r"\\([\\`*_{}\[\]()#+\-.!|<>])", r"\1", text))
+
+
+def changelog_lines(changelog: str) -> tuple[ChangelogLine | None, ...]:
+    """The package's CHANGELOG.md, line by line: headings, list items, paragraphs.
+
+    The text comes from the package, so it is never passed through as Markdown: each line
+    is shown as text by the template. Its own top heading is dropped (the page has one)
+    and its headings move one level down.
+    """
+    blocks: list[tuple[str, str]] = []  # (kind, text): heading level "2".."6", "item", "text"
+    for raw in changelog.splitlines():
+        line = raw.strip()
+        heading = re.match(r"^(#{1,6})\s+(.*)$", line)
+        item = re.match(r"^[-*+]\s+(.*)$", line)
+        if not line:
+            blocks.append(("blank", ""))
+        elif heading:
+            level = len(heading.group(1))
+            if level > 1:
+                blocks.append((str(min(level + 1, 6)), heading.group(2)))
+        elif item:
+            blocks.append(("item", item.group(1)))
+        elif raw[:1].isspace() and blocks and blocks[-1][0] in ("item", "text"):
+            kind, text = blocks[-1]
+            blocks[-1] = (kind, f"{text} {line}")
+        elif blocks and blocks[-1][0] == "text":
+            blocks[-1] = ("text", f"{blocks[-1][1]} {line}")
+        else:
+            blocks.append(("text", line))
+
+    def shown(line: ChangelogLine | None) -> bool:
+        # Whether the line prints anything (an empty paragraph counts as blank).
+        return line is not None and (line.kind != "text" or bool(md(line.text)))
+
+    lines: list[ChangelogLine | None] = []
+    for kind, text in blocks:
+        text = _unescape_markdown(text)
+        if kind == "blank":
+            if lines and shown(lines[-1]):
+                lines.append(None)
+        elif kind == "item":
+            lines.append(ChangelogLine("item", text))
+        elif kind == "text":
+            paragraph = ChangelogLine("text", text)
+            lines += [None, paragraph, None] if lines and shown(lines[-1]) else [paragraph, None]
+        else:
+            lines += [None, ChangelogLine("heading", text, int(kind)), None]
+    cleaned: list[ChangelogLine | None] = []
+    for entry in lines:
+        if shown(entry) or (cleaned and shown(cleaned[-1])):
+            cleaned.append(entry)
+    return tuple([*cleaned, None] if cleaned and shown(cleaned[-1]) else cleaned)
