@@ -35,6 +35,7 @@ from publisher.site.text import SAFE_URL, md, one_line, percents
 
 __all__ = ["Download", "TableView", "Views", "build_views"]
 
+TOTAL = "is_total"
 _PAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _INTEGER = re.compile(r"-?\d+")
 _WHOLE = re.compile(r"\d+")
@@ -296,7 +297,8 @@ def _table_view(
             used.append(row[MARKER])
     order = [marker for marker, _ in package.markers]
     used.sort(key=lambda marker: order.index(marker) if marker in order else len(order))
-    known = {dimension.name for dimension in dimensions} | {VALUE, MARKER, LOWER, UPPER}
+    # is_total repeats what the key columns show (the total label): not for readers.
+    known = {dimension.name for dimension in dimensions} | {VALUE, MARKER, LOWER, UPPER, TOTAL}
     return TableView(
         resource=resource,
         total=total,
