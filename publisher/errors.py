@@ -3,9 +3,16 @@
 Library code raises these; only ``cli.py`` turns them into ``Error: ...`` lines and exit
 codes. Messages name the file, the YAML path or column, what was expected and what to do.
 They never contain a raw data value.
+
+Messages quote spec text and file names, which anyone can write: :func:`printable` shows
+every character a terminal would act on (line breaks, escape sequences, C1 controls,
+right-to-left overrides) as a visible escape, so a message is always one line and prints
+exactly what it says.
 """
 
 from __future__ import annotations
+
+import re
 
 __all__ = [
     "BudgetError",
@@ -13,7 +20,30 @@ __all__ = [
     "PackageError",
     "PublisherError",
     "SpecError",
+    "printable",
 ]
+
+# C0 and C1 controls, DEL, and the invisible characters that reorder or hide text on a
+# terminal: bidirectional marks, embeddings, overrides and isolates, line and paragraph
+# separators, and the byte order mark / zero-width no-break space.
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"
+)
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` with every control or invisible formatting character shown as an escape
+    (``\\n``, ``\\x1b``, ``\\u202e``): safe to print on a terminal, on one line."""
+
+    def escape(match: re.Match[str]) -> str:
+        char = match.group()
+        if char in _NAMED:
+            return _NAMED[char]
+        code = ord(char)
+        return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+    return _UNSAFE.sub(escape, text)
 
 
 class PublisherError(Exception):
@@ -21,8 +51,8 @@ class PublisherError(Exception):
 
     def __init__(self, problems: str | list[str]) -> None:
         lines = [problems] if isinstance(problems, str) else list(problems)
-        # One problem is one line, even when it quotes a spec string with a line break.
-        self.problems = [line.replace("\r", "\\r").replace("\n", "\\n") for line in lines]
+        # One problem is one printable line, whatever spec text or file name it quotes.
+        self.problems = [printable(line) for line in lines]
         super().__init__("\n".join(self.problems))
 
 

@@ -19,17 +19,20 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import stat
 import tempfile
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import polars as pl
 import polars.selectors as cs
 
-from publisher import staging
+from publisher import files, staging
 from publisher.errors import InputError
 from publisher.progress import Progress, quiet
 from publisher.spec import Input, ReleaseSpec
@@ -40,7 +43,10 @@ __all__ = ["InputSummary", "check", "identifier_hash", "linked_column", "load"]
 # to read fast, small enough that memory does not grow with the file.
 _CSV_BLOCK_BYTES = 16 << 20
 _BATCH_ROWS = 500_000
-_HEADER_BYTES = 1 << 20  # a header longer than this is not a header
+# A header row is read whole (it holds names only): longer than this, or with more
+# columns than this, it is refused rather than read into memory.
+_HEADER_BYTES = 64 << 20
+_HEADER_COLUMNS = 1_000_000
 # Identifiers and the columns references compare are staged as seeded 64-bit hashes: a
 # fraction of the memory of the text, and no identifier in clear on disk. A collision
 # could only merge two people into one, whose records are then bounded together (the
@@ -120,22 +126,27 @@ def _stage(
 ) -> tuple[pl.LazyFrame, int]:
     """Check one input in one pass over its rows and stage its used columns."""
     source = spec.inputs[name]
-    path, names = _open(spec, name)
+    path, names, header_bytes = _open(spec, name)
     where = f"{path} (inputs.{name})"
     columns = _used_columns(spec, name)
     problems = _column_problems(where, name, names, columns)
     if problems:
         raise InputError(problems)
+    # The file's own spelling of each column (another Unicode form of the spec's name).
+    raw = {unicodedata.normalize("NFC", column): column for column in names}
+    file_columns = {raw[column]: column for column in columns}
     checks = _value_checks(spec, name)
     counts: Counter[str] = Counter()
     # A folder of its own (not named after the input: names come from the spec).
     staged = Path(tempfile.mkdtemp(prefix="input-", dir=folder))
     try:
         progress(f"Reading and checking {name}", 0.0)
-        for number, (batch, fraction) in enumerate(_batches(path, source, names, columns)):
+        batches = _batches(path, source, list(file_columns), header_bytes)
+        for number, (batch, fraction) in enumerate(batches):
             progress(f"Reading and checking {name}", fraction)
             # A blank line is not a record (readers give it as a row of empty fields).
-            batch = batch.filter(~pl.all_horizontal(pl.all().is_null()))
+            batch = batch.rename(file_columns).filter(~pl.all_horizontal(pl.all().is_null()))
+            batch = _normalised(batch, _read_columns(source))
             counts.update(batch.select(checks).row(0, named=True))
             _staged_columns(spec, name, batch).write_parquet(staged / f"{number:06d}.parquet")
     except InputError:
@@ -166,33 +177,61 @@ def _stage(
     return frame, rows
 
 
-def _open(spec: ReleaseSpec, name: str) -> tuple[Path, list[str]]:
-    """The input's path and its column names, in order, checking it can be opened."""
+def _open(spec: ReleaseSpec, name: str) -> tuple[Path, list[str], int]:
+    """The input's path, its column names in order and the length of its header in bytes
+    (0 for formats without one), checking it can be opened.
+
+    The path must stay inside the spec's folder once links are resolved, and be a regular
+    file (or, for Parquet, a folder of regular files): a pipe, a device or a socket is
+    refused for what it is, without ever being opened.
+    """
     source = spec.inputs[name]
     path = spec.input_path(name)
     where = f"{path} (inputs.{name}.path)"
-    if not path.exists():
-        raise InputError(f"{where}: the file does not exist; check the path in the spec")
-    if path.is_dir() and source.format != "parquet":
+    if not path.is_relative_to(spec.base_dir.resolve()):
+        raise InputError(
+            f"{spec.base_dir / source.path} (inputs.{name}.path): leads outside the spec's "
+            "folder (through a symbolic link); copy or move the data into the spec's folder"
+        )
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputError(f"{where}: the file does not exist; check the path in the spec") from None
+    except OSError as error:
+        raise InputError(f"{where}: cannot be read ({error.strerror}); check it") from None
+    if stat.S_ISDIR(mode) and source.format != "parquet":
         raise InputError(
             f"{where}: this is a directory, not a file; point it at a file (a folder is read "
             "only as the parts of one Parquet table, with format: parquet)"
         )
-    if path.is_file() and path.stat().st_size == 0:
+    if stat.S_ISDIR(mode):
+        for relative, what in files.walk_regular(path):
+            if what is not None:
+                raise InputError(
+                    f"{where}: holds {relative}, which is {what}; a Parquet folder may hold "
+                    "only regular files (no links, pipes or devices)"
+                )
+    elif not stat.S_ISREG(mode):
+        raise InputError(
+            f"{where}: is {files.describe(mode)}, not a regular file; point it at the data file"
+        )
+    elif os.stat(path).st_size == 0:
         raise InputError(f"{where}: the file is empty; expected a header row and data")
     try:
         if source.format == "csv":
-            return path, _csv_header(path)
+            return (path, *_csv_header(path))
         if source.format == "parquet":
             table = _parquet(path)
             if not table.files:
                 raise InputError(
                     f"{where}: the folder holds no Parquet files; point it at a table's parts"
                 )
-            return path, list(table.schema.names)
-        return path, _duckdb_columns(path, source, f"{path} (inputs.{name}.table)")
+            return path, list(table.schema.names), 0
+        return path, _duckdb_columns(path, source, f"{path} (inputs.{name}.table)"), 0
     except InputError:
         raise
+    except _HeaderTooLarge as error:
+        raise InputError(f"{where}: {error}; check the file is CSV with a header row") from None
     except Exception:
         # Reader messages (pyarrow, DuckDB) can quote row contents, so they are never shown.
         raise InputError(
@@ -202,54 +241,62 @@ def _open(spec: ReleaseSpec, name: str) -> tuple[Path, list[str]]:
         ) from None
 
 
-def _csv_header(path: Path) -> list[str]:
-    """The header's names (only the header is decoded here: a bad byte further on is the
-    reader's to report). A quoted name may span lines, so lines are read until the quotes
-    balance."""
-    text = ""
-    with path.open("rb") as file:
-        while line := file.readline(_HEADER_BYTES):
-            text += line.decode("utf-8")
-            if text.count('"') % 2 == 0:
-                break
-            if len(text) > _HEADER_BYTES:
-                raise ValueError("an unclosed quote in the header")
+class _HeaderTooLarge(Exception):
+    """A header row beyond what is read whole (its message says which limit)."""
+
+
+def _csv_header(path: Path) -> tuple[list[str], int]:
+    """The header's names and its length in bytes (only the header is decoded here: a
+    bad byte further on is the reader's to report). A quoted name may span lines, so the
+    header ends at the first line break outside quotes. It is found by counting quotes
+    and separators a block at a time, so memory stays bounded until the header is known
+    to be within :data:`_HEADER_BYTES` and :data:`_HEADER_COLUMNS`."""
+    with files.open_regular(path) as stream:
+        length = _header_length(stream)
+        stream.seek(0)
+        text = stream.read(length).decode("utf-8")
     header = next(csv.reader(io.StringIO(text.removeprefix("\ufeff"))), None)
     if not header:
         raise ValueError("no header row")
-    return header
+    return header, length
+
+
+def _header_length(stream: BinaryIO) -> int:
+    """Bytes up to and including the first line break outside quotes (or the whole file)."""
+    quotes = separators = offset = 0
+    while chunk := stream.read(1 << 20):
+        start = 0
+        while (newline := chunk.find(b"\n", start)) >= 0:
+            quotes += chunk.count(b'"', start, newline)
+            if quotes % 2 == 0:
+                separators += chunk.count(b",", start, newline)
+                _check_header_size(offset + newline + 1, separators)
+                return offset + newline + 1
+            start = newline + 1
+        quotes += chunk.count(b'"', start)
+        separators += chunk.count(b",")
+        offset += len(chunk)
+        _check_header_size(offset, separators)
+    return offset
+
+
+def _check_header_size(length: int, separators: int) -> None:
+    if length > _HEADER_BYTES:
+        raise _HeaderTooLarge(
+            f"the header row is longer than {_HEADER_BYTES >> 20} MB (or a quote in it is "
+            "never closed)"
+        )
+    if separators >= _HEADER_COLUMNS:
+        raise _HeaderTooLarge(f"the header row has more than {_HEADER_COLUMNS:,} columns")
 
 
 def _batches(
-    path: Path, source: Input, names: list[str], columns: list[str]
+    path: Path, source: Input, columns: list[str], header_bytes: int
 ) -> Iterator[tuple[pl.DataFrame, float]]:
     """The input's ``columns``, as text, in batches of bounded size, each with the fraction
     of the input read once it is processed (for progress reports)."""
     if source.format == "csv":
-        # Imported here, like the other readers: commands that read no input (plan,
-        # validate, site) should not pay for loading pyarrow.
-        import pyarrow as pa
-        import pyarrow.csv as pa_csv
-
-        reader = pa_csv.open_csv(
-            path,
-            read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
-            # Quoted fields may hold line breaks; every row must have the header's fields.
-            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-            convert_options=pa_csv.ConvertOptions(
-                # Every field is text, so types are checked by us, not guessed; an empty
-                # field is missing, as in Polars' reader.
-                column_types={column: pa.string() for column in names},
-                include_columns=columns,
-                strings_can_be_null=True,
-                null_values=[""],
-                quoted_strings_can_be_null=False,
-            ),
-        )
-        size = path.stat().st_size
-        for number, record_batch in enumerate(reader, start=1):
-            # Each batch is one block of the file (the last one, less).
-            yield _as_text(record_batch), min(1.0, number * _CSV_BLOCK_BYTES / size)
+        yield from _csv_batches(path, columns, header_bytes)
     elif source.format == "parquet":
         table = _parquet(path)
         yield from _counted(
@@ -257,6 +304,38 @@ def _batches(
         )
     else:
         yield from _duckdb_batches(path, source, columns)
+
+
+def _csv_batches(
+    path: Path, columns: list[str], header_bytes: int
+) -> Iterator[tuple[pl.DataFrame, float]]:
+    # Imported here, like the other readers: commands that read no input (plan, validate,
+    # site) should not pay for loading pyarrow.
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    # The reader's first block must hold the whole header, however long it is.
+    block = max(_CSV_BLOCK_BYTES, header_bytes + (1 << 20))
+    with files.open_regular(path) as stream:
+        reader = pa_csv.open_csv(
+            stream,
+            read_options=pa_csv.ReadOptions(block_size=block),
+            # Quoted fields may hold line breaks; every row must have the header's fields.
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                # Every field is text, so types are checked by us, not guessed; an empty
+                # field is missing, as in Polars' reader.
+                column_types={column: pa.string() for column in columns},
+                include_columns=columns,
+                strings_can_be_null=True,
+                null_values=[""],
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        size = os.fstat(stream.fileno()).st_size
+        for number, record_batch in enumerate(reader, start=1):
+            # Each batch is one block of the file (the last one, less).
+            yield _as_text(record_batch), min(1.0, number * block / size)
 
 
 def _counted(record_batches: Iterable[Any], total: int) -> Iterator[tuple[pl.DataFrame, float]]:
@@ -326,6 +405,8 @@ def _duckdb(path: Path) -> Iterator[Any]:
 
 
 def _column_problems(where: str, name: str, names: list[str], wanted: list[str]) -> list[str]:
+    # Names are compared in Unicode NFC form, as the spec's are.
+    names = [unicodedata.normalize("NFC", column) for column in names]
     # Which of two columns of the same name is meant?
     repeated = [column for column in wanted if names.count(column) > 1]
     if repeated:
@@ -345,6 +426,20 @@ def _column_problems(where: str, name: str, names: list[str], wanted: list[str])
         + ", ".join(f"'{column}'" for column in missing)
         + f"{hint}; expected the columns declared under inputs.{name}"
     ]
+
+
+def _normalised(batch: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    """The categorical ``columns`` with their values in Unicode NFC form, as the spec's keys
+    are, so that "Café" typed composed or decomposed is one key. Only the distinct values
+    that change are rewritten (most data is in NFC already)."""
+    changes = []
+    for column in columns:
+        distinct = batch.get_column(column).drop_nulls().unique()
+        changed = distinct.filter(distinct.str.normalize("NFC") != distinct)
+        if changed.len():
+            mapping = dict(zip(changed, changed.str.normalize("NFC"), strict=True))
+            changes.append(pl.col(column).replace(mapping))
+    return batch.with_columns(changes) if changes else batch
 
 
 def _value_checks(spec: ReleaseSpec, name: str) -> list[pl.Expr]:

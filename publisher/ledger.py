@@ -49,6 +49,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from publisher import files
 from publisher.errors import BudgetError, InputError
 
 __all__ = [
@@ -316,6 +317,12 @@ class Ledger:
         if self.path.is_dir():
             raise BudgetError(
                 f"{self.path}: is a directory, not a ledger file; set privacy.ledger to a file path"
+            )
+        if self.path.exists() and not self.path.is_file():
+            # A pipe, a device or a socket: SQLite would block on it or read garbage.
+            raise BudgetError(
+                f"{self.path}: is {files.describe(self.path.stat().st_mode)}, not a ledger "
+                "file; set privacy.ledger to a file path"
             )
         if read_only:
             if not self.path.exists():

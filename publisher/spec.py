@@ -7,7 +7,10 @@ Category keys are public knowledge declared here; they are never derived from th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,10 +26,12 @@ from pydantic import (
     model_validator,
 )
 
+from publisher import files
 from publisher.errors import SpecError
 
 __all__ = [
     "LICENCES",
+    "LIMITS",
     "Category",
     "Column",
     "Hop",
@@ -65,6 +70,40 @@ MAX_CAP = {"rho": 100.0, "epsilon": 200.0}
 
 # OpenDP's own guidance on the largest typical total loss (it warns above these).
 CAUTION_ABOVE = {"zcdp": 0.5, "pure": 5.0}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one spec may ask for, checked before anything is read or reserved, so that a
+    release that passes ``check`` finishes in bounded time and memory (docs/spec.md)."""
+
+    # The tables of one input are estimated together, by a dense least-squares projection
+    # over all their cells: its time grows with the cube of the cells, its memory with the
+    # square (5,000 cells take about 30 s and 1.5 GB on two cores).
+    cells_per_table: int = 5_000
+    cells_per_input: int = 5_000
+    cells_per_release: int = 20_000
+    keys_per_category: int = 5_000
+    # A table's weight, relative to the others (its share of the loss).
+    weight: tuple[float, float] = (1e-3, 1e3)
+    # The least loss a table may get: less gives noise that swamps every count (a scale
+    # above a million for 1,000 records per person), and OpenDP's accuracy of such noise
+    # takes minutes to compute.
+    min_table_loss: Mapping[str, float] = field(
+        default_factory=lambda: {"rho": 1e-6, "epsilon": 1e-3}
+    )
+    # Text: any one value, the spec file, its nesting and its size once YAML aliases are
+    # expanded (an alias of an alias can stand for billions of values).
+    text_chars: int = 10_000
+    spec_bytes: int = 10 << 20
+    yaml_depth: int = 50
+    yaml_values: int = 1_000_000
+
+
+LIMITS = Limits()
+Weight = Annotated[
+    float, Number, Field(ge=LIMITS.weight[0], le=LIMITS.weight[1], allow_inf_nan=False)
+]
 
 # Licences we can describe fully (id -> title, URL). Official statistics use OGL.
 # The columns every published table has beside its key columns (package.py writes them):
@@ -299,7 +338,7 @@ class Table(_Model):
     title: Text
     description: Text
     counts: Text = "records"
-    weight: PositiveFinite = 1.0
+    weight: Weight = 1.0
     totals: bool = True
 
 
@@ -479,6 +518,11 @@ def _pydantic_problems(error: ValidationError) -> list[_Problem]:
             message = str(item["msg"]).removeprefix("Value error, ")
         elif kind == "string_pattern_mismatch":
             message = _pattern_hint(str(item["ctx"]["pattern"]))
+        elif kind == "string_type":
+            message = (
+                "expected text: put it in quotes (YAML reads 2024 as a number, 2024-01-31 "
+                "as a date and yes as true)"
+            )
         else:
             message = str(item["msg"])
         problems.append(_Problem(_yaml_path(loc), message))
@@ -794,33 +838,315 @@ def _share_problems(spec: ReleaseSpec, share: Share, where: str) -> list[_Proble
     return problems
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses duplicate keys instead of keeping the last one."""
+# Names the package and the site generate beside the spec's tables: a table of the same
+# name would overwrite the generated resource or page (headline-shares.csv, the site's
+# tables/index.md) or fail validation after the noise is drawn.
+RESERVED_TABLE_NAMES = frozenset({"headline-shares", "index"})
+# The columns every published count table has after its key columns.
+RESERVED_COLUMNS = frozenset({"value", "marker", "lower_95", "upper_95"})
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+def _cells(spec: ReleaseSpec, table: Table) -> int | None:
+    """The number of key combinations of a table (totals not counted); None when its
+    columns or categories are not declared (reported with the references)."""
+    source = spec.inputs.get(table.input)
+    sizes = []
+    for column in table.by:
+        declared = source.columns.get(column) if source else None
+        category = spec.categories.get(declared.categories) if declared else None
+        if category is None:
+            return None
+        sizes.append(len(category.values))
+    return math.prod(sizes)
+
+
+def _limit_problems(spec: ReleaseSpec) -> list[_Problem]:
+    """The sizes and losses of :data:`LIMITS`, so a valid spec releases in bounded time."""
+    problems: list[_Problem] = []
+    for name, category in spec.categories.items():
+        if len(category.values) > LIMITS.keys_per_category:
+            problems.append(
+                _Problem(
+                    f"categories.{name}.values",
+                    f"{len(category.values):,} keys; a category may have at most "
+                    f"{LIMITS.keys_per_category:,}: group the keys (see groups)",
+                )
+            )
+    sizes = [_cells(spec, table) for table in spec.tables]
+    if problems or None in sizes:
+        return problems  # the sizes below need every table's keys
+    per_input: dict[str, int] = {}
+    for index, (table, cells) in enumerate(zip(spec.tables, sizes, strict=True)):
+        assert cells is not None
+        per_input[table.input] = per_input.get(table.input, 0) + cells
+        if cells > LIMITS.cells_per_table:
+            problems.append(
+                _Problem(
+                    f"tables[{index}].by",
+                    f"the table has {cells:,} cells (key combinations), more than the "
+                    f"{LIMITS.cells_per_table:,} a table may have: break it down by fewer "
+                    "or coarser columns",
+                )
+            )
+    for name, cells in per_input.items():
+        if cells > LIMITS.cells_per_input:
+            problems.append(
+                _Problem(
+                    f"inputs.{name}",
+                    f"its tables have {cells:,} cells together, more than the "
+                    f"{LIMITS.cells_per_input:,} the tables of one input may have (they are "
+                    "estimated together): drop or coarsen a table",
+                )
+            )
+    if sum(per_input.values()) > LIMITS.cells_per_release:
+        problems.append(
+            _Problem(
+                "tables",
+                f"the tables have {sum(per_input.values()):,} cells in all, more than the "
+                f"{LIMITS.cells_per_release:,} a release may have: drop or coarsen tables",
+            )
+        )
+    floor = LIMITS.min_table_loss[spec.privacy.loss_name]
+    for index, table in enumerate(spec.tables):
+        loss = spec.table_loss(table)
+        if loss < floor:
+            problems.append(
+                _Problem(
+                    f"tables[{index}].weight",
+                    f"the table's share of the loss is {spec.privacy.loss_name} = {loss:.3g}, "
+                    f"below the least a table may get ({floor:g}): its noise would swamp "
+                    f"every count; raise privacy.{spec.privacy.loss_name} or this table's "
+                    "weight",
+                )
+            )
+    return problems
+
+
+def _name_problems(spec: ReleaseSpec) -> list[_Problem]:
+    """Names that would clash with what the package generates, so the package could not
+    be written or would be wrong once the noise is drawn."""
+    problems: list[_Problem] = []
+    label = spec.disclosure.total_label
+    for index, table in enumerate(spec.tables):
+        where = f"tables[{index}]"
+        if table.name in RESERVED_TABLE_NAMES:
+            problems.append(
+                _Problem(
+                    f"{where}.name",
+                    f"'{table.name}' is the name of something the package generates: "
+                    "choose another table name",
+                )
+            )
+        source = spec.inputs.get(table.input)
+        for position, column in enumerate(table.by):
+            if column in RESERVED_COLUMNS:
+                problems.append(
+                    _Problem(
+                        f"{where}.by[{position}]",
+                        f"'{column}' is a column every published table has "
+                        f"({', '.join(sorted(RESERVED_COLUMNS))}): rename the input column "
+                        f"under inputs.{table.input}.columns",
+                    )
+                )
+            declared = source.columns.get(column) if source else None
+            if declared is None or declared.categories not in spec.categories:
+                continue  # reported with the references
+            if table.totals and label in spec.categories[declared.categories].values:
+                problems.append(
+                    _Problem(
+                        "disclosure.total_label",
+                        f"'{label}' is also a key of categories.{declared.categories}, which "
+                        f"table '{table.name}' totals: its total rows could not be told from "
+                        "that key's rows; change the label or the key",
+                    )
+                )
+    return list({(p.path, p.message): p for p in problems}.values())
+
+
+def _spreadsheet_problems(spec: ReleaseSpec) -> list[_Problem]:
+    """Text that lands in a CSV cell and that a spreadsheet would run as a formula."""
+    places: list[tuple[str, str]] = [("disclosure.total_label", spec.disclosure.total_label)]
+    for name, category in spec.categories.items():
+        places += [(f"categories.{name}.values[{i}]", v) for i, v in enumerate(category.values)]
+    for name, source in spec.inputs.items():
+        places += [(f"inputs.{name}.columns.{column}", column) for column in source.columns]
+    places += [(f"shares[{i}].title", share.title) for i, share in enumerate(spec.shares)]
+    return [
+        _Problem(
+            where,
+            f"'{text}' starts with '{text[0]}', so a spreadsheet opening the CSV would run it "
+            "as a formula: reword it so it starts with a letter or digit (for example "
+            "'Minus 5 to 0' or 'Under 0' instead of '-5 to 0')",
+        )
+        for where, text in places
+        if text.startswith(FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text)
+    ]
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """A safe loader for specs anyone may have written: duplicate keys, keys that are not
+    plain text, nesting deeper than :data:`LIMITS` allows and aliases that expand beyond
+    it or refer to themselves are each a YAML error at their line. Values no Python type
+    can hold (an integer of thousands of digits) stay text for the validation to report
+    at their YAML path; dates stay text too."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        # Composing is recursive: stop before Python's own recursion limit is reached.
+        self._depth += 1
+        try:
+            if self._depth > LIMITS.yaml_depth:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"nested more than {LIMITS.yaml_depth} levels deep; a spec needs a few",
+                    self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expansion(node)
+        return super().construct_document(node)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, OverflowError, ArithmeticError) as error:
+            if isinstance(node, yaml.ScalarNode) and node.tag != _TIMESTAMP:
+                # A number too large for Python (thousands of digits): keep what was
+                # written, so the spec's validation reports it at its YAML path.
+                return node.value
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"a value that cannot be read ({type(error).__name__})",
+                node.start_mark,
+            ) from None
+
+
+# Dates are read by the spec's own validation (which names the YAML path of an impossible
+# one such as 2024-02-30), not by YAML: to YAML they are text, like any other value.
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _TIMESTAMP]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a document whose aliases refer to themselves or expand to more values than
+    :data:`LIMITS` allows (each alias counts as a full copy of what it names)."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise yaml.composer.ComposerError(
+                None, None, "an alias refers to the node that contains it", node.start_mark
+            )
+        open_nodes.add(key)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        total = 1 + sum(size(child) for child in children)
+        if total > LIMITS.yaml_values:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"expands to more than {LIMITS.yaml_values:,} values through aliases",
+                node.start_mark,
+            )
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root)
+
+
+def _construct_mapping(loader: _SpecLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                "a key must be plain text, not a list or a mapping (`? [a, b]`)",
+                key_node.start_mark,
+            )
         key = loader.construct_object(key_node)
+        if isinstance(key, str):
+            key = unicodedata.normalize("NFC", key)
         if key in seen:
             mark = key_node.start_mark
             raise yaml.constructor.ConstructorError(
-                None, None, f"the key '{key}' appears twice: keep one", mark
+                None,
+                None,
+                f"the key '{key}' appears twice (compared in Unicode NFC form): keep one",
+                mark,
             )
         seen.add(key)
     return loader.construct_mapping(node)
 
 
-_UniqueKeyLoader.add_constructor(
+_SpecLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
     _construct_mapping,
 )
+
+# Controls have no place in a spec: a line break is the only one text may hold (a tab is
+# kept too). Anything else (escape sequences, C1 controls, DEL) is refused where it is.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _clean(value: Any, path: tuple[int | str, ...], problems: list[_Problem]) -> Any:
+    """``value`` with every string (keys too) in Unicode NFC form, so that text typed in
+    two normal forms ("Café" composed or decomposed) is one key; control characters and
+    overlong text are reported with their YAML path."""
+    if isinstance(value, str):
+        text = unicodedata.normalize("NFC", value)
+        where = _yaml_path(path)
+        control = _CONTROL.search(text)
+        if control:
+            problems.append(
+                _Problem(
+                    where,
+                    f"contains the control character U+{ord(control.group()):04X}; remove it",
+                )
+            )
+        if len(text) > LIMITS.text_chars:
+            problems.append(
+                _Problem(
+                    where,
+                    f"is {len(text):,} characters long; text is limited to "
+                    f"{LIMITS.text_chars:,} (move long explanations to a linked document)",
+                )
+            )
+        return text
+    if isinstance(value, list):
+        return [_clean(item, (*path, index), problems) for index, item in enumerate(value)]
+    if isinstance(value, dict):
+        return {
+            _clean(key, (*path, str(key)), problems): _clean(item, (*path, str(key)), problems)
+            for key, item in value.items()
+        }
+    return value
 
 
 def parse(text: str, *, name: str = "release spec", base_dir: Path = Path(".")) -> ReleaseSpec:
     """Parse a spec from YAML text. Raises :class:`SpecError` listing every problem."""
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -831,27 +1157,51 @@ def parse(text: str, *, name: str = "release spec", base_dir: Path = Path(".")) 
             f"{name}: expected a mapping with the keys release, privacy, categories, "
             "inputs and tables; see the release spec reference"
         )
-    try:
-        spec = ReleaseSpec.model_validate({**data, "base_dir": base_dir})
-    except ValidationError as error:
-        problems = _pydantic_problems(error)
-    else:
-        problems = _reference_problems(spec)
+    problems: list[_Problem] = []
+    data = _clean(data, (), problems)
+    if not problems:
+        try:
+            spec = ReleaseSpec.model_validate({**data, "base_dir": base_dir})
+        except ValidationError as error:
+            problems = _pydantic_problems(error)
+        else:
+            problems = [
+                *_reference_problems(spec),
+                *_limit_problems(spec),
+                *_name_problems(spec),
+                *_spreadsheet_problems(spec),
+            ]
     if problems:
         raise SpecError([f"{name}: {p.path}: {p.message}" for p in problems])
     return spec
 
 
 def load(path: str | Path) -> ReleaseSpec:
-    """Load and validate a release spec file; relative paths in it start from its folder."""
+    """Load and validate a release spec file; relative paths in it start from its folder.
+
+    The spec must be a regular file (a pipe, a device or a folder is refused, without
+    blocking on it) of at most ``LIMITS.spec_bytes``.
+    """
     spec_path = Path(path)
-    if not spec_path.is_file():
-        what = "is a directory" if spec_path.is_dir() else "does not exist"
-        raise SpecError(f"{spec_path}: the release spec {what}; give the path to a YAML file")
     try:
-        text = spec_path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise SpecError(f"{spec_path}: not UTF-8 text; save the spec as UTF-8") from None
+        raw = files.read_regular(spec_path, limit=LIMITS.spec_bytes)
+    except files.NotARegularFile as error:
+        raise SpecError(
+            f"{spec_path}: the release spec {error.what}; give the path to a YAML file"
+        ) from None
+    except FileNotFoundError:
+        raise SpecError(
+            f"{spec_path}: the release spec does not exist; give the path to a YAML file"
+        ) from None
+    except ValueError:
+        raise SpecError(
+            f"{spec_path}: the release spec is larger than {LIMITS.spec_bytes >> 20} MB; "
+            "a spec is a short YAML file"
+        ) from None
     except OSError as error:
         raise SpecError(f"{spec_path}: cannot be read ({error.strerror}); check it") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(f"{spec_path}: not UTF-8 text; save the spec as UTF-8") from None
     return parse(text, name=str(spec_path), base_dir=spec_path.parent.resolve())

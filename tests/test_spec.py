@@ -10,11 +10,18 @@ from typing import Any
 import pydantic
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from publisher.errors import SpecError
-from publisher.spec import ReleaseSpec, load, parse
+from publisher.spec import (
+    LIMITS,
+    RESERVED_COLUMNS,
+    RESERVED_TABLE_NAMES,
+    ReleaseSpec,
+    load,
+    parse,
+)
 from tests.conftest import OUTCOMES, WARDS, admissions_spec
 
 NAME = "release.yaml"
@@ -173,6 +180,8 @@ def test_table_losses_sum_to_the_total_and_follow_the_weights(
         {**template, "name": f"table-{index}", "weight": weight}
         for index, weight in enumerate(weights)
     ]
+    # A table's share below the documented floor is refused (tested separately).
+    assume(rho * min(weights) / math.fsum(weights) >= LIMITS.min_table_loss["rho"])
     spec = parse_dict(data)
 
     losses = [spec.table_loss(table) for table in spec.tables]
@@ -803,3 +812,60 @@ def test_a_second_person_of_the_own_unit_is_refused() -> None:
     problem = problem_at(problems_of(data), "inputs.children.references.sibling_ref")
 
     assert "a second child" in problem
+
+def short(number: float) -> str:
+    return f"{number:g}".replace("e-0", "e-")
+
+
+def test_the_documented_limits_are_the_checked_ones() -> None:
+    # Fails if docs/spec.md states a limit the code does not check, or the other way round.
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "spec.md").read_text(encoding="utf-8")
+    section = doc.split("## What every spec must meet", 1)[1].split("\n## ", 1)[0]
+    stated = [
+        f"| keys in one category (`values`) | {LIMITS.keys_per_category:,} |",
+        f"| cells in one table | {LIMITS.cells_per_table:,} |",
+        f"| cells of all the tables of one input | {LIMITS.cells_per_input:,} |",
+        f"| cells of all the tables of a release | {LIMITS.cells_per_release:,} |",
+        f"| table `weight` | {LIMITS.weight[0]:g} to {LIMITS.weight[1]:g} |",
+        f"at least rho = {short(LIMITS.min_table_loss['rho'])} (zCDP), epsilon = "
+        f"{short(LIMITS.min_table_loss['epsilon'])} (pure)",
+        f"| one piece of text | {LIMITS.text_chars:,} characters |",
+        f"| the spec file | {LIMITS.spec_bytes >> 20} MB, nested at most {LIMITS.yaml_depth} "
+        f"levels, at most {LIMITS.yaml_values:,} values",
+    ]
+    for fragment in stated:
+        assert fragment in section, fragment
+    assert all(f"`{name}`" in section for name in RESERVED_TABLE_NAMES)
+
+
+def test_the_reserved_names_are_those_the_package_generates() -> None:
+    from publisher import disclosure, package
+
+    assert set(disclosure.COLUMNS) <= RESERVED_COLUMNS
+    assert package.SHARES_RESOURCE in RESERVED_TABLE_NAMES
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("release:\n  published: 2024-02-30\n", "release.published"),
+        ("release:\n  title: [" + "[" * 100 + "]" * 101 + "\n", None),
+    ],
+)
+def test_yaml_that_crashed_is_reported_with_where(text: str, path: str | None) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse(text)
+    problems = caught.value.problems
+    if path is None:
+        assert "line 2" in problems[0] and "nested more than 50 levels" in problems[0]
+    else:
+        assert any(f": {path}: " in p for p in problems), problems
+
+
+def test_dates_and_numbers_that_look_alike_stay_what_the_spec_means() -> None:
+    spec = admissions_spec()
+    spec["release"]["published"] = "2024-02-29"  # type: ignore[index]
+    spec["release"]["period"] = "2024-01-01"  # type: ignore[index]
+    parsed = parse(yaml.safe_dump(spec).replace("'2024-02-29'", "2024-02-29"))
+    assert str(parsed.release.published) == "2024-02-29"
+    assert parsed.release.period == "2024-01-01"
