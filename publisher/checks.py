@@ -15,8 +15,10 @@ The rules, each named by a short stable id in its messages:
   the JSON path of each error. The profiles ship in ``publisher/profiles`` and their
   ``$ref``\\ s resolve to one another offline, through a ``referencing`` registry that can
   never fetch anything.
-- ``path``, ``bytes``, ``hash``: every resource and every entry of ``files`` is a file
-  inside the package whose size and SHA-256 match the descriptor.
+- ``path``, ``bytes``, ``hash``: every resource and every entry of ``files`` is a regular
+  file inside the package whose size and SHA-256 match the descriptor. Every path read
+  from a package is untrusted: a plain relative name (no URL, absolute path, ``..`` or
+  backslash), opened without following any link (a link is a problem, never followed).
 - ``csv``, ``columns``, ``blank-row``: a data file that cannot be read, lacks a column the
   rules need, or has a row of the wrong length or an empty row.
 - ``unknown-marker``, ``missing-value``, ``marker-with-value``, ``marker-without-value``:
@@ -32,9 +34,16 @@ The rules, each named by a short stable id in its messages:
   exactly once, and no other does.
 - ``interval``: ``0 <= lower_95 <= value <= upper_95`` for counts, and
   ``0 <= lower_95 <= percent <= upper_95 <= 100`` for headline shares.
-- ``checksum``: when ``SHA256SUMS`` exists, each line matches its file and every file of the
-  package but ``SHA256SUMS`` itself is listed (previous versions under ``archive/`` are
-  checked through these hashes only).
+- ``checksum``: ``SHA256SUMS`` exists, each line names a plain path and matches its file,
+  every file of the package but ``SHA256SUMS`` itself is listed, and the package holds
+  nothing but regular files (no links, pipes or devices). Previous versions under
+  ``archive/`` are checked through these hashes only.
+- ``zip``: each zip at the top of the package holds the package's own files, byte for byte
+  (optionally under one top folder named after the zip), and every file the descriptor
+  names; no member is a link or an unsafe path.
+
+A file is only ever read through these checks: no row of any file is quoted, and a file
+reached through a link is never opened.
 
 Messages name files, rows, columns and public category labels, never a published number.
 """
@@ -45,16 +54,18 @@ import codecs
 import csv
 import functools
 import hashlib
+import io
 import itertools
 import json
 import math
-import os
 import re
+import stat
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from jsonschema import FormatChecker  # type: ignore[import-untyped]
@@ -63,7 +74,16 @@ from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT7
 
-__all__ = ["CHECKSUMS", "PROFILE", "check_package", "check_profile"]
+from publisher import files
+
+__all__ = [
+    "CHECKSUMS",
+    "PROFILE",
+    "check_package",
+    "check_profile",
+    "read_checksums",
+    "safe_to_open",
+]
 
 PROFILE = "https://datapackage.org/profiles/2.0/datapackage.json"
 CHECKSUMS = "SHA256SUMS"
@@ -85,6 +105,7 @@ _RFC3339 = re.compile(
 _COUNT_COLUMNS = ("value", "marker", "lower_95", "upper_95")
 _SHARE_COLUMNS = ("share", "percent", "lower_95", "upper_95")
 _CHUNK = 1 << 20
+_DESCRIPTOR_BYTES = 64 << 20
 
 
 def check_package(package_dir: Path) -> list[str]:
@@ -97,12 +118,41 @@ def check_package(package_dir: Path) -> list[str]:
     if not package_dir.is_dir():
         return [f"{package_dir}: descriptor: not a directory; give the directory of a package"]
     descriptor_path = package_dir / _DESCRIPTOR
-    descriptor, problems = _load_descriptor(descriptor_path)
+    descriptor, problems = _load_descriptor(package_dir)
     if descriptor is not None:
         problems += [f"{descriptor_path}: profile: {line}" for line in check_profile(descriptor)]
         problems += _check_contents(package_dir, descriptor)
     problems += _check_checksums(package_dir)
+    problems += _check_zips(package_dir, descriptor)
     return problems
+
+
+def safe_to_open(package_dir: Path) -> bool:
+    """Whether another reader (frictionless) may open the files the descriptor names: every
+    path is a plain name of a regular file inside the package, reached without links, and
+    schemas and dialects are written inline (a string there is a path or URL it would
+    fetch). Otherwise :func:`check_package` reports why, and nothing else should read it."""
+    descriptor, problems = _load_descriptor(package_dir)
+    if descriptor is None or problems or descriptor.get("$schema") != PROFILE:
+        return False
+    resources = descriptor.get("resources")
+    if not isinstance(resources, list):
+        return False
+    for resource in resources:
+        if not isinstance(resource, dict):
+            return False
+        if any(isinstance(resource.get(key), str) for key in ("schema", "dialect", "$schema")):
+            return False
+        relative = resource.get("path")
+        if files.untrusted_path(relative) is not None:
+            return False
+        assert isinstance(relative, str)
+        try:
+            with files.open_inside(package_dir, relative):
+                pass
+        except (OSError, ValueError):
+            return False
+    return True
 
 
 def check_profile(descriptor: object) -> list[str]:
@@ -271,11 +321,15 @@ def _shorten(text: str, limit: int = 160) -> str:
 # --- the descriptor and the files it lists --------------------------------------------------
 
 
-def _load_descriptor(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
-    if not path.is_file():
-        return None, [f"{path}: descriptor: not found; give the directory of a data package"]
+def _load_descriptor(package_dir: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    path = package_dir / _DESCRIPTOR
     try:
-        descriptor = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+        text = files.read_inside(package_dir, _DESCRIPTOR, limit=_DESCRIPTOR_BYTES)
+        descriptor = json.loads(text.decode("utf-8"), parse_constant=_no_constant)
+    except FileNotFoundError:
+        return None, [f"{path}: descriptor: not found; give the directory of a data package"]
+    except files.NotARegularFile as error:
+        return None, [f"{path}: descriptor: {error.what}; expected the package's JSON file"]
     except (OSError, UnicodeDecodeError) as error:
         return None, [f"{path}: descriptor: cannot be read ({type(error).__name__})"]
     except ValueError as error:
@@ -311,18 +365,19 @@ def _check_contents(package_dir: Path, descriptor: dict[str, Any]) -> list[str]:
         if not isinstance(resource, dict):
             continue  # the profile reports it
         where = f"$.resources[{index}]"
-        path = _file_in_package(package_dir, resource, where, problems)
-        if path is None:
+        found = _file_in_package(package_dir, resource, where, problems)
+        if found is None:
             continue
+        path, data = found
         if "table" in resource:
-            problems += _check_count_table(path, resource, where, rules, bad)
+            problems += _check_count_table(path, data, resource, where, rules, bad)
         elif "percent" in _field_names(resource):
-            problems += _check_shares(path, resource)
-    files = descriptor.get("files", [])
-    if not isinstance(files, list):
-        bad("$.files", f"expected a list of file entries, found {_json_type(files)}")
-        files = []
-    for index, entry in enumerate(files):
+            problems += _check_shares(path, data, resource)
+    entries = descriptor.get("files", [])
+    if not isinstance(entries, list):
+        bad("$.files", f"expected a list of file entries, found {_json_type(entries)}")
+        entries = []
+    for index, entry in enumerate(entries):
         where = f"$.files[{index}]"
         if not isinstance(entry, dict):
             bad(where, f"expected an object with path, bytes and hash, found {_json_type(entry)}")
@@ -356,35 +411,35 @@ def _disclosure(rules: object, bad: Any) -> _Disclosure:
 
 def _file_in_package(
     package_dir: Path, entry: Mapping[str, Any], where: str, problems: list[str]
-) -> Path | None:
-    """The file an entry names, checked against its ``bytes`` and ``hash``; None if absent."""
+) -> tuple[Path, bytes] | None:
+    """The file an entry names and its bytes, checked against its ``bytes`` and ``hash``;
+    None if it is absent or is not a plain regular file inside the package (the path is
+    untrusted: no link is followed on the way)."""
     descriptor_path = package_dir / _DESCRIPTOR
     relative = entry.get("path")
-    refused = _refuse_path(relative)
+    refused = files.untrusted_path(relative)
     if refused:
         problems.append(f"{descriptor_path}: path: {where}.path: {refused}")
         return None
-    assert isinstance(relative, str)  # _refuse_path accepts nothing else
+    assert isinstance(relative, str)  # untrusted_path accepts nothing else
     path = package_dir / relative
     try:
-        inside = path.resolve().is_relative_to(package_dir.resolve())
-    except OSError:
-        inside = False
-    if not inside:
-        problems.append(
-            f"{descriptor_path}: path: {where}.path: leads outside the package (through a "
-            "link); expected a file inside it"
-        )
-        return None
-    if not path.is_file():
+        data = files.read_inside(package_dir, relative)
+    except FileNotFoundError:
         problems.append(
             f"{descriptor_path}: path: {where}.path: {relative!r} is not a file in the package"
         )
         return None
-    size, digest = _size_and_digest(path)
-    if size is None:
+    except files.NotARegularFile as error:
+        problems.append(
+            f"{descriptor_path}: path: {where}.path: {relative!r} {error.what}; expected a "
+            "regular file inside the package, reached without links"
+        )
+        return None
+    except OSError:
         problems.append(f"{path}: path: cannot be read; check its permissions")
         return None
+    size, digest = len(data), hashlib.sha256(data).hexdigest()
     stated_size = entry.get("bytes")
     if not isinstance(stated_size, int) or isinstance(stated_size, bool):
         problems.append(f"{descriptor_path}: bytes: {where}.bytes: missing; expected the size")
@@ -408,36 +463,17 @@ def _file_in_package(
             f"{path}: hash: the SHA-256 of the file differs from {where}.hash in "
             f"{_DESCRIPTOR}; the file changed after release, or the descriptor is stale"
         )
-    return path
+    return path, data
 
 
-def _refuse_path(relative: object) -> str | None:
-    """Why a path from the descriptor cannot name a file of this package, or None."""
-    if not isinstance(relative, str) or not relative:
-        return "expected the relative path of one file in the package"
-    if "://" in relative or relative.startswith("file:"):
-        return "is a URL; expected the relative path of a file inside the package"
-    posix = PurePosixPath(relative)
-    if posix.is_absolute() or relative.startswith("~") or re.match(r"[A-Za-z]:", relative):
-        return "is absolute; expected a path relative to the package directory"
-    if "\\" in relative:
-        return "uses a backslash; expected '/' between folders"
-    if ".." in posix.parts:
-        return "contains '..'; expected a path that stays inside the package"
-    return None
-
-
-def _size_and_digest(path: Path) -> tuple[int | None, str]:
+def _digest_inside(package_dir: Path, relative: str) -> str:
+    """The SHA-256 of a file of the package, read without following links (a missing or
+    unsafe file raises what :func:`files.open_inside` raises)."""
     digest = hashlib.sha256()
-    size = 0
-    try:
-        with path.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-    except OSError:
-        return None, ""
-    return size, digest.hexdigest()
+    with files.open_inside(package_dir, relative) as stream:
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 # --- tables ---------------------------------------------------------------------------------
@@ -478,8 +514,9 @@ class _Table:
     rows: list[_Row]
 
 
-def _read_table(path: Path, resource: Mapping[str, Any], needed: Sequence[str]) -> _Table | str:
-    """The rows of a CSV that has the columns ``needed``, or why they cannot be checked."""
+def _read_table(data: bytes, resource: Mapping[str, Any], needed: Sequence[str]) -> _Table | str:
+    """The rows of a CSV (its bytes) that has the columns ``needed``, or why they cannot be
+    checked."""
     encoding = resource.get("encoding", "utf-8")
     try:
         codec = codecs.lookup(encoding).name
@@ -492,14 +529,13 @@ def _read_table(path: Path, resource: Mapping[str, Any], needed: Sequence[str]) 
         quote = _one_char(dialect.get("quoteChar"), quote)
     try:
         # A byte order mark is not part of the first column's name.
-        with path.open(encoding="utf-8-sig" if codec == "utf-8" else codec, newline="") as handle:
-            records = list(csv.reader(handle, delimiter=delimiter, quotechar=quote, strict=True))
-    except UnicodeDecodeError:
+        text = data.decode("utf-8-sig" if codec == "utf-8" else codec)
+        handle = io.StringIO(text, newline="")
+        records = list(csv.reader(handle, delimiter=delimiter, quotechar=quote, strict=True))
+    except (UnicodeDecodeError, ValueError):
         return f"csv: not valid {codec} text; save the file as UTF-8"
     except csv.Error as error:
         return f"csv: cannot be parsed ({error}); expected comma-separated values (RFC 4180)"
-    except OSError as error:
-        return f"csv: cannot be read ({type(error).__name__}); check its permissions"
     if not records or not any(records[0]):
         return "csv: the first row is empty; expected a header row with the column names"
     header = records[0]
@@ -619,12 +655,17 @@ def _dimensions(
 
 
 def _check_count_table(
-    path: Path, resource: Mapping[str, Any], where: str, rules: _Disclosure, bad: Any
+    path: Path,
+    data: bytes,
+    resource: Mapping[str, Any],
+    where: str,
+    rules: _Disclosure,
+    bad: Any,
 ) -> list[str]:
     """Markers, rounding, threshold, keys and intervals of one table of counts."""
     dimensions = _dimensions(resource.get("table"), where, rules, bad)
     needed = [*(name for name, _ in dimensions or []), *_COUNT_COLUMNS]
-    table = _read_table(path, resource, needed)
+    table = _read_table(data, resource, needed)
     if isinstance(table, str):
         return [f"{path}: {table}"]
     allowed = _allowed_markers(resource)
@@ -727,13 +768,13 @@ def _interval_problems(
     return problems
 
 
-def _check_shares(path: Path, resource: Mapping[str, Any]) -> list[str]:
+def _check_shares(path: Path, data: bytes, resource: Mapping[str, Any]) -> list[str]:
     """Headline shares: numbers, intervals within 0-100 around the percent, one row each.
 
     An empty percent needs a marker when the resource has a marker column; without one
     (older packages) nothing could say why, so it is accepted.
     """
-    table = _read_table(path, resource, _SHARE_COLUMNS)
+    table = _read_table(data, resource, _SHARE_COLUMNS)
     if isinstance(table, str):
         return [f"{path}: {table}"]
     marked = "marker" in table.header
@@ -782,48 +823,53 @@ def _check_shares(path: Path, resource: Mapping[str, Any]) -> list[str]:
 
 
 def _check_checksums(package_dir: Path) -> list[str]:
-    """Each line of SHA256SUMS against its file, and every file of the package listed."""
+    """Each line of SHA256SUMS against its file, and every file of the package listed.
+
+    SHA256SUMS is required, each path in it is untrusted (a plain name inside the package,
+    reached without links), and the package may hold nothing but regular files.
+    """
     sums_path = package_dir / CHECKSUMS
-    if not sums_path.exists():
-        return []  # older packages have none
-    try:
-        lines = sums_path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        return [f"{sums_path}: checksum: cannot be read ({type(error).__name__})"]
-    problems = []
-    listed: dict[str, int] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    listed, numbered = _checksum_lines(package_dir)
+    if listed is None:
+        return [problem for _, problem in numbered]
+    for relative, (expected, number) in listed.items():
         at = f"{sums_path}: line {number}: checksum"
-        match = _CHECKSUM_LINE.fullmatch(line)
-        if not match:
-            problems.append(
-                f"{at}: not in sha256sum format; expected '<64 hexadecimal digits>  <path>'"
+        try:
+            digest = _digest_inside(package_dir, relative)
+        except FileNotFoundError:
+            numbered.append(
+                (number, f"{at}: lists {relative!r}, which is not a file in the package")
             )
             continue
-        expected, relative = match.group(1).lower(), match.group(2)
-        refused = _refuse_path(relative)
-        if refused:
-            problems.append(f"{at}: the path {refused}")
+        except files.NotARegularFile as error:
+            numbered.append(
+                (
+                    number,
+                    f"{at}: lists {relative!r}, which {error.what}; expected a regular file "
+                    "inside the package, reached without links",
+                )
+            )
             continue
-        relative = PurePosixPath(relative).as_posix()
-        if relative in listed:
-            problems.append(f"{at}: {relative!r} is already listed on line {listed[relative]}")
+        except OSError as error:
+            numbered.append((number, f"{at}: {relative!r} cannot be read ({type(error).__name__})"))
             continue
-        listed[relative] = number
-        path = package_dir / relative
-        if not path.is_file():
-            problems.append(f"{at}: lists {relative!r}, which is not a file in the package")
-            continue
-        _, digest = _size_and_digest(path)
         if digest != expected:
-            problems.append(
-                f"{path}: checksum: the SHA-256 of the file differs from line {number} of "
-                f"{CHECKSUMS}; the file changed after release, or {CHECKSUMS} is stale"
+            numbered.append(
+                (
+                    number,
+                    f"{package_dir / relative}: checksum: the SHA-256 of the file differs from "
+                    f"line {number} of {CHECKSUMS}; the file changed after release, or "
+                    f"{CHECKSUMS} is stale",
+                )
             )
-    for relative in _package_files(package_dir):
-        if relative != CHECKSUMS and relative not in listed:
+    problems = [problem for _, problem in sorted(numbered, key=lambda item: item[0])]
+    for relative, what in files.walk_regular(package_dir):
+        if what is not None:
+            problems.append(
+                f"{package_dir / relative}: checksum: is {what}; a package holds only regular "
+                "files (remove it)"
+            )
+        elif relative != CHECKSUMS and relative not in listed:
             problems.append(
                 f"{package_dir / relative}: checksum: not listed in {CHECKSUMS}; expected "
                 "every file of the package in it"
@@ -831,11 +877,134 @@ def _check_checksums(package_dir: Path) -> list[str]:
     return problems
 
 
-def _package_files(package_dir: Path) -> list[str]:
-    """Every file under the package, as sorted POSIX paths; links to folders not followed."""
-    found = []
-    for folder, _, names in os.walk(package_dir):
-        for name in names:
-            path = Path(folder, name)
-            found.append(path.relative_to(package_dir).as_posix())
-    return sorted(found)
+def read_checksums(
+    package_dir: Path,
+) -> tuple[dict[str, tuple[str, int]] | None, list[str]]:
+    """The paths SHA256SUMS lists, each with its SHA-256 and line number, and the problems
+    of its lines (a line that is not ``<hash>  <path>``, an untrusted path, a path listed
+    twice). None, with the problem, when the file is missing or cannot be read."""
+    listed, numbered = _checksum_lines(package_dir)
+    return listed, [problem for _, problem in numbered]
+
+
+def _checksum_lines(
+    package_dir: Path,
+) -> tuple[dict[str, tuple[str, int]] | None, list[tuple[int, str]]]:
+    sums_path = package_dir / CHECKSUMS
+    try:
+        lines = files.read_inside(package_dir, CHECKSUMS).decode("utf-8").splitlines()
+    except FileNotFoundError:
+        return None, [
+            (
+                0,
+                f"{sums_path}: checksum: missing; every package lists the SHA-256 of each of "
+                f"its files in {CHECKSUMS} (restore it, or release the package again)",
+            )
+        ]
+    except files.NotARegularFile as error:
+        return None, [(0, f"{sums_path}: checksum: {error.what}; expected a text file")]
+    except (OSError, UnicodeDecodeError) as error:
+        return None, [(0, f"{sums_path}: checksum: cannot be read ({type(error).__name__})")]
+    problems: list[tuple[int, str]] = []
+    listed: dict[str, tuple[str, int]] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        at = f"{sums_path}: line {number}: checksum"
+        match = _CHECKSUM_LINE.fullmatch(line)
+        if not match:
+            problems.append(
+                (
+                    number,
+                    f"{at}: not in sha256sum format; expected '<64 hexadecimal digits>  <path>'",
+                )
+            )
+            continue
+        expected, relative = match.group(1).lower(), match.group(2)
+        refused = files.untrusted_path(relative)
+        if refused:
+            problems.append((number, f"{at}: the path {refused}"))
+            continue
+        if relative in listed:
+            problems.append(
+                (number, f"{at}: {relative!r} is already listed on line {listed[relative][1]}")
+            )
+            continue
+        listed[relative] = (expected, number)
+    return listed, problems
+
+
+# --- the zip of the version ----------------------------------------------------------------
+
+
+def _check_zips(package_dir: Path, descriptor: dict[str, Any] | None) -> list[str]:
+    """Every zip at the top of the package holds exactly the package's own files: each
+    member byte for byte equal to the file of the same path (a single top folder named
+    after the zip is allowed), and every file the descriptor names present."""
+    problems: list[str] = []
+    for relative, what in files.walk_regular(package_dir):
+        if what is None and "/" not in relative and relative.endswith(".zip"):
+            problems += _check_zip(package_dir, relative, descriptor)
+    return problems
+
+
+def _descriptor_paths(descriptor: dict[str, Any] | None) -> list[str]:
+    """The descriptor and the files it names (resources and ``files``), as listed."""
+    paths = [_DESCRIPTOR]
+    for key in ("resources", "files"):
+        entries = descriptor.get(key) if descriptor else None
+        for entry in entries if isinstance(entries, list) else []:
+            relative = entry.get("path") if isinstance(entry, dict) else None
+            if isinstance(relative, str) and files.untrusted_path(relative) is None:
+                paths.append(relative)
+    return paths
+
+
+def _check_zip(package_dir: Path, name: str, descriptor: dict[str, Any] | None) -> list[str]:
+    where = f"{package_dir / name}: zip"
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(files.read_inside(package_dir, name)))
+    except (OSError, zipfile.BadZipFile, ValueError) as error:
+        return [f"{where}: cannot be read as a zip ({type(error).__name__})"]
+    problems: list[str] = []
+    members = [info for info in archive.infolist() if not info.is_dir()]
+    top = name.removesuffix(".zip") + "/"
+    prefix = top if members and all(m.filename.startswith(top) for m in members) else ""
+    found: set[str] = set()
+    for info in members:
+        relative = info.filename.removeprefix(prefix)
+        refused = files.untrusted_path(relative)
+        if refused:
+            problems.append(f"{where}: member {info.filename!r}: the path {refused}")
+            continue
+        if stat.S_ISLNK(info.external_attr >> 16):
+            problems.append(f"{where}: member {info.filename!r} is a symbolic link")
+            continue
+        found.add(relative)
+        try:
+            loose = files.read_inside(package_dir, relative)
+        except (OSError, ValueError):
+            problems.append(
+                f"{where}: member {info.filename!r} is not a file of the package; expected "
+                "the zip to hold the package's own files only"
+            )
+            continue
+        if info.file_size != len(loose) or _member_bytes(archive, info) != loose:
+            problems.append(
+                f"{where}: member {info.filename!r} differs from {relative!r} in the package; "
+                "expected the same bytes (rebuild the zip, or release again)"
+            )
+    for relative in _descriptor_paths(descriptor):
+        if relative not in found and relative != name:
+            problems.append(f"{where}: {relative!r} is missing from the zip")
+    return problems
+
+
+def _member_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes | None:
+    """A member's bytes (at most its stated size, so a zip bomb is not inflated), or None
+    when it cannot be read."""
+    try:
+        with archive.open(info) as member:
+            return member.read(info.file_size + 1)
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError):
+        return None

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import io
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from importlib.metadata import version
@@ -25,12 +28,13 @@ from typing import Any
 import frictionless
 import polars as pl
 
-from publisher import checks, notes
+from publisher import checks, files, notes
+from publisher import staging as staging_folders
 from publisher.disclosure import LOW, MARKERS, PROVISIONAL, REVISED
-from publisher.errors import PackageError
+from publisher.errors import PackageError, PublisherError
 from publisher.postprocess import ShareEstimate
 from publisher.privacy import Measurements, epsilon_delta
-from publisher.spec import LICENCES, ReleaseSpec, Share, Table
+from publisher.spec import LICENCES, SEMVER, ReleaseSpec, Share, Table
 from publisher.spreadsheet import MEDIATYPES, write_spreadsheets
 
 __all__ = [
@@ -40,10 +44,14 @@ __all__ = [
     "PreviousRelease",
     "ReleaseContent",
     "check_destination",
+    "check_plain",
+    "discard",
     "least_shown_count",
     "previous_release",
     "revised_version",
     "share_descriptions",
+    "stage",
+    "swap_in",
     "validate",
     "with_flag",
     "write",
@@ -64,13 +72,23 @@ PROFILE = "https://datapackage.org/profiles/2.0/datapackage.json"
 
 @dataclass(frozen=True)
 class PreviousRelease:
-    """The package a release replaces: kept under ``archive/`` and compared for revisions."""
+    """The package a release replaces, verified: kept under ``archive/`` and compared for
+    revisions. ``files`` is every file it holds (SHA256SUMS's list, each verified, and
+    SHA256SUMS itself) with its SHA-256: nothing else of its folder is ever read."""
 
     directory: Path
+    name: str
     version: str
     period: str
     changelog: str | None
     tables: dict[str, pl.DataFrame]  # published tables by name, values as integers
+    files: dict[str, str]
+
+    @property
+    def archived_versions(self) -> list[str]:
+        """The earlier versions it keeps under ``archive/``, newest first."""
+        found = {path.split("/")[1] for path in self.files if path.startswith(f"{ARCHIVE}/")}
+        return sorted(found, key=_version_order, reverse=True)
 
 
 @dataclass(frozen=True)
@@ -107,34 +125,107 @@ def revised_version(previous: PreviousRelease | None, period: str) -> str | None
 
 
 def previous_release(out_dir: Path) -> PreviousRelease | None:
-    """The package currently at ``out_dir``, if there is one (read for revisions)."""
-    descriptor = out_dir / DESCRIPTOR
-    if not descriptor.is_file():
+    """The package currently at ``out_dir``, if there is one, verified before anything is
+    spent: it must validate (every file listed in SHA256SUMS with its hash, no link, no
+    unknown file), hold only the files a package has (its descriptor, what the descriptor
+    lists, its zip, earlier versions under ``archive/`` each listed in their own
+    SHA256SUMS), and name its versions plainly. Otherwise :class:`PackageError` names the
+    file: an unverified folder is never archived, so nothing private is ever published
+    through it."""
+    if not os.path.lexists(out_dir / DESCRIPTOR):
         return None
-    try:
-        meta = json.loads(descriptor.read_text(encoding="utf-8"))
-        tables = {}
-        for resource in meta["resources"]:
-            if "table" not in resource:
-                continue
-            by = resource["table"]["by"]
-            tables[resource["name"]] = pl.read_csv(
-                out_dir / resource["path"],
-                schema_overrides={**dict.fromkeys(by, pl.String), "value": pl.Int64},
-            )
-        changelog = out_dir / CHANGELOG
-        return PreviousRelease(
-            directory=out_dir,
-            version=str(meta["version"]),
-            period=str(meta["release"]["period"]),
-            changelog=changelog.read_text(encoding="utf-8") if changelog.is_file() else None,
-            tables=tables,
-        )
-    except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError):
+    problems = validate(out_dir)
+    if not problems:
+        problems = _unknown_files(out_dir)
+    if problems:
         raise PackageError(
-            f"{descriptor}: the package to be replaced cannot be read; check it with "
-            "`publisher validate`, or release into a new directory"
-        ) from None
+            [
+                f"{out_dir}: the package there is not valid, so a release can neither replace "
+                "nor archive it (nothing was spent): restore it from the published copy, or "
+                "choose another --out",
+                *problems,
+            ]
+        )
+    listed, _ = checks.read_checksums(out_dir)
+    assert listed is not None  # validated
+    hashes = {path: digest for path, (digest, _) in listed.items()}
+    hashes[CHECKSUMS] = hashlib.sha256(files.read_inside(out_dir, CHECKSUMS)).hexdigest()
+    meta = json.loads(files.read_inside(out_dir, DESCRIPTOR))
+    tables = {}
+    for resource in meta["resources"]:
+        if "table" not in resource:
+            continue
+        by = resource["table"]["by"]
+        tables[resource["name"]] = pl.read_csv(
+            io.BytesIO(files.read_inside(out_dir, resource["path"])),
+            schema_overrides={**dict.fromkeys(by, pl.String), "value": pl.Int64},
+        )
+    changelog = (
+        files.read_inside(out_dir, CHANGELOG).decode("utf-8") if CHANGELOG in hashes else None
+    )
+    return PreviousRelease(
+        directory=out_dir,
+        name=str(meta["name"]),
+        version=str(meta["version"]),
+        period=str(meta["release"]["period"]),
+        changelog=changelog,
+        tables=tables,
+        files=hashes,
+    )
+
+
+def _unknown_files(out_dir: Path) -> list[str]:
+    """The files of a valid package that no package of ours holds (a stray export, a copy
+    of the spec or the data dropped into the folder and listed in SHA256SUMS), and version
+    names that are not plain versions (``../../x``)."""
+    meta = json.loads(files.read_inside(out_dir, DESCRIPTOR))
+    listed, _ = checks.read_checksums(out_dir)
+    assert listed is not None  # validated
+    version = meta.get("version")
+    if not isinstance(version, str) or not re.fullmatch(SEMVER, version):
+        return [
+            f"{out_dir / DESCRIPTOR}: version: expected a version such as '1.0.0', found "
+            f"{str(version)[:40]!r}"
+        ]
+    known = {DESCRIPTOR, f"{meta.get('name')}-{version}.zip"}
+    known |= {entry["path"] for entry in [*meta["resources"], *meta.get("files", [])]}
+    problems = []
+    archived: dict[str, set[str]] = {}
+    for relative in listed:
+        parts = relative.split("/")
+        if parts[0] == ARCHIVE and len(parts) > 2 and re.fullmatch(SEMVER, parts[1]):
+            archived.setdefault(parts[1], set()).add("/".join(parts[2:]))
+        elif relative not in known:
+            problems.append(
+                f"{out_dir / relative}: is not a file of the package (its descriptor does not "
+                "list it): remove it from the folder and from SHA256SUMS, it would be "
+                "published in the archive"
+            )
+    for older, paths in sorted(archived.items()):
+        problems += _unknown_archived(out_dir, f"{ARCHIVE}/{older}", paths)
+    return problems
+
+
+def _unknown_archived(out_dir: Path, folder: str, paths: set[str]) -> list[str]:
+    """An archived version holds what its own SHA256SUMS lists, with those hashes."""
+    own, _ = checks.read_checksums(out_dir / folder)
+    if own is None or CHECKSUMS not in paths:
+        return [f"{out_dir / folder}: the archived version has no {CHECKSUMS} of its own"]
+    problems = []
+    for relative in sorted(paths - {CHECKSUMS}):
+        expected = own.get(relative)
+        data = files.read_inside(out_dir, f"{folder}/{relative}")
+        if expected is None or hashlib.sha256(data).hexdigest() != expected[0]:
+            problems.append(
+                f"{out_dir / folder / relative}: is not a file of the archived version (its "
+                f"{CHECKSUMS} does not list it with this content): remove it"
+            )
+    return problems
+
+
+def _version_order(version: str) -> tuple[int, ...]:
+    match = re.fullmatch(SEMVER, version)
+    return tuple(int(part) for part in match.groups()[:3]) if match else (-1,)
 
 
 def check_destination(out_dir: Path) -> None:
@@ -142,15 +233,27 @@ def check_destination(out_dir: Path) -> None:
 
     A package whose replacement was interrupted between its two renames is put back first.
     """
-    _restore_interrupted_swap(out_dir)
-    link = _symlink_on(out_dir)
+    link = files.link_on(out_dir)
     if link is not None:
         raise PackageError(
             f"{out_dir}: goes through the symlink {link}; give the real directory (a release "
             "replaces the directory and must not write wherever a link points)"
         )
+    target = out_dir.resolve()
+    if target == Path(target.anchor) or (target.is_dir() and os.path.ismount(target)):
+        raise PackageError(
+            f"{out_dir}: is the root of a file system; a release replaces the whole folder it "
+            f"writes, so give a folder inside it (for example {out_dir / 'datapackage'})"
+        )
+    _restore_interrupted_swap(out_dir)
+    if target.parent.is_dir():
+        _remove_abandoned_staging(target)
     if out_dir.exists() and not out_dir.is_dir():
-        raise PackageError(f"{out_dir}: exists and is a file; choose a directory for the package")
+        what = files.describe(out_dir.stat().st_mode)
+        raise PackageError(
+            f"{out_dir}: exists and is {'a file' if out_dir.is_file() else what}; choose a "
+            "directory for the package"
+        )
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / DESCRIPTOR).is_file():
         raise PackageError(
             f"{out_dir}: exists, is not empty and holds no {DESCRIPTOR}; choose a new or empty "
@@ -168,23 +271,42 @@ def check_destination(out_dir: Path) -> None:
 
 def write(content: ReleaseContent, out_dir: Path) -> Path:
     """Build, validate and atomically publish the package at ``out_dir``."""
+    return swap_in(stage(content, out_dir), out_dir)
+
+
+def stage(content: ReleaseContent, out_dir: Path) -> Path:
+    """Build the package in a staging folder beside ``out_dir`` (same file system, so the
+    swap is a rename) and validate it; return the staging folder, ready for
+    :func:`swap_in`. On any failure the staging folder is removed and the error names
+    ``out_dir``, never the staging folder."""
     check_destination(out_dir)
-    return _publish_atomically(out_dir, lambda staging: _build(content, staging))
-
-
-def _publish_atomically(out_dir: Path, build: Callable[[Path], None]) -> Path:
     target = out_dir.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    # Named after this process, so a run killed before it could clean up is tidied by the
+    # next one (see :func:`_remove_abandoned_staging`).
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{target.name}.staging-{os.getpid()}-", dir=target.parent)
+    )
     try:
         # mkdtemp makes the directory private (0700); a published package is for everyone.
         staging.chmod(0o777 & ~_umask())
-        build(staging)
-        problems = validate(staging)
-        if problems:
-            raise PackageError(
-                [f"the new package is not valid, nothing was published: {p}" for p in problems]
-            )
+        with _named_as(staging, out_dir):
+            _build(content, staging)
+            problems = validate(staging)
+            if problems:
+                raise PackageError(
+                    [f"the new package is not valid, nothing was published: {p}" for p in problems]
+                )
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return staging
+
+
+def swap_in(staging: Path, out_dir: Path) -> Path:
+    """Put the staged package in place of ``out_dir`` atomically; return where it is."""
+    target = out_dir.resolve()
+    try:
         _swap(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -192,14 +314,33 @@ def _publish_atomically(out_dir: Path, build: Callable[[Path], None]) -> Path:
     return target
 
 
-def _symlink_on(path: Path) -> Path | None:
-    """The first symbolic link on ``path`` as it is written, if any."""
-    current = Path(path.anchor)
-    for part in path.parts[1:] if path.is_absolute() else path.parts:
-        current = current / part
-        if current.is_symlink():
-            return current
-    return None
+def discard(staging: Path) -> None:
+    """Remove a staged package that will not be swapped in."""
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def _named_as(staging: Path, out_dir: Path) -> Iterator[None]:
+    """Errors raised in the block name ``out_dir`` where they would name ``staging``: the
+    staging folder is internal, and gone by the time the message is read."""
+    try:
+        yield
+    except PublisherError as error:
+        renamed = [problem.replace(str(staging), str(out_dir)) for problem in error.problems]
+        raise type(error)(renamed) from None
+    except OSError as error:
+        if error.filename and str(staging) in str(error.filename):
+            error.filename = str(error.filename).replace(str(staging), str(out_dir))
+        raise
+
+
+def _remove_abandoned_staging(target: Path) -> None:
+    """Remove the staging folders of releases into ``target`` that were killed (their
+    process is gone) before they could clean up: they hold a version never published."""
+    for folder in target.parent.glob(f".{target.name}.staging-*-*"):
+        pid = folder.name.removeprefix(f".{target.name}.staging-").split("-", 1)[0]
+        if pid.isdigit() and not staging_folders.alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _restore_interrupted_swap(out_dir: Path) -> None:
@@ -346,10 +487,7 @@ def _archive_list(content: ReleaseContent) -> list[dict[str, str]]:
     previous = content.previous
     if previous is None:
         return []
-    older = previous.directory / ARCHIVE
-    versions = [previous.version]
-    if older.is_dir():
-        versions += sorted((p.name for p in older.iterdir() if p.is_dir()), reverse=True)
+    versions = [previous.version, *previous.archived_versions]
     return [{"version": name, "path": f"{ARCHIVE}/{name}/{DESCRIPTOR}"} for name in versions]
 
 
@@ -384,17 +522,23 @@ def _file_entry(path: Path, title: str, about: str, kind: str, mediatype: str) -
 
 
 def _archive(previous: PreviousRelease, archive: Path) -> None:
-    """Keep every earlier version: the replaced package and the versions it kept."""
-    archive.mkdir()
-    older = previous.directory / ARCHIVE
-    if older.is_dir():
-        for version_dir in sorted(older.iterdir()):
-            shutil.copytree(version_dir, archive / version_dir.name)
-    shutil.copytree(
-        previous.directory,
-        archive / previous.version,
-        ignore=lambda folder, names: [ARCHIVE] if Path(folder) == previous.directory else [],
-    )
+    """Keep every earlier version: the replaced package and the versions it kept. Only
+    the files it lists are copied, each read without following links and checked against
+    the hash it was verified with (so nothing changed since is published)."""
+    for relative, digest in sorted(previous.files.items()):
+        parts = relative.split("/")
+        if parts[0] == ARCHIVE:
+            target = archive.joinpath(*parts[1:])
+        else:
+            target = archive.joinpath(previous.version, *parts)
+        data = files.read_inside(previous.directory, relative)
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise PackageError(
+                f"{previous.directory / relative}: changed while the release was running; "
+                "nothing was published"
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
 
 
 def _zip(staging: Path, target: Path, folder: str) -> None:
@@ -873,6 +1017,22 @@ def _descriptor(content: ReleaseContent, resources: list[dict[str, Any]]) -> dic
     }
 
 
+def check_plain(package_dir: Path) -> None:
+    """Refuse a package folder holding anything but folders and regular files (a link, a
+    pipe, a device, a socket) before anything reads it: a reader could block on it, or
+    follow it out of the package and publish what it finds."""
+    if not package_dir.is_dir():
+        return  # the reader reports a missing package
+    problems = [
+        f"{package_dir / relative}: is {what}; a package holds only regular files (remove it "
+        "and check the package with `publisher validate`)"
+        for relative, what in files.walk_regular(package_dir)
+        if what is not None
+    ]
+    if problems:
+        raise PackageError(problems)
+
+
 def validate(package_dir: Path) -> list[str]:
     """Validate a package: frictionless (every table against its schema), the Data Package
     v2 profile and the publisher's own rules (see :mod:`publisher.checks`); one line per
@@ -880,7 +1040,13 @@ def validate(package_dir: Path) -> list[str]:
     descriptor = package_dir / DESCRIPTOR
     if not descriptor.is_file():
         return [f"{descriptor}: not found; give the directory of a data package"]
-    return _frictionless_problems(descriptor) + checks.check_package(package_dir)
+    problems = checks.check_package(package_dir)
+    # Frictionless opens what the descriptor names (and fetches URLs): only once every
+    # path is known to be a plain file of the package, so that it never follows a link
+    # out of it (and quotes a private file's rows) or blocks on a pipe.
+    if checks.safe_to_open(package_dir):
+        problems = _frictionless_problems(descriptor) + problems
+    return problems
 
 
 def _frictionless_problems(descriptor: Path) -> list[str]:

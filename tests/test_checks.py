@@ -10,13 +10,17 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import shutil
+import socket
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from publisher import checks, pipeline
+from publisher import checks, package, pipeline
+from publisher.errors import PackageError
 
 BY_WARD = "data/admissions-by-ward.csv"
 BY_OUTCOME = "data/admissions-by-ward-and-outcome.csv"
@@ -60,14 +64,28 @@ def write_checksums(package_dir: Path) -> None:
     (package_dir / "SHA256SUMS").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def rezip(package_dir: Path) -> None:
+    """Rewrite each zip of the package with the current bytes of its members."""
+    for path in package_dir.glob("*.zip"):
+        with zipfile.ZipFile(path) as archive:
+            names = [info.filename for info in archive.infolist() if not info.is_dir()]
+        with zipfile.ZipFile(path, "w") as archive:
+            for name in names:
+                if (package_dir / name).is_file():
+                    archive.write(package_dir / name, name)
+
+
 def refresh(package_dir: Path) -> None:
-    """Restate every size and hash after a deliberate change, as a release would."""
+    """Restate every size, hash, zip and checksum after a deliberate change, as a release
+    would."""
     meta = load(package_dir)
     for entry in [*meta["resources"], *meta.get("files", [])]:
         path = package_dir / entry["path"]
-        entry["bytes"] = path.stat().st_size
-        entry["hash"] = f"sha256:{sha256(path)}"
+        if path.is_file():
+            entry["bytes"] = path.stat().st_size
+            entry["hash"] = f"sha256:{sha256(path)}"
     save(package_dir, meta)
+    rezip(package_dir)
     if (package_dir / "SHA256SUMS").exists():
         write_checksums(package_dir)
 
@@ -121,14 +139,14 @@ def test_a_package_with_files_an_archive_and_checksums_passes(
     released: Path, package_dir: Path
 ) -> None:
     shutil.copytree(released, package_dir / "archive" / "0.0.9")
-    (package_dir / "hospital-admissions-test-0.1.0.zip").write_bytes(b"PK\x05\x06" + bytes(18))
     (package_dir / "NOTES.md").write_text("# Notes\n", encoding="utf-8")
     meta = load(package_dir)
     meta.setdefault("files", []).append(
         {"name": "notes-md", "path": "NOTES.md", "format": "md", "mediatype": "text/markdown"}
     )
     save(package_dir, meta)
-    write_checksums(package_dir)
+    with zipfile.ZipFile(package_dir / "hospital-admissions-test-0.1.0.zip", "a") as archive:
+        archive.write(package_dir / "NOTES.md", "NOTES.md")
     refresh(package_dir)
     assert checks.check_package(package_dir) == []
 
@@ -301,7 +319,13 @@ def test_one_byte_changed_keeping_the_size(package_dir: Path) -> None:
     assert b"maternity" in data
     path.write_bytes(data.replace(b"to maternity", b"to maternitY"))
     problems = checks.check_package(package_dir)
-    assert [p.split(": ")[:2] for p in problems] == [[str(path), "hash"], [str(path), "checksum"]]
+    zip_path = package_dir / "hospital-admissions-test-0.1.0.zip"
+    assert [p.split(": ")[:2] for p in problems] == [
+        [str(path), "hash"],
+        [str(path), "checksum"],
+        [str(zip_path), "zip"],
+    ]
+    assert f"member '{SHARES}' differs from '{SHARES}' in the package" in problems[2]
 
 
 def test_one_byte_appended(package_dir: Path) -> None:
@@ -317,10 +341,14 @@ def test_a_listed_file_that_changed(package_dir: Path) -> None:
     meta = load(package_dir)
     meta.setdefault("files", []).append({"name": "notes-md", "path": "NOTES.md"})
     save(package_dir, meta)
+    with zipfile.ZipFile(package_dir / "hospital-admissions-test-0.1.0.zip", "a") as archive:
+        archive.write(package_dir / "NOTES.md", "NOTES.md")
     refresh(package_dir)
     assert checks.check_package(package_dir) == []
     (package_dir / "NOTES.md").write_text("# Notes!\n", encoding="utf-8")
-    problems = [p for p in checks.check_package(package_dir) if "checksum" not in p]
+    problems = [
+        p for p in checks.check_package(package_dir) if "checksum" not in p and ": zip: " not in p
+    ]
     assert [p.split(": ")[:2] for p in problems] == [
         [str(package_dir / "NOTES.md"), "bytes"],
         [str(package_dir / "NOTES.md"), "hash"],
@@ -351,8 +379,13 @@ def test_a_link_out_of_the_package_is_refused(package_dir: Path) -> None:
     meta = load(package_dir)
     meta.setdefault("files", []).append({"path": "data/link.csv", "bytes": 7, "hash": "x"})
     save(package_dir, meta)
-    problems = [p for p in checks.check_package(package_dir) if ": checksum: " not in p]
-    assert len(problems) == 1 and "leads outside the package" in problems[0], problems
+    problems = [
+        p
+        for p in checks.check_package(package_dir)
+        if ": checksum: " not in p and ": zip: " not in p
+    ]
+    assert len(problems) == 1, problems
+    assert "'data/link.csv' is a symbolic link, not a regular file" in problems[0]
 
 
 # --- the v2 profile and the descriptor ------------------------------------------------------
@@ -420,7 +453,9 @@ def test_malformed_publisher_keys_are_reported_not_raised(package_dir: Path) -> 
         "$.resources[1].table",
         "$.files",
     }
-    assert all(p.startswith(f"{descriptor}: ") or ": checksum: " in p for p in problems)
+    assert all(
+        p.startswith(f"{descriptor}: ") or ": checksum: " in p or ": zip: " in p for p in problems
+    )
 
 
 # --- SHA256SUMS -----------------------------------------------------------------------------
@@ -455,9 +490,14 @@ def test_checksums_wrong_missing_unknown_and_malformed(package_dir: Path) -> Non
     ]
 
 
-def test_no_checksums_is_not_an_error(package_dir: Path) -> None:
-    (package_dir / "SHA256SUMS").unlink(missing_ok=True)
-    assert checks.check_package(package_dir) == []
+def test_missing_checksums_are_an_error(package_dir: Path) -> None:
+    # Fails if a package whose SHA256SUMS was deleted still validates.
+    (package_dir / "SHA256SUMS").unlink()
+    sums = package_dir / "SHA256SUMS"
+    assert checks.check_package(package_dir) == [
+        f"{sums}: checksum: missing; every package lists the SHA-256 of each of its files in "
+        "SHA256SUMS (restore it, or release the package again)"
+    ]
 
 
 # --- every problem at once ------------------------------------------------------------------
@@ -491,7 +531,107 @@ def test_every_problem_is_reported_at_once(package_dir: Path) -> None:
         f"{shares}: hash: ",
         f"{shares}: checksum: ",
         f"{descriptor}: checksum: ",
+        f"{package_dir / 'hospital-admissions-test-0.1.0.zip'}: zip: member 'datapackage.json'",
+        f"{package_dir / 'hospital-admissions-test-0.1.0.zip'}: zip: member '{SHARES}'",
     ]
     for prefix in expected:
         assert sum(p.startswith(prefix) for p in problems) == 1, (prefix, problems)
     assert len(problems) == len(expected), problems
+
+
+# --- untrusted paths, links, pipes and the zip -----------------------------------------------
+
+ZIP = "hospital-admissions-test-0.1.0.zip"
+PRIVATE = "LEAKCHECK-private-row"
+
+
+def test_the_zip_must_hold_the_same_bytes_as_the_loose_files(package_dir: Path) -> None:
+    # Fails if a zip whose CSV was changed (with SHA256SUMS restated) still validates.
+    with zipfile.ZipFile(package_dir / ZIP) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members[BY_WARD] = members[BY_WARD].replace(b"Maternity", b"Maternitx")
+    with zipfile.ZipFile(package_dir / ZIP, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    write_checksums(package_dir)
+    assert checks.check_package(package_dir) == [
+        f"{package_dir / ZIP}: zip: member '{BY_WARD}' differs from '{BY_WARD}' in the package; "
+        "expected the same bytes (rebuild the zip, or release again)"
+    ]
+
+
+def test_the_zip_holds_nothing_else_and_nothing_unsafe(package_dir: Path) -> None:
+    with zipfile.ZipFile(package_dir / ZIP, "a") as archive:
+        archive.writestr("microdata.csv", PRIVATE)
+        archive.writestr("../escape.csv", PRIVATE)
+        link = zipfile.ZipInfo("data/link.csv")
+        link.external_attr = (0o120777) << 16
+        archive.writestr(link, "/etc/passwd")
+    write_checksums(package_dir)
+    problems = checks.check_package(package_dir)
+    where = f"{package_dir / ZIP}: zip: member"
+    assert problems == [
+        f"{where} 'microdata.csv' is not a file of the package; expected the zip to hold the "
+        "package's own files only",
+        f"{where} '../escape.csv': the path contains '..'; expected a path that stays inside the "
+        "package",
+        f"{where} 'data/link.csv' is a symbolic link",
+    ]
+
+
+def test_a_symlink_listed_in_the_checksums_is_refused_and_never_quoted(
+    package_dir: Path, tmp_path: Path
+) -> None:
+    # Fails if a link in the package passes, or if validate quotes what it points at.
+    outside = tmp_path / "private.csv"
+    outside.write_text(f"ward,value\n{PRIVATE},1\n", encoding="utf-8")
+    target = package_dir / BY_WARD
+    target.unlink()
+    target.symlink_to(outside)
+    write_checksums(package_dir)  # as an attacker would: the link's target hashed
+
+    problems = package.validate(package_dir)
+
+    assert problems
+    assert not any(PRIVATE in problem for problem in problems)
+    assert f"{target}: checksum: is a symbolic link; a package holds only regular files" in (
+        "\n".join(problems)
+    )
+    assert any("'data/admissions-by-ward.csv' is a symbolic link" in p for p in problems)
+
+
+@pytest.mark.parametrize("what", ["fifo", "socket"])
+def test_a_pipe_or_socket_in_a_package_is_reported_without_blocking(
+    package_dir: Path, what: str
+) -> None:
+    target = package_dir / BY_WARD
+    target.unlink()
+    if what == "fifo":
+        os.mkfifo(target)
+    else:
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(target))
+        server.close()
+    kind = "a named pipe (FIFO)" if what == "fifo" else "a socket"
+
+    problems = package.validate(package_dir)
+    with pytest.raises(PackageError) as refused:
+        package.check_plain(package_dir)
+
+    assert f"{target}: checksum: is {kind}; a package holds only regular files (remove it)" in (
+        problems
+    )
+    assert refused.value.problems == [
+        f"{target}: is {kind}; a package holds only regular files (remove it and check the "
+        "package with `publisher validate`)"
+    ]
+
+
+def test_a_descriptor_that_is_a_pipe_is_reported(package_dir: Path) -> None:
+    descriptor = package_dir / "datapackage.json"
+    descriptor.unlink()
+    os.mkfifo(descriptor)
+    assert checks.check_package(package_dir)[0] == (
+        f"{descriptor}: descriptor: is a named pipe (FIFO), not a regular file; expected the "
+        "package's JSON file"
+    )
