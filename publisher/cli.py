@@ -18,7 +18,8 @@ from typing import Any
 
 import click
 
-from publisher.errors import PublisherError
+from publisher import interrupts
+from publisher.errors import PublisherError, printable
 from publisher.progress import Progress, quiet
 
 __all__ = ["cli"]
@@ -31,10 +32,14 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with interrupts.handled():
+                return super().invoke(ctx)
+        except interrupts.Interrupted as error:
+            _say(f"Error: interrupted by {error.name}; {error.outcome}", err=True)
+            sys.exit(error.exit_code)
         except PublisherError as error:
             for problem in error.problems:
-                click.echo(f"Error: {problem}", err=True)
+                _say(f"Error: {problem}", err=True)
             sys.exit(1)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
@@ -42,7 +47,7 @@ class _Group(click.Group):
             if os.environ.get("PUBLISHER_DEBUG"):
                 raise
             where = f"{error.filename}: " if error.filename else ""
-            click.echo(
+            _say(
                 f"Error: {where}{error.strerror or type(error).__name__} (a file could not be "
                 "read or written); fix the disk or permissions and try again. Nothing new was "
                 "published; if the release had drawn noise, its loss is spent, so release "
@@ -56,13 +61,18 @@ class _Group(click.Group):
         except Exception as error:
             if os.environ.get("PUBLISHER_DEBUG"):
                 raise
-            click.echo(
+            _say(
                 f"Error: unexpected internal error ({type(error).__name__}); nothing new was "
                 "published. Rerun with PUBLISHER_DEBUG=1 to see the traceback (it may show "
                 "private data) and report it.",
                 err=True,
             )
             sys.exit(1)
+
+
+def _say(text: str, *, err: bool = False) -> None:
+    """Print one line; paths and spec text in it are shown with controls escaped."""
+    click.echo(printable(text), err=err)
 
 
 @click.group(cls=_Group)
@@ -83,8 +93,8 @@ def demo(out_dir: Path, crimes: int, seed: int) -> None:
     from publisher import demo as demo_data
 
     files = demo_data.generate(out_dir, crimes=crimes, seed=seed)
-    click.echo(f"Wrote synthetic demo data ({crimes:,} crimes, seed {seed}) to {out_dir}")
-    click.echo(f"Release spec: {files.spec}")
+    _say(f"Wrote synthetic demo data ({crimes:,} crimes, seed {seed}) to {out_dir}")
+    _say(f"Release spec: {files.spec}")
 
 
 @cli.command()
@@ -97,8 +107,8 @@ def check(spec_path: Path) -> None:
         result = pipeline.check(spec_path, step)
     caution = result.spec.privacy.caution
     if caution:
-        click.echo(f"Caution: {caution}", err=True)
-    click.echo(
+        _say(f"Caution: {caution}", err=True)
+    _say(
         f"{spec_path}: valid. {len(result.spec.inputs)} inputs, {len(result.spec.tables)} "
         f"tables, {len(result.spec.shares)} headline shares; no privacy budget was spent."
     )
@@ -135,23 +145,12 @@ def plan(spec_path: Path, targets: tuple[str, ...], as_json: bool) -> None:
         )
 
 
-def _check_inside_project(out_dir: Path, spec_path: Path) -> None:
-    """The package goes inside the working directory or the spec's folder, nowhere else."""
-    # abspath folds '..' away without following links (links are refused elsewhere).
-    target = Path(os.path.abspath(out_dir))
-    allowed = [Path.cwd(), Path(os.path.abspath(spec_path)).parent]
-    if not any(target.is_relative_to(folder) for folder in allowed):
-        raise PublisherError(
-            f"--out {out_dir}: outside the working directory and the spec's folder; write the "
-            "package inside the project (run from the folder where it belongs)"
-        )
-
-
 @contextmanager
 def _progress() -> Iterator[Progress]:
     """The current stage and, where it is known, a bar of how much of it is done, on
     stderr when it is a terminal; silent in pipes and CI."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         SpinnerColumn,
@@ -179,6 +178,8 @@ def _progress() -> Iterator[Progress]:
             # Each stage is a task of its own, so its bar and its time start afresh; without
             # a fraction the bar pulses (the stage is running, its length unknown).
             nonlocal stage, task
+            # Stage names quote spec names: shown as text, never as markup or controls.
+            description = escape(printable(description))
             if description != stage:
                 bar.remove_task(task)
                 total = None if fraction is None else 1.0
@@ -211,13 +212,12 @@ def release(spec_path: Path, out_dir: Path) -> None:
     """Release the tables of SPEC as a validated data package."""
     from publisher import pipeline
 
-    _check_inside_project(out_dir, spec_path)
     with _progress() as step:
         result = pipeline.release(spec_path, out_dir, step)
     measured = result.measurements
     name = "rho" if measured.model == "zcdp" else "epsilon"
-    click.echo(f"Released {len(measured.tables)} tables to {result.package_dir}")
-    click.echo(
+    _say(f"Released {len(measured.tables)} tables to {result.package_dir}")
+    _say(
         f"Privacy loss spent: {name} = {measured.total_loss:.4g} "
         f"(epsilon = {measured.epsilon:.4g}, delta = {measured.delta:.0e})"
     )
@@ -261,7 +261,7 @@ def validate(package_dir: Path) -> None:
     problems = package.validate(package_dir)
     if problems:
         raise PublisherError(problems)
-    click.echo(f"{package_dir}: valid data package")
+    _say(f"{package_dir}: valid data package")
 
 
 @cli.command()
@@ -277,10 +277,12 @@ def validate(package_dir: Path) -> None:
 )
 def site(package_dir: Path, out_dir: Path | None) -> None:
     """Generate the release pages from PACKAGE_DIR and build the site (strict)."""
+    from publisher import package
     from publisher import site as site_builder
 
+    package.check_plain(package_dir)
     built = site_builder.build_site(package_dir, out_dir=out_dir)
-    click.echo(f"Built the site from {package_dir} in {built}")
+    _say(f"Built the site from {package_dir} in {built}")
 
 
 @cli.command()
@@ -303,11 +305,11 @@ def quickstart(work_dir: Path) -> None:
     # can be run again. A real dataset's ledger is never reset.
     for stale in files.spec.parent.glob("ledger.sqlite*"):
         stale.unlink()
-    click.echo(f"1/3 Synthetic demo data and release spec: {files.spec.parent.resolve()}")
+    _say(f"1/3 Synthetic demo data and release spec: {files.spec.parent.resolve()}")
     result = pipeline.release(files.spec, work_dir / "datapackage")
-    click.echo(f"2/3 Validated data package: {result.package_dir}")
+    _say(f"2/3 Validated data package: {result.package_dir}")
     built = site_builder.build_site(result.package_dir, out_dir=work_dir / "site")
-    click.echo(f"3/3 Site: {(built / 'index.html').resolve()}")
+    _say(f"3/3 Site: {(built / 'index.html').resolve()}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from publisher import disclosure, ingest, ledger, package, postprocess, privacy, spec
+from publisher import disclosure, ingest, interrupts, ledger, package, postprocess, privacy, spec
 from publisher.errors import PackageError, PublisherError
 from publisher.postprocess import ShareEstimate
 from publisher.progress import Progress, quiet
@@ -41,6 +41,7 @@ class ReleaseResult:
 def check(spec_path: Path, progress: Progress = quiet) -> CheckResult:
     """Validate the spec, every input against it, and that the ledger would accept the
     release (version not yet released, room under the cap). Spends nothing."""
+    progress = _observed(progress)
     release_spec = spec.load(spec_path)
     rows = dict(ingest.check(release_spec, progress))
     if release_spec.ledger_path.exists():
@@ -56,12 +57,21 @@ def release(spec_path: Path, out_dir: Path, progress: Progress = quiet) -> Relea
     Every check comes first; the whole loss is then reserved in the ledger before any noise
     is drawn. From then on the loss is spent: a failure marks the release failed (still
     counted) and leaves the previous package in place.
+
+    An interrupt (see :mod:`interrupts`) ends it at the next stage boundary: before the
+    reservation nothing is recorded, after it the release is recorded as failed; the
+    swap of the package and its commit in the ledger are never separated.
     """
+    progress = _observed(progress)
     release_spec = spec.load(spec_path)
     package.check_destination(out_dir)
-    _check_ledger_is_private(release_spec, out_dir)
+    _check_destination_is_public(release_spec, spec_path, out_dir)
+    if (out_dir / package.DESCRIPTOR).exists():
+        progress("Checking the package to be replaced", None)
+    previous = package.previous_release(out_dir)
+    _check_previous_against_ledger(release_spec, previous)
     with ingest.load(release_spec, progress) as frames:
-        return _release(release_spec, spec_path, frames, out_dir, progress)
+        return _release(release_spec, spec_path, frames, out_dir, previous, progress)
 
 
 def _release(
@@ -69,24 +79,64 @@ def _release(
     spec_path: Path,
     frames: dict[str, pl.LazyFrame],
     out_dir: Path,
+    previous: package.PreviousRelease | None,
     progress: Progress,
 ) -> ReleaseResult:
-    previous = package.previous_release(out_dir)
     book = ledger.Ledger(release_spec.ledger_path)
     progress("Reserving the privacy loss", None)
-    reservation = book.reserve(_spend_request(release_spec, spec_path))
+    # An interrupt between the reservation and the ``try`` that fails it would leave the
+    # release reserved for ever: it is held back until the ``try`` has begun.
+    with interrupts.deferred():
+        reservation = book.reserve(_spend_request(release_spec, spec_path))
+    staged: Path | None = None
+    drawn = False
     try:
-        result = _release_reserved(release_spec, frames, out_dir, reservation, previous, progress)
-        book.commit(
-            reservation,
-            loss=result.measurements.total_loss,
-            table_losses={table.name: table.loss for table in result.measurements.tables},
-            files=ledger.file_hashes(result.package_dir),
+        interrupts.checkpoint()
+        drawn = True  # from here on, noise may have been drawn
+        measurements = privacy.measure(release_spec, frames, progress)
+        interrupts.checkpoint()  # an interrupt lost in OpenDP's native code is raised here
+        # OpenDP's accounting must fit what was reserved before anything is published.
+        reservation.check(
+            loss=measurements.total_loss,
+            table_losses={table.name: table.loss for table in measurements.tables},
         )
+        content = _content(release_spec, measurements, previous, progress)
+        progress("Writing and validating the package", None)
+        staged = package.stage(content, out_dir)
+        interrupts.checkpoint()
+        # The package in place and the ledger's record of it go together.
+        with interrupts.deferred():
+            package_dir = package.swap_in(staged, out_dir)
+            staged = None
+            book.commit(
+                reservation,
+                loss=measurements.total_loss,
+                table_losses={table.name: table.loss for table in measurements.tables},
+                files=ledger.file_hashes(package_dir),
+            )
     except BaseException as error:
+        if staged is not None:
+            package.discard(staged)
         # Only the kind of error is recorded: a message could quote private data.
-        reason = error.problems[0] if isinstance(error, PublisherError) else type(error).__name__
-        book.fail(reservation, reason)
+        if isinstance(error, interrupts.Interrupted):
+            reason = f"interrupted by {error.name}"
+        elif isinstance(error, PublisherError):
+            reason = error.problems[0]
+        else:
+            reason = type(error).__name__
+        with interrupts.deferred():
+            book.fail(reservation, reason)
+        if isinstance(error, interrupts.Interrupted):
+            raise interrupts.Interrupted(
+                error.signum,
+                "nothing new was published; the release is recorded as failed in the ledger "
+                + (
+                    "and its loss stays spent (noise may have been drawn): release under a new "
+                    "release.version"
+                    if drawn
+                    else "before any noise was drawn (its reservation still counts)"
+                ),
+            ) from None
         if isinstance(error, OSError):
             raise PackageError(
                 f"{out_dir}: {error.strerror or type(error).__name__} while the package was "
@@ -95,15 +145,87 @@ def _release(
                 "spent: fix the disk, then release under a new release.version"
             ) from None
         raise
-    return result
+    try:
+        interrupts.checkpoint()
+    except interrupts.Interrupted as error:
+        raise interrupts.Interrupted(
+            error.signum,
+            f"the release had already finished: the package is published in {package_dir} "
+            "and recorded in the ledger",
+        ) from None
+    return ReleaseResult(package_dir, measurements, content.shares)
 
 
-def _check_ledger_is_private(release_spec: spec.ReleaseSpec, out_dir: Path) -> None:
-    if release_spec.ledger_path.is_relative_to(out_dir.resolve()):
-        raise PublisherError(
-            f"{release_spec.ledger_path} (privacy.ledger): the ledger is private and must not "
-            f"be inside the published package {out_dir}; move it next to the data"
+def _check_previous_against_ledger(
+    release_spec: spec.ReleaseSpec, previous: package.PreviousRelease | None
+) -> None:
+    """The package to be replaced holds exactly the files the ledger recorded when it was
+    committed (when this ledger released it): figures edited since, even with every hash
+    restated, are refused before anything is spent, and never archived as published."""
+    if previous is None or not release_spec.ledger_path.is_file():
+        return
+    records = ledger.Ledger(release_spec.ledger_path, read_only=True).spends()
+    recorded = next(
+        (
+            record.files
+            for record in records
+            if record.status == "committed"
+            and (record.release_id, record.version) == (previous.name, previous.version)
+        ),
+        None,
+    )
+    if recorded is None:
+        return
+    problems = []
+    for path in sorted(recorded.keys() | previous.files.keys()):
+        where = f"{previous.directory / path}"
+        if path not in recorded:
+            problems.append(f"{where}: was not part of version {previous.version} as released")
+        elif path not in previous.files:
+            problems.append(f"{where}: is missing, though version {previous.version} had it")
+        elif recorded[path] != previous.files[path]:
+            problems.append(f"{where}: differs from version {previous.version} as released")
+    if problems:
+        raise PackageError(
+            [
+                f"{problem} (the ledger {release_spec.ledger_path} recorded every file it "
+                "published); restore the published package before releasing over it "
+                "(nothing was spent)"
+                for problem in problems
+            ]
         )
+
+
+def _check_destination_is_public(
+    release_spec: spec.ReleaseSpec, spec_path: Path, out_dir: Path
+) -> None:
+    """The package folder is published whole and replaced whole: it must not hold the
+    spec, an input or the ledger, nor lie inside an input folder (a Parquet table)."""
+    target = out_dir.resolve()
+    private = [
+        ("the release spec", spec_path.resolve()),
+        *(
+            (f"the input inputs.{name}", release_spec.input_path(name))
+            for name in release_spec.inputs
+        ),
+    ]
+    if release_spec.ledger_path.is_relative_to(target):
+        raise PackageError(
+            f"{release_spec.ledger_path} (privacy.ledger): the ledger is private and must not "
+            f"be inside the published package {out_dir}; move it next to the data, or choose "
+            "another --out"
+        )
+    for what, path in private:
+        if path.is_relative_to(target):
+            raise PackageError(
+                f"{out_dir}: holds {what} ({path}), which is private: the package folder is "
+                "published and replaced whole, so choose a folder of its own for --out"
+            )
+        if path.is_dir() and target.is_relative_to(path):
+            raise PackageError(
+                f"{out_dir}: is inside {what} ({path}): a package there would be read as "
+                "part of the input; choose a folder outside it for --out"
+            )
 
 
 def _spend_request(release_spec: spec.ReleaseSpec, spec_path: Path) -> ledger.SpendRequest:
@@ -123,21 +245,13 @@ def _spend_request(release_spec: spec.ReleaseSpec, spec_path: Path) -> ledger.Sp
     )
 
 
-def _release_reserved(
+def _content(
     release_spec: spec.ReleaseSpec,
-    frames: dict[str, pl.LazyFrame],
-    out_dir: Path,
-    reservation: ledger.Reservation,
+    measurements: privacy.Measurements,
     previous: package.PreviousRelease | None,
     progress: Progress,
-) -> ReleaseResult:
-    measurements = privacy.measure(release_spec, frames, progress)
-    # OpenDP's accounting must fit what was reserved before anything is published.
-    reservation.check(
-        loss=measurements.total_loss,
-        table_losses={table.name: table.loss for table in measurements.tables},
-    )
-
+) -> package.ReleaseContent:
+    """Everything the package publishes, from the measurements by post-processing only."""
     progress("Estimating consistent tables", None)
     estimates = postprocess.consistent_estimates(release_spec, measurements)
     revises = package.revised_version(previous, release_spec.release.period) is not None
@@ -161,7 +275,15 @@ def _release_reserved(
     shares = [
         postprocess.estimate_share(share, estimates[share.table]) for share in release_spec.shares
     ]
-    content = package.ReleaseContent(release_spec, measurements, published, shares, previous)
-    progress("Writing and validating the package", None)
-    package_dir = package.write(content, out_dir)
-    return ReleaseResult(package_dir, measurements, shares)
+    return package.ReleaseContent(release_spec, measurements, published, shares, previous)
+
+
+def _observed(progress: Progress) -> Progress:
+    """``progress`` that first raises an interrupt that arrived (see :mod:`interrupts`):
+    every report is a stage boundary, between batches of rows and between OpenDP calls."""
+
+    def report(step: str, fraction: float | None) -> None:
+        interrupts.checkpoint()
+        progress(step, fraction)
+
+    return report

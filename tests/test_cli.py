@@ -20,6 +20,7 @@ from click.testing import CliRunner, Result
 
 from publisher import pipeline
 from publisher.cli import cli
+from publisher.errors import printable
 from tests.conftest import admissions_rows, admissions_spec, write_admissions
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
@@ -57,18 +58,10 @@ def write_spec(folder: Path, spec: dict[str, Any]) -> Path:
     return path
 
 
-def previous_package(folder: Path) -> Path:
-    """A stand-in for an earlier release: what a failed release must leave alone."""
+def previous_package(folder: Path, released: pipeline.ReleaseResult) -> Path:
+    """An earlier release: what a failed release must leave alone."""
     package = folder / "published"
-    (package / "data").mkdir(parents=True)
-    (package / "datapackage.json").write_text(
-        '{"name": "earlier-release", "version": "0.0.1", "release": {"period": "2024"}, '
-        '"resources": []}\n',
-        encoding="utf-8",
-    )
-    (package / "data" / "admissions-by-ward.csv").write_text(
-        "ward,value\nMaternity,285\n", encoding="utf-8"
-    )
+    shutil.copytree(released.package_dir, package)
     return package
 
 
@@ -188,10 +181,13 @@ def test_failed_release_creates_no_output(
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_failed_release_leaves_the_previous_package_intact(
-    tmp_path: Path, case: str, noise_draws: list[object]
+    tmp_path: Path,
+    case: str,
+    admissions_release: pipeline.ReleaseResult,
+    noise_draws: list[object],
 ) -> None:
     spec_path, fragments = BAD_INPUTS[case](tmp_path)
-    package = previous_package(tmp_path)
+    package = previous_package(tmp_path, admissions_release)
     before = snapshot(tmp_path)
 
     result = invoke("release", spec_path, "--out", package)
@@ -473,3 +469,58 @@ def test_release_progress_is_drawn_on_a_terminal_only(
     with _progress() as step:
         step("Reading and checking crimes", 0.5)
     assert capsys.readouterr().err == ""
+
+
+# --- what a terminal would act on is shown, never acted on ------------------------------------
+
+UNSAFE = [chr(c) for c in (*range(0x00, 0x20), *range(0x7F, 0xA0))] + [
+    "\u061c",
+    "\u200e",
+    "\u200f",
+    *(chr(c) for c in range(0x202A, 0x202F)),
+    *(chr(c) for c in range(0x2066, 0x206A)),
+]
+
+
+def test_printable_escapes_controls_and_bidirectional_overrides() -> None:
+    assert printable("a\x1b[2Jb\u202ec\r\nd\x85e\u2067") == "a\\x1b[2Jb\\u202ec\\r\\nd\\x85e\\u2067"
+    assert printable("Caf\u00e9 \u0627\u0644") == "Caf\u00e9 \u0627\u0644"  # letters are kept
+
+
+def test_error_lines_never_carry_a_terminal_control(
+    make_release: Callable[..., Path], tmp_path: Path
+) -> None:
+    # Fails if a spec key or a file name can clear the screen, move the cursor or reverse
+    # the text of an error line (a payload once printed a fake "valid").
+    spec = admissions_spec()
+    spec["shares"][0]["numerator"] = {"ward": ["\u202eX\u2066Y\u2069"]}  # type: ignore[index]
+    spec_path = make_release(spec)
+    named = tmp_path / "\x1b[2J\x1b[1;1Hvalid.yaml"
+    spec["categories"]["ward\x1b[2J"] = {"title": "T", "values": ["A"]}  # type: ignore[index]
+    escaping = tmp_path / "escaping.yaml"
+    escaping.write_text(yaml.safe_dump(spec), encoding="utf-8")
+
+    results = [invoke("check", spec_path), invoke("check", named), invoke("check", escaping)]
+
+    for result in results:
+        assert result.exit_code == 1, result.output
+        for line in result.stderr.splitlines():
+            assert line.startswith("Error: ")
+            assert not any(char in line for char in UNSAFE), repr(line)
+    assert "\\u202eX\\u2066Y\\u2069" in results[0].stderr
+    assert "\\x1b[2J\\x1b[1;1Hvalid.yaml" in results[1].stderr
+    assert "categories.ward\\x1b[2J: contains the control character U+001B" in results[2].stderr
+
+
+def test_progress_shows_spec_names_as_text(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from publisher.cli import _progress
+
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("TTY_INTERACTIVE", "1")
+    with _progress() as step:
+        step("Reading and checking [bold]x[/bold]\x1b[2J", None)
+    drawn = capsys.readouterr().err
+    assert "[bold]x[/bold]\\x1b[2J" in drawn

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from publisher import ledger, package, pipeline
+from publisher import checks, ledger, package, pipeline
 from publisher.errors import BudgetError
 from tests.conftest import admissions_spec, start_release
 
@@ -108,7 +108,7 @@ def test_a_failure_after_noise_is_recorded_as_spent_and_keeps_the_old_package(
     def full_disk(content: package.ReleaseContent, out_dir: Path) -> Path:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(package, "write", full_disk)
+    monkeypatch.setattr(package, "stage", full_disk)
     with pytest.raises(package.PackageError, match="No space left on device while the package"):
         pipeline.release(spec_path, tmp_path / "out")
     assert snapshot(first.package_dir) == before
@@ -240,7 +240,7 @@ def test_an_unreadable_package_to_replace_is_refused_before_any_spend(
     out = tmp_path / "out"
     out.mkdir()
     (out / "datapackage.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(package.PackageError, match="package to be replaced cannot be read"):
+    with pytest.raises(package.PackageError, match="the package there is not valid"):
         pipeline.release(spec_with(make_release), out)
     assert not (tmp_path / "ledger.sqlite").exists()
     assert (out / "datapackage.json").read_text(encoding="utf-8") == "{not json"
@@ -277,3 +277,28 @@ def test_a_release_reports_its_stages_and_how_far_each_has_gone(
     assert reading[-1] == 1.0
     measuring = [fraction for step, fraction in reports if step.startswith("Measuring")]
     assert measuring == [0.0, 0.5]  # before each of the two tables
+
+
+def test_a_failure_after_the_spend_names_the_package_folder_not_its_staging(
+    make_release: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fails if a message (or the ledger's record of the failure) names the hidden staging
+    # folder, which is gone by the time the message is read.
+    spec_path = spec_with(make_release)
+    real = checks.check_package
+
+    def one_more_problem(package_dir: Path) -> list[str]:
+        return [*real(package_dir), f"{package_dir / 'data'}: rule: a problem found late"]
+
+    monkeypatch.setattr(checks, "check_package", one_more_problem)
+    out = tmp_path / "out"
+    with pytest.raises(package.PackageError) as caught:
+        pipeline.release(spec_path, out)
+
+    assert caught.value.problems == [
+        "the new package is not valid, nothing was published: "
+        f"{out / 'data'}: rule: a problem found late"
+    ]
+    (record,) = ledger.Ledger(tmp_path / "ledger.sqlite").spends()
+    assert record.status == "failed" and ".staging-" not in (record.failure or "")
+    assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
