@@ -105,11 +105,11 @@ Weight = Annotated[
     float, Number, Field(ge=LIMITS.weight[0], le=LIMITS.weight[1], allow_inf_nan=False)
 ]
 
-# Licences we can describe fully (id -> title, URL). Official statistics use OGL.
 # The columns every published table has beside its key columns (package.py writes them):
 # a key column of the same name would make two columns with one name.
 PUBLISHED_COLUMNS = ("value", "marker", "lower_95", "upper_95", "is_total")
 
+# Licences we can describe fully (id -> title, URL). Official statistics use OGL.
 LICENCES: dict[str, tuple[str, str]] = {
     "OGL-UK-3.0": (
         "Open Government Licence v3.0",
@@ -842,8 +842,6 @@ def _share_problems(spec: ReleaseSpec, share: Share, where: str) -> list[_Proble
 # name would overwrite the generated resource or page (headline-shares.csv, the site's
 # tables/index.md) or fail validation after the noise is drawn.
 RESERVED_TABLE_NAMES = frozenset({"headline-shares", "index"})
-# The columns every published count table has after its key columns.
-RESERVED_COLUMNS = frozenset({"value", "marker", "lower_95", "upper_95"})
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
@@ -941,16 +939,7 @@ def _name_problems(spec: ReleaseSpec) -> list[_Problem]:
                 )
             )
         source = spec.inputs.get(table.input)
-        for position, column in enumerate(table.by):
-            if column in RESERVED_COLUMNS:
-                problems.append(
-                    _Problem(
-                        f"{where}.by[{position}]",
-                        f"'{column}' is a column every published table has "
-                        f"({', '.join(sorted(RESERVED_COLUMNS))}): rename the input column "
-                        f"under inputs.{table.input}.columns",
-                    )
-                )
+        for column in table.by:
             declared = source.columns.get(column) if source else None
             if declared is None or declared.categories not in spec.categories:
                 continue  # reported with the references

@@ -451,6 +451,16 @@ def spec_text_change(name: str, change: Callable[[str], str], *fragments: str) -
     return Case(name, build, BAD_SPEC)
 
 
+def as_zcdp(rho: float, cap: float) -> Callable[[dict[str, Any]], None]:
+    """The spec's privacy as zCDP, its units kept."""
+
+    def change(spec: dict[str, Any]) -> None:
+        spec["privacy"].pop("epsilon", None)
+        spec["privacy"].update(model="zcdp", rho=rho, cap={"rho": cap})
+
+    return change
+
+
 def keys(count: int, prefix: str = "K") -> list[str]:
     return [f"{prefix}{index:05d}" for index in range(count)]
 
@@ -596,9 +606,11 @@ def restate(package_dir: Path) -> None:
     for archive_path in package_dir.glob("*.zip"):
         with zipfile.ZipFile(archive_path) as archive:
             names = [info.filename for info in archive.infolist()]
+        folder = archive_path.stem + "/"
         with zipfile.ZipFile(archive_path, "w") as archive:
             for name in names:
-                archive.write(package_dir / name, name)
+                if not name.endswith("/"):
+                    archive.write(package_dir / name.removeprefix(folder), name)
     listed = [
         path
         for path in sorted(package_dir.rglob("*"))
@@ -690,7 +702,7 @@ def hostile_cases() -> list[Case]:
         spec_case("weight 1e-300", put("tables.0.weight", 1e-300), "tables[0].weight: "),
         spec_case(
             "rho 1e-300",
-            put("privacy", {"model": "zcdp", "rho": 1e-300, "cap": {"rho": 1.0}}),
+            as_zcdp(rho=1e-300, cap=1.0),
             "tables[0].weight: ",
             "below the least a table may get",
         ),

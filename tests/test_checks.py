@@ -25,6 +25,8 @@ from publisher.errors import PackageError
 BY_WARD = "data/admissions-by-ward.csv"
 BY_OUTCOME = "data/admissions-by-ward-and-outcome.csv"
 SHARES = "data/headline-shares.csv"
+FOLDER = "hospital-admissions-test-0.1.0"  # the zip's one top-level folder
+ZIP = f"{FOLDER}.zip"
 
 
 @pytest.fixture
@@ -69,10 +71,12 @@ def rezip(package_dir: Path) -> None:
     for path in package_dir.glob("*.zip"):
         with zipfile.ZipFile(path) as archive:
             names = [info.filename for info in archive.infolist() if not info.is_dir()]
+        folder = path.stem + "/"
         with zipfile.ZipFile(path, "w") as archive:
             for name in names:
-                if (package_dir / name).is_file():
-                    archive.write(package_dir / name, name)
+                loose = package_dir / name.removeprefix(folder)
+                if loose.is_file():
+                    archive.write(loose, name)
 
 
 def refresh(package_dir: Path) -> None:
@@ -146,7 +150,7 @@ def test_a_package_with_files_an_archive_and_checksums_passes(
     )
     save(package_dir, meta)
     with zipfile.ZipFile(package_dir / "hospital-admissions-test-0.1.0.zip", "a") as archive:
-        archive.write(package_dir / "NOTES.md", "NOTES.md")
+        archive.write(package_dir / "NOTES.md", f"{FOLDER}/NOTES.md")
     refresh(package_dir)
     assert checks.check_package(package_dir) == []
 
@@ -325,7 +329,7 @@ def test_one_byte_changed_keeping_the_size(package_dir: Path) -> None:
         [str(path), "checksum"],
         [str(zip_path), "zip"],
     ]
-    assert f"member '{SHARES}' differs from '{SHARES}' in the package" in problems[2]
+    assert f"member '{FOLDER}/{SHARES}' differs from '{SHARES}' in the package" in problems[2]
 
 
 def test_one_byte_appended(package_dir: Path) -> None:
@@ -342,7 +346,7 @@ def test_a_listed_file_that_changed(package_dir: Path) -> None:
     meta.setdefault("files", []).append({"name": "notes-md", "path": "NOTES.md"})
     save(package_dir, meta)
     with zipfile.ZipFile(package_dir / "hospital-admissions-test-0.1.0.zip", "a") as archive:
-        archive.write(package_dir / "NOTES.md", "NOTES.md")
+        archive.write(package_dir / "NOTES.md", f"{FOLDER}/NOTES.md")
     refresh(package_dir)
     assert checks.check_package(package_dir) == []
     (package_dir / "NOTES.md").write_text("# Notes!\n", encoding="utf-8")
@@ -531,8 +535,8 @@ def test_every_problem_is_reported_at_once(package_dir: Path) -> None:
         f"{shares}: hash: ",
         f"{shares}: checksum: ",
         f"{descriptor}: checksum: ",
-        f"{package_dir / 'hospital-admissions-test-0.1.0.zip'}: zip: member 'datapackage.json'",
-        f"{package_dir / 'hospital-admissions-test-0.1.0.zip'}: zip: member '{SHARES}'",
+        f"{package_dir / ZIP}: zip: member '{FOLDER}/datapackage.json'",
+        f"{package_dir / ZIP}: zip: member '{FOLDER}/{SHARES}'",
     ]
     for prefix in expected:
         assert sum(p.startswith(prefix) for p in problems) == 1, (prefix, problems)
@@ -541,7 +545,6 @@ def test_every_problem_is_reported_at_once(package_dir: Path) -> None:
 
 # --- untrusted paths, links, pipes and the zip -----------------------------------------------
 
-ZIP = "hospital-admissions-test-0.1.0.zip"
 PRIVATE = "LEAKCHECK-private-row"
 
 
@@ -549,33 +552,35 @@ def test_the_zip_must_hold_the_same_bytes_as_the_loose_files(package_dir: Path) 
     # Fails if a zip whose CSV was changed (with SHA256SUMS restated) still validates.
     with zipfile.ZipFile(package_dir / ZIP) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
-    members[BY_WARD] = members[BY_WARD].replace(b"Maternity", b"Maternitx")
+    member = f"{FOLDER}/{BY_WARD}"
+    members[member] = members[member].replace(b"Maternity", b"Maternitx")
     with zipfile.ZipFile(package_dir / ZIP, "w") as archive:
         for name, data in members.items():
             archive.writestr(name, data)
     write_checksums(package_dir)
     assert checks.check_package(package_dir) == [
-        f"{package_dir / ZIP}: zip: member '{BY_WARD}' differs from '{BY_WARD}' in the package; "
+        f"{package_dir / ZIP}: zip: member '{FOLDER}/{BY_WARD}' differs from '{BY_WARD}' in the "
+        "package; "
         "expected the same bytes (rebuild the zip, or release again)"
     ]
 
 
 def test_the_zip_holds_nothing_else_and_nothing_unsafe(package_dir: Path) -> None:
     with zipfile.ZipFile(package_dir / ZIP, "a") as archive:
-        archive.writestr("microdata.csv", PRIVATE)
-        archive.writestr("../escape.csv", PRIVATE)
-        link = zipfile.ZipInfo("data/link.csv")
+        archive.writestr(f"{FOLDER}/microdata.csv", PRIVATE)
+        archive.writestr(f"{FOLDER}/../escape.csv", PRIVATE)
+        link = zipfile.ZipInfo(f"{FOLDER}/data/link.csv")
         link.external_attr = (0o120777) << 16
         archive.writestr(link, "/etc/passwd")
     write_checksums(package_dir)
     problems = checks.check_package(package_dir)
     where = f"{package_dir / ZIP}: zip: member"
     assert problems == [
-        f"{where} 'microdata.csv' is not a file of the package; expected the zip to hold the "
-        "package's own files only",
-        f"{where} '../escape.csv': the path contains '..'; expected a path that stays inside the "
-        "package",
-        f"{where} 'data/link.csv' is a symbolic link",
+        f"{where} '{FOLDER}/microdata.csv' is not a file of the package; expected the zip to "
+        "hold the package's own files only",
+        f"{where} '{FOLDER}/../escape.csv': the path contains '..'; expected a path that stays "
+        "inside the package",
+        f"{where} '{FOLDER}/data/link.csv' is a symbolic link",
     ]
 
 
