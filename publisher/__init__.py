@@ -17,6 +17,8 @@ The modules, in the order data flows through them (see DESIGN.md):
   everything that reads a package.
 - ``pipeline``: the release end to end.
 - ``plan``: the loss split and expected margins of error, from public parameters only.
+- ``strategy``: the optimal measurement strategy of one input's tables (what to measure,
+  with what noise, and the estimates' exact covariance), from public parameters only.
 - ``site``: the public MkDocs site, generated from a package (a package of its own:
   views, Jinja2 templates holding every sentence, charts, build).
 - ``demo``: synthetic microdata shaped like the police data, for demonstrations and tests.

@@ -42,9 +42,11 @@ strategy's error, so the answer carries its own certificate (``Strategy.bound``)
 
 Objectives. The table weights keep the meaning they have in today's split of the loss:
 ``total`` minimises ``sum_t w_t^2 * (mean cell variance of t)``; ``worst_cell`` minimises
-``max_t w_t * (largest cell variance of t)``. When the tables share nothing, both give each
-table the share ``w_t / sum w`` it gets today; what the planner gains comes from what the
-tables share (totals, margins, regions inside forces).
+``max_t w_t * (largest cell variance of t)``. Were the tables to share nothing, both would
+give each table the share ``w_t / sum w`` it gets today; what the planner gains comes from
+what the tables share (the grand total, margins, regions inside forces). A table marked
+``totals`` counts its published totals in ``total`` too (the mean is then over its cells
+and totals together): totals improve, cells pay for it.
 
 Pure DP (Laplace). No closed form is known for L1. :func:`marginal_weights` optimises
 the shares of the loss over the marginals the tables are made of (every table and every
@@ -59,7 +61,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -133,11 +135,13 @@ class Column:
 @dataclass(frozen=True)
 class Marginal:
     """A count table: the records counted by the keys of its columns (cells in C order of
-    the columns' keys), with a weight (the release manager's priority)."""
+    the columns' keys), with a weight (the release manager's priority) and whether its
+    totals are published too (they then count in the objective)."""
 
     name: str
     columns: tuple[Column, ...]
     weight: float = 1.0
+    totals: bool = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -183,12 +187,13 @@ class Workload:
         return next(marginal for marginal in self.marginals if marginal.name == name)
 
 
-def workload_from_spec(spec: ReleaseSpec, input_name: str) -> Workload:
+def workload_from_spec(spec: ReleaseSpec, input_name: str, *, totals: bool = False) -> Workload:
     """The tables of one input of a release spec, as a workload (public parameters only).
 
     Base attributes are the input's columns read from the file that some table uses
     directly or through a derived column, in the input's order; cells are in the order of
-    ``privacy.keys_of``.
+    ``privacy.keys_of``. With ``totals``, the totals a table publishes count in the
+    ``total`` objective too.
     """
     source = spec.inputs[input_name]
     tables = [table for table in spec.tables if table.input == input_name]
@@ -217,7 +222,9 @@ def workload_from_spec(spec: ReleaseSpec, input_name: str) -> Workload:
             }
             groups = tuple(group_of[key] for key in keys[base])
             columns.append(Column(base, groups, len(category.values)))
-        marginals.append(Marginal(table.name, tuple(columns), table.weight))
+        marginals.append(
+            Marginal(table.name, tuple(columns), table.weight, totals and table.totals)
+        )
     return Workload(tuple((name, len(keys[name])) for name in used), tuple(marginals))
 
 
@@ -416,6 +423,10 @@ class Structure:
     def table(self, name: str) -> _Table:
         return next(table for table in self.tables if table.marginal.name == name)
 
+    def resolve(self, table: str | Marginal) -> _Table:
+        """A workload table by name, or any marginal over the same groupings."""
+        return self.table(table) if isinstance(table, str) else self.table_for(table)
+
     @cached_property
     def ranges(self) -> tuple[Matrix, ...]:
         """Per component, an orthonormal basis of the part the tables' cells reach: what a
@@ -437,6 +448,26 @@ class Structure:
             own = [c.groups for c in marginal.columns if c.attribute == attribute.name]
             views.append(_view(attribute, _meet(own, attribute.keys) if own else None))
         return _Table(marginal, tuple(views), _cell_blocks(marginal, self.attributes, views))
+
+    def figures(self, objective: Objective) -> tuple[tuple[int, _Table], ...]:
+        """What the objective counts, with the index of the table each figure is of: each
+        table's cells and, for ``total`` and a table that publishes them, its totals (the
+        tables of each proper subset of its columns)."""
+        return self._totals if objective == "total" else tuple(enumerate(self.tables))
+
+    @cached_property
+    def _totals(self) -> tuple[tuple[int, _Table], ...]:
+        out = []
+        for index, table in enumerate(self.tables):
+            out.append((index, table))
+            marginal = table.marginal
+            if not marginal.totals:
+                continue
+            for size in range(len(marginal.columns)):
+                for subset in itertools.combinations(range(len(marginal.columns)), size):
+                    columns = tuple(marginal.columns[i] for i in subset)
+                    out.append((index, self.table_for(Marginal(marginal.name, columns))))
+        return tuple(out)
 
     @cached_property
     def types(self) -> tuple[int, ...]:
@@ -503,14 +534,27 @@ class Structure:
     # flattened), then the leaves of the component's block for each other attribute.
 
     def to_component(self, component: _Component, vector: Matrix) -> Matrix:
-        out = vector
+        return self.reduce(component, vector, integer=False)
+
+    def reduce(
+        self, component: _Component, tensor: npt.NDArray[Any], *, integer: bool
+    ) -> npt.NDArray[Any]:
+        """A tensor over the leaves in a component's coordinates: along each spanned
+        attribute its coarse blocks (orthonormal, or with ``integer`` the blocks' totals),
+        along each other attribute its block's leaves minus their mean (with ``integer``
+        times the block's size, so that integer counts stay integers)."""
+        out = tensor
         for axis, part in enumerate(component.parts):
             attribute = self.attributes[axis]
             if part < 0:
-                out = np.moveaxis(np.tensordot(out, attribute.basis, axes=([axis], [0])), -1, axis)
+                coarse = attribute.membership.T if integer else attribute.basis
+                out = np.moveaxis(np.tensordot(out, coarse, axes=([axis], [0])), -1, axis)
             else:
                 out = np.take(out, attribute.inside(part), axis=axis)
-                out = out - out.mean(axis=axis, keepdims=True)
+                if integer:
+                    out = int(attribute.sizes[part]) * out - out.sum(axis=axis, keepdims=True)
+                else:
+                    out = out - out.mean(axis=axis, keepdims=True)
         return self._flatten(component, out)
 
     def from_component(self, component: _Component, coordinates: Matrix) -> Matrix:
@@ -653,7 +697,9 @@ class Strategy:
         return replace(self, precisions=tuple(p / variance for p in self.precisions))
 
     @cached_property
-    def _inverses(self) -> tuple[Matrix, ...]:
+    def covariances(self) -> tuple[Matrix, ...]:
+        """The covariance of each component's block (its precision inverted on the part the
+        tables reach)."""
         return tuple(
             _inverse_on(p, basis)
             for p, basis in zip(self.precisions, self.structure.ranges, strict=True)
@@ -662,33 +708,34 @@ class Strategy:
     def covariance(self, table: str | Marginal, other: str | Marginal | None = None) -> Matrix:
         """The covariance of the estimates of the cells of ``table`` (and ``other``), in
         the tables' cell order. A table may be any marginal over the workload's groupings."""
-        first = self._table(table)
-        second = self._table(other) if other is not None else first
-        grid = _block_covariance(self.structure, first, second, self._inverses)
+        first = self.structure.resolve(table)
+        second = self.structure.resolve(other) if other is not None else first
+        grid = _block_covariance(self.structure, first, second, self.covariances)
         out = np.zeros((first.marginal.cells, second.marginal.cells))
         rows, cols = first.cell_block >= 0, second.cell_block >= 0
         out[np.ix_(rows, cols)] = grid[np.ix_(first.cell_block[rows], second.cell_block[cols])]
         return out
-
-    def _table(self, table: str | Marginal) -> _Table:
-        if isinstance(table, str):
-            return self.structure.table(table)
-        return self.structure.table_for(table)
 
     def cell_variances(self, table: str | Marginal) -> Matrix:
         return np.diag(self.covariance(table))
 
     def total_variances(self, table: str | Marginal) -> Matrix:
         """The variance of each of the table's totals (:func:`margin_weights`)."""
-        marginal = self._table(table).marginal
+        marginal = self.structure.resolve(table).marginal
         weights = margin_weights(marginal)
         return np.asarray(np.einsum("ij,jk,ik->i", weights, self.covariance(table), weights))
 
     def value(self, objective: Objective) -> float:
-        """The objective: ``sum_t w_t^2 mean_var_t`` or ``max_t w_t max_var_t``."""
+        """The objective over each table's published figures (cells, and totals when
+        published): ``sum_t w_t^2 mean_var_t`` or ``max_t w_t max_var_t``."""
+        s = self.structure
+        per_table: list[list[Matrix]] = [[] for _ in s.tables]
+        for index, figure in s.figures(objective):
+            variances = np.diag(_block_covariance(s, figure, figure, self.covariances))
+            per_table[index].append(variances[figure.cell_block[figure.cell_block >= 0]])
         values = []
-        for table in self.structure.tables:
-            variances = self.cell_variances(table.marginal.name)[table.cell_block >= 0]
+        for table, parts in zip(s.tables, per_table, strict=True):
+            variances = np.concatenate(parts)
             weight = table.marginal.weight
             if objective == "total":
                 values.append(weight**2 * float(variances.mean()))
@@ -746,7 +793,7 @@ def _block_covariance(
 
 @dataclass(frozen=True)
 class _Classes:
-    table_of: Index  # class -> table index
+    table_of: Index  # class -> index of the table whose figure it is
     cells: Matrix  # possible cells per class
     rows: tuple[Matrix, ...]  # per component: the seen classes' rows in its coordinates
     seen: tuple[Index, ...]  # per component: which classes
@@ -759,11 +806,12 @@ class _Classes:
         return replace(self, rows=rows)
 
 
-def _classes(s: Structure) -> _Classes:
+def _classes(s: Structure, objective: Objective) -> _Classes:
     table_of: list[int] = []
+    figure_of: list[_Table] = []
     cells: list[float] = []
     keys: list[tuple[int, ...]] = []
-    for index, table in enumerate(s.tables):
+    for index, table in s.figures(objective):
         per_axis = [view.classes(a) for view, a in zip(table.views, s.attributes, strict=True)]
         counts: dict[tuple[int, ...], int] = {}
         for flat in sorted(set(table.cell_block[table.cell_block >= 0].tolist())):
@@ -772,13 +820,13 @@ def _classes(s: Structure) -> _Classes:
             counts[key] = counts.get(key, 0) + 1
         for key, count in counts.items():
             table_of.append(index)
+            figure_of.append(table)
             cells.append(count)
             keys.append(key)
     rows, seen, factors = [], [], []
     for k, component in enumerate(s.components):
         component_rows, component_seen, component_factor = [], [], []
-        for c, (t, key) in enumerate(zip(table_of, keys, strict=True)):
-            table = s.tables[t]
+        for c, (table, key) in enumerate(zip(figure_of, keys, strict=True)):
             if not s.sees(table, component):
                 continue
             if any(p >= 0 and key[a] != p for a, p in enumerate(component.parts)):
@@ -818,9 +866,11 @@ def _class_weights(
 ) -> tuple[_Classes, Matrix]:
     """The classes (rows scaled by each table's priority) and their starting weights."""
     weights = np.array([table.marginal.weight for table in s.tables])
-    possible = np.array([table.possible_cells for table in s.tables], dtype=float)
+    possible = np.zeros(len(s.tables))
+    for index, figure in s.figures(objective):
+        possible[index] += figure.possible_cells
     if objective == "total":
-        # sum_t w_t^2 * mean variance: each cell weighs w_t^2 / (possible cells of t).
+        # sum_t w_t^2 * mean variance: each figure weighs w_t^2 / (published figures of t).
         per_cell = (weights**2 / possible)[classes.table_of]
         return classes, per_cell * classes.cells
     scaled = classes.scaled(weights)
@@ -851,47 +901,46 @@ def optimal(
             f"a block of {too_large} coarse cells is larger than the exact planner takes "
             f"({MAX_BLOCK}); use residual_planner"
         )
-    classes, weights = _class_weights(s, _classes(s), objective)
+    classes, weights = _class_weights(s, _classes(s, objective), objective)
+    groups = _Batches.of(s, classes)
     counts = s.type_counts
     delta = np.full(len(counts), 1.0 / counts.sum())  # per column; sum over columns is 1
-    column_data = [s.column_weights(c) for c in s.components]
-    multiplicities = np.array([s.multiplicity(c) for c in s.components], dtype=float)
-    best: tuple[float, tuple[Matrix, ...]] | None = None
+    best: tuple[float, list[Matrix]] | None = None
     bound = 0.0
     converged = False
     for _ in range(max_iterations):
         norms = np.zeros(len(counts))
         variances = np.zeros(len(weights))
         root_bound = 0.0
-        precisions: list[Matrix] = []
-        for k in range(len(s.components)):
-            rows, seen = classes.rows[k], classes.seen[k]
-            if len(rows) == 0:
-                precisions.append(np.zeros((s.block_sizes[k], s.block_sizes[k])))
-                continue
-            types, column_weight = column_data[k]
-            # The workload's Gram matrix on this block, per dimension of its contrasts.
-            share = weights[seen] * classes.variance_factor[k] / multiplicities[k]
-            gram = (rows * share[:, None]).T @ rows
-            root_d = np.sqrt(delta[types])
-            values, vectors = np.linalg.eigh(root_d[:, None] * gram * root_d[None, :])
-            keep = values > max(float(values.max()), 1e-300) * 1e-14
-            roots = np.sqrt(values[keep])
-            half = (vectors[:, keep] * roots) @ vectors[:, keep].T
-            inverse_half = (vectors[:, keep] / roots) @ vectors[:, keep].T
-            root_bound += multiplicities[k] * float(roots.sum())
-            precision = half / root_d[:, None] / root_d[None, :]
-            covariance = root_d[:, None] * inverse_half * root_d[None, :]
+        precisions = []
+        for group in groups:
+            # The workload's Gram matrix on each block, per dimension of its contrasts.
+            share = weights[group.seen] * group.share
+            gram = np.einsum("gcs,gc,gct->gst", group.rows, share, group.rows)
+            root_d = np.sqrt(delta[group.types])
+            scaled = root_d[:, :, None] * gram * root_d[:, None, :]
+            values, vectors = np.linalg.eigh(scaled)
+            top = np.maximum(values.max(axis=1, keepdims=True), 1e-300)
+            keep = values > top * 1e-14
+            roots = np.where(keep, np.sqrt(np.maximum(values, 0.0)), 0.0)
+            inverse_roots = np.where(keep, 1.0 / np.where(keep, roots, 1.0), 0.0)
+            half = np.einsum("gsk,gk,gtk->gst", vectors, roots, vectors)
+            inverse_half = np.einsum("gsk,gk,gtk->gst", vectors, inverse_roots, vectors)
+            root_bound += float(group.multiplicity @ roots.sum(axis=1))
+            precision = half / root_d[:, :, None] / root_d[:, None, :]
+            covariance = root_d[:, :, None] * inverse_half * root_d[:, None, :]
             precisions.append(precision)
-            np.add.at(norms, types, np.diag(precision) * column_weight)
-            variances[seen] += (
-                np.einsum("ij,jk,ik->i", rows, covariance, rows) * (classes.variance_factor[k])
+            diagonal = np.einsum("gss->gs", precision) * group.column_weight
+            np.add.at(norms, group.types.ravel(), diagonal.ravel())
+            per_class = np.einsum("gcs,gst,gct->gc", group.rows, covariance, group.rows)
+            np.add.at(
+                variances, group.seen[group.present], (per_class * group.factor)[group.present]
             )
         largest = float(norms.max())
         achieved = largest * (root_bound if objective == "total" else float(variances.max()))
         bound = max(bound, root_bound**2)
         if best is None or achieved < best[0]:
-            best = (achieved, tuple(p / largest for p in precisions))
+            best = (achieved, [p / largest for p in precisions])
         if best[0] <= bound * (1.0 + gap):
             converged = True
             break
@@ -905,8 +954,57 @@ def optimal(
             weights = np.maximum(weights, float(weights.max()) * 1e-12)
             weights /= weights.sum()
     assert best is not None
+    blocks: list[Matrix] = [np.zeros((0, 0))] * len(s.components)
+    for group, stacked in zip(groups, best[1], strict=True):
+        for position, k in enumerate(group.components):
+            blocks[k] = stacked[position]
     notes = () if converged else (f"stopped {best[0] / bound - 1:.1e} above the bound",)
-    return Strategy(s, best[1], "optimum", bound, objective, notes)
+    return Strategy(s, tuple(blocks), "optimum", bound, objective, notes)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """The components whose blocks have one size, stacked (classes padded with zeros)."""
+
+    components: list[int]
+    rows: Matrix  # components x classes x block
+    seen: Index  # components x classes: the class index (0 where padded)
+    present: npt.NDArray[np.bool_]  # components x classes: not padding
+    factor: Matrix  # components x classes: the contrasts' share of a cell's variance
+    share: Matrix  # factor / multiplicity (0 where padded)
+    multiplicity: Matrix  # per component
+    types: Index  # components x block: column class of each coordinate
+    column_weight: Matrix  # components x block
+
+
+class _Batches:
+    @staticmethod
+    def of(s: Structure, classes: _Classes) -> list[_Batch]:
+        out = []
+        for size in sorted(set(s.block_sizes)):
+            members = [k for k, b in enumerate(s.block_sizes) if b == size]
+            width = max(1, *(len(classes.seen[k]) for k in members))
+            rows = np.zeros((len(members), width, size))
+            seen = np.zeros((len(members), width), dtype=np.int64)
+            present = np.zeros((len(members), width), dtype=bool)
+            factor = np.zeros((len(members), width))
+            types = np.zeros((len(members), size), dtype=np.int64)
+            column_weight = np.zeros((len(members), size))
+            multiplicity = np.array([s.multiplicity(s.components[k]) for k in members], dtype=float)
+            for position, k in enumerate(members):
+                count = len(classes.seen[k])
+                rows[position, :count] = classes.rows[k]
+                seen[position, :count] = classes.seen[k]
+                present[position, :count] = True
+                factor[position, :count] = classes.variance_factor[k]
+                types[position], column_weight[position] = s.column_weights(s.components[k])
+            share = factor / multiplicity[:, None]
+            out.append(
+                _Batch(
+                    members, rows, seen, present, factor, share, multiplicity, types, column_weight
+                )
+            )
+        return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -929,7 +1027,7 @@ def residual_planner(
         for a in s.attributes
     ]
     residuals = list(itertools.product(*kinds))
-    classes, weights = _class_weights(s, _classes(s), objective)
+    classes, weights = _class_weights(s, _classes(s, objective), objective)
     # Each residual's block matrices: per component, the projection it has there.
     projections: list[list[Matrix | None]] = []
     for residual in residuals:
@@ -1019,18 +1117,17 @@ def _scalar_dual(
 
 
 def measured_tables(
-    workload: Workload | Structure, shares: Sequence[float] | None = None
+    workload: Workload | Structure, shares: Sequence[float] | None = None, model: Model = "zcdp"
 ) -> Strategy:
     """Each table measured as it is with its share of the loss (by weight unless
-    ``shares`` are given), all estimated together by least squares: today's release
-    (normalised: Gaussian noise, shares of one unit of loss)."""
+    ``shares`` are given), all estimated together by least squares: today's release.
+    Units as :func:`optimal` (zCDP) or :func:`marginal_weights` (pure DP)."""
     s = workload if isinstance(workload, Structure) else Structure(workload)
     marginals = [table.marginal for table in s.tables]
     shares = shares if shares is not None else [m.weight for m in marginals]
     total = math.fsum(shares)
-    return _marginal_strategy(
-        s, marginals, [share / total for share in shares], "zcdp"
-    ).normalised()
+    measured = _marginal_strategy(s, marginals, [share / total for share in shares], model)
+    return measured.normalised() if model == "zcdp" else measured
 
 
 def _marginal_strategy(
@@ -1087,7 +1184,7 @@ def marginal_weights(
     """
     s = workload if isinstance(workload, Structure) else Structure(workload)
     candidates = _sub_marginals(s)
-    classes, class_weights = _class_weights(s, _classes(s), objective)
+    classes, class_weights = _class_weights(s, _classes(s, objective), objective)
     grams = [[s.gram(s.table_for(m), component) for component in s.components] for m in candidates]
 
     def evaluate(theta: Matrix, weights: Matrix) -> tuple[float, Matrix, Matrix]:
@@ -1100,6 +1197,8 @@ def marginal_weights(
                 continue
             precision = sum(t**2 * grams[i][k] for i, t in enumerate(theta))
             inverse = _inverse_on(np.asarray(precision), s.ranges[k])
+            if not np.isfinite(inverse).all():
+                return math.inf, gradient, np.full(len(weights), math.inf)
             variances[seen] += (
                 np.einsum("ij,jk,ik->i", rows, inverse, rows) * (classes.variance_factor[k])
             )
@@ -1207,7 +1306,9 @@ class Estimates:
 
     def cells(self, table: str | Marginal) -> Matrix:
         """The estimated cells (the table's cell order)."""
-        return self.strategy.structure.table_cells(self.strategy._table(table), self.leaves)
+        return self.strategy.structure.table_cells(
+            self.strategy.structure.resolve(table), self.leaves
+        )
 
     def covariance(self, table: str | Marginal, other: str | Marginal | None = None) -> Matrix:
         return self.strategy.covariance(table, other)
@@ -1237,12 +1338,11 @@ class Design:
     # Building designs.
 
     @classmethod
-    def residuals(cls, strategy: Strategy, model: Model = "zcdp") -> Design:
-        """A Gaussian strategy as one vector of integer queries (see :class:`_ResidualQuery`),
-        rounded at a resolution that keeps every value within 64 bits for up to
-        :data:`MAX_RECORDS` records; its exact sensitivity is computed from the integers."""
-        if model != "zcdp":
-            raise ValueError("a residual design needs Gaussian noise (zCDP)")
+    def residuals(cls, strategy: Strategy) -> Design:
+        """A Gaussian (zCDP) strategy as one vector of integer queries (see
+        :class:`_ResidualQuery`), rounded at a resolution that keeps every value within 64
+        bits for up to :data:`MAX_RECORDS` records; its exact sensitivity is computed from
+        the integers, and its estimates' covariance from the integers too."""
         s = strategy.structure
         factors: list[tuple[int, Matrix]] = []
         for k, precision in enumerate(strategy.precisions):
@@ -1256,7 +1356,7 @@ class Design:
             rows = (
                 rows
                 / _coarse_roots(s, s.components[k])[None, :]
-                / _contrast_gain(s, s.components[k])
+                / _block_leaves(s, s.components[k])
             )
             factors.append((k, rows))
         reach = max(
@@ -1276,7 +1376,7 @@ class Design:
             integer_rows.append(rounded)
         norm = _residual_norm(s, components, integer_rows)
         size = sum(
-            len(rows) * _contrast_cells(s, s.components[k])
+            len(rows) * _block_leaves(s, s.components[k])
             for k, rows in zip(components, integer_rows, strict=True)
         )
         query = Query("residuals", size, 1.0, norm)
@@ -1314,9 +1414,14 @@ class Design:
     # Measuring.
 
     def leaf_counts(self, counts: npt.NDArray[np.integer]) -> npt.NDArray[np.int64]:
-        """Counts by the base attributes' keys (axes in the workload's attribute order of
-        the used attributes) -> counts by leaves."""
+        """Counts by the keys of the workload's attributes (one axis each, in order) ->
+        counts by the leaves of the attributes the tables use."""
         out = np.asarray(counts, dtype=np.int64)
+        used = {attribute.name: attribute for attribute in self.structure.attributes}
+        names = [name for name, _ in self.structure.workload.attributes]
+        if out.shape != tuple(size for _, size in self.structure.workload.attributes):
+            raise ValueError("the counts do not have one axis per attribute, of its keys")
+        out = out.sum(axis=tuple(i for i, name in enumerate(names) if name not in used))
         for axis, attribute in enumerate(self.structure.attributes):
             membership = np.zeros((attribute.keys, attribute.leaves), dtype=np.int64)
             membership[np.arange(attribute.keys), attribute.leaf_of_key] = 1
@@ -1334,7 +1439,7 @@ class Design:
                 continue
             pieces = []
             for k, rows in zip(part.components, part.rows, strict=True):
-                pieces.append((rows @ _integer_component(s, s.components[k], leaf_counts)).ravel())
+                pieces.append((rows @ s.reduce(s.components[k], leaf_counts, integer=True)).ravel())
             out.append(np.concatenate(pieces))
         return out
 
@@ -1385,32 +1490,34 @@ class Design:
         s = self.structure
         strategy = self.strategy(variances)
         leaves = np.zeros(tuple(a.leaves for a in s.attributes))
-        back = [np.zeros((size, 1)) for size in s.block_sizes]
+        # A^T y / variance, per component, in its coordinates.
+        back: list[Matrix | None] = [None] * len(s.components)
+
+        def add(k: int, more: Matrix) -> None:
+            known = back[k]
+            back[k] = more if known is None else known + more
+
         for part, answer, variance in zip(self.parts, noisy, variances, strict=True):
             values = np.asarray(answer, dtype=float)
             if isinstance(part, _MarginalQuery):
                 spread = s.table_transpose(part.table, values) / variance
                 for k, component in enumerate(s.components):
                     if s.sees(part.table, component):
-                        coordinates = s.to_component(component, spread)
-                        back[k] = _add(back[k], coordinates)
+                        add(k, s.to_component(component, spread))
                 continue
             start = 0
             for k, rows in zip(part.components, part.rows, strict=True):
                 component = s.components[k]
-                count = len(rows) * _contrast_cells(s, component)
+                count = len(rows) * _block_leaves(s, component)
                 piece = values[start : start + count].reshape(len(rows), -1)
                 start += count
-                back[k] = _add(back[k], _residual_back(s, component, rows, piece) / variance)
+                add(k, _residual_back(s, component, rows, piece) / variance)
         for k, component in enumerate(s.components):
-            if not back[k].any():
-                continue
-            leaves = leaves + s.from_component(component, strategy._inverses[k] @ back[k])
+            measured = back[k]
+            if measured is not None:
+                estimate = strategy.covariances[k] @ measured
+                leaves = leaves + s.from_component(component, estimate)
         return Estimates(strategy, leaves)
-
-
-def _add(total: Matrix, more: Matrix) -> Matrix:
-    return more if total.shape != more.shape else total + more
 
 
 def _coarse_roots(s: Structure, component: _Component) -> Matrix:
@@ -1420,13 +1527,9 @@ def _coarse_roots(s: Structure, component: _Component) -> Matrix:
     return out
 
 
-def _contrast_gain(s: Structure, component: _Component) -> float:
-    return float(
-        math.prod(int(s.attributes[a].sizes[p]) for a, p in enumerate(component.parts) if p >= 0)
-    )
-
-
-def _contrast_cells(s: Structure, component: _Component) -> int:
+def _block_leaves(s: Structure, component: _Component) -> int:
+    """The number of leaves of the component's blocks, over its non-spanned attributes:
+    the size of its contrasts' integer frame, and that frame's gain."""
     return math.prod(int(s.attributes[a].sizes[p]) for a, p in enumerate(component.parts) if p >= 0)
 
 
@@ -1442,9 +1545,7 @@ def _contrast_reach(s: Structure, component: _Component) -> float:
 def _residual_precision(s: Structure, k: int, rows: npt.NDArray[np.int64]) -> Matrix:
     """``A^T A`` of a component's integer rows, in its orthonormal coordinates (unit noise)."""
     component = s.components[k]
-    scaled = (
-        rows.astype(float) * _coarse_roots(s, component)[None, :] * _contrast_gain(s, component)
-    )
+    scaled = rows.astype(float) * _coarse_roots(s, component)[None, :] * _block_leaves(s, component)
     return scaled.T @ scaled
 
 
@@ -1467,25 +1568,6 @@ def _residual_norm(
         for j, kind in enumerate(types.tolist()):
             norms[kind] += columns[j] * frame
     return max(norms)
-
-
-def _integer_component(
-    s: Structure, component: _Component, leaf_counts: npt.NDArray[np.int64]
-) -> npt.NDArray[np.int64]:
-    """Integers: the coarse blocks' totals (spanned attributes, flattened first) and, for
-    each other attribute, its block's leaves times the block's size minus their total."""
-    out = leaf_counts
-    for axis, part in enumerate(component.parts):
-        attribute = s.attributes[axis]
-        if part < 0:
-            out = np.moveaxis(np.tensordot(out, attribute.membership, axes=([axis], [1])), -1, axis)
-        else:
-            out = np.take(out, attribute.inside(part), axis=axis)
-            out = int(attribute.sizes[part]) * out - out.sum(axis=axis, keepdims=True)
-    spans = component.spans()
-    others = [a for a in range(len(s.attributes)) if a not in spans]
-    moved = np.transpose(out, spans + others)
-    return moved.reshape(math.prod(s.attributes[a].blocks for a in spans), -1)
 
 
 def _residual_back(
