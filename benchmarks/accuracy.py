@@ -621,6 +621,30 @@ def report(results: list[dict[str, Any]], trials: int, seconds: float) -> str:
                 f"{result['floors']['cells']:.2f} | {result['floors']['cells and totals']:.2f} | "
                 f"{_verdict(cells_ok)} | {_verdict(totals_ok)} |"
             )
+    lines += [
+        "",
+        "## Pure DP (Laplace)",
+        "",
+        "No optimum is known; the planner optimises the shares of the loss over the tables "
+        "and their sub-tables. Its objective over today's (hand-set weights + GLS) and over "
+        "per-table OpenDP's, and its RMSE over per-table OpenDP's (expected, best and worst "
+        "table), at each input's epsilon.",
+        "",
+        "| Input | objective | / hand-set + GLS | / per-table OpenDP | cells | totals |",
+        "| --- | --- | ---: | ---: | --- | --- |",
+    ]
+    for result in results:
+        for objective in ("total", "worst_cell"):
+            data = result["pure"][objective]
+            _, values = _middle(data["objective"])
+            _, row = _middle(data["losses"])
+            ratios = _ratios(row, "planner (L1)", "expected")
+            lines.append(
+                f"| {result['name'] if objective == 'total' else ''} | {objective} | "
+                f"{values['planner (L1)'] / values['hand-set weights + GLS']:.3f} | "
+                f"{values['planner (L1)'] / values['per-table OpenDP']:.3f} | "
+                f"{span(ratios, 0)} | {span(ratios, 1)} |"
+            )
     lines += ["", "## Simulation against formulas", ""]
     excess: list[float] = []
     for result in results:

@@ -1148,26 +1148,26 @@ def _marginal_strategy(
 
 
 def _sub_marginals(s: Structure) -> list[Marginal]:
-    """The workload's tables and every table of a subset of a table's columns, once each
-    (by what they count), the tables first."""
+    """The workload's tables, then every table of a subset of a table's columns that counts
+    something no earlier one does."""
     seen: set[tuple[tuple[str, int], ...]] = set()
     out = []
+
+    def add(candidate: Marginal) -> None:
+        views = s.table_for(candidate).views
+        key = tuple((view.kind, hash(view.block_of_block.tobytes())) for view in views)
+        if key not in seen:
+            seen.add(key)
+            out.append(candidate)
+
+    for table in s.tables:
+        add(table.marginal)
     for table in s.tables:
         columns = table.marginal.columns
-        for size in range(len(columns), -1, -1):
+        for size in range(len(columns) - 1, -1, -1):
             for subset in itertools.combinations(range(len(columns)), size):
-                chosen = tuple(columns[i] for i in subset)
-                candidate = Marginal(
-                    table.marginal.name
-                    if size == len(columns)
-                    else f"{table.marginal.name}[{','.join(str(i) for i in subset)}]",
-                    chosen,
-                )
-                views = s.table_for(candidate).views
-                key = tuple((view.kind, hash(view.block_of_block.tobytes())) for view in views)
-                if key not in seen:
-                    seen.add(key)
-                    out.append(candidate)
+                name = f"{table.marginal.name}[{','.join(str(i) for i in subset)}]"
+                add(Marginal(name, tuple(columns[i] for i in subset)))
     return out
 
 
@@ -1188,7 +1188,8 @@ def marginal_weights(
     grams = [[s.gram(s.table_for(m), component) for component in s.components] for m in candidates]
 
     def evaluate(theta: Matrix, weights: Matrix) -> tuple[float, Matrix, Matrix]:
-        """The objective at shares ``theta``, its gradient and each class's variance."""
+        """At shares ``theta``: the classes' variances weighted by ``weights``, its gradient,
+        and each class's variance."""
         gradient = np.zeros(len(theta))
         variances = np.zeros(len(weights))
         for k in range(len(s.components)):
@@ -1207,38 +1208,64 @@ def marginal_weights(
             for i, t in enumerate(theta):
                 if t > 0:
                     gradient[i] -= 2 * t * float(np.sum(inner * grams[i][k]))
-        value = float(weights @ variances) if objective == "total" else float(variances.max())
-        return value, gradient, variances
+        return float(weights @ variances), gradient, variances
+
+    def descend(theta: Matrix, weights: Matrix, steps: int) -> Matrix:
+        """Lower the weighted variances by multiplicative steps, halved until they help.
+        At the optimum theta_i * (-gradient_i) is the same for every measured marginal (the
+        objective is homogeneous of degree -2); the full step is exact when the marginals
+        share nothing."""
+        value, gradient, _ = evaluate(theta, weights)
+        power = 1.0
+        for _ in range(steps):
+            step = np.cbrt(np.maximum(theta * -gradient, 0.0) / max(float(value), 1e-300))
+            candidate = theta * step**power
+            candidate = np.maximum(candidate, candidate.max() * 1e-12)
+            candidate /= candidate.sum()
+            tried, tried_gradient, _ = evaluate(candidate, weights)
+            if tried < value:
+                theta, value, gradient = candidate, tried, tried_gradient
+                power = min(1.0, 2.0 * power)
+            else:
+                power /= 2.0
+                if power < 1e-3:
+                    break
+        return theta
+
+    def objective_value(theta: Matrix) -> float:
+        total, _, variances = evaluate(theta, class_weights)
+        return total if objective == "total" else float(variances.max())
 
     weight_of = {table.marginal.name: table.marginal.weight for table in s.tables}
     today = np.array([weight_of.get(m.name, 0.0) for m in candidates])
-    starts = [today / today.sum(), np.full(len(candidates), 1.0 / len(candidates))]
-    best_value, best_theta = math.inf, starts[0]
+    today /= today.sum()
+    starts = [today, np.full(len(candidates), 1.0 / len(candidates))]
+    best_value, best_theta = objective_value(today), today
     for start in starts:
-        theta = start.copy()
-        weights = class_weights.copy()
-        for _ in range(400):
-            value, gradient, variances = evaluate(theta, weights)
-            if not math.isfinite(value):
-                break
-            if objective == "worst_cell":
-                # A saddle point: weight moves to the cells with the largest variance.
+        if objective == "total":
+            theta = descend(start, class_weights, 300)
+        else:
+            # A saddle point: weight moves to the cells with the largest variance, and the
+            # shares follow the weighted variances.
+            theta, weights = start, class_weights.copy()
+            for _ in range(400):
+                theta = descend(theta, weights, 1)
+                _, _, variances = evaluate(theta, weights)
+                if not np.isfinite(variances).all():
+                    break
                 value = float(variances.max())
+                if value < best_value:
+                    best_value, best_theta = value, theta
                 weights = weights * variances / float(weights @ variances)
-            if value < best_value:
-                best_value, best_theta = value, theta.copy()
-            # At the optimum theta_i * (-gradient_i) is the same for every measured marginal
-            # (the objective is homogeneous of degree -2); the cube root step is exact when
-            # the marginals share nothing.
-            step = np.cbrt(np.maximum(theta * -gradient, 0.0))
-            updated = theta * step
-            updated = np.maximum(updated, updated.max() * 1e-12)
-            updated /= updated.sum()
-            if np.abs(updated - theta).max() < 1e-10:
-                break
-            theta = updated
-    # Marginals with a negligible share are not worth an OpenDP call.
-    best_theta = np.where(best_theta > 1e-6, best_theta, 0.0)
+        value = objective_value(theta)
+        if value < best_value:
+            best_value, best_theta = value, theta
+    # A marginal with a tiny share is not worth an OpenDP call: dropped when the objective
+    # does not notice (a thousandth at most).
+    pruned = np.where(best_theta > 1e-3 * best_theta.max(), best_theta, 0.0)
+    pruned /= pruned.sum()
+    if objective_value(pruned) <= best_value * (1 + 1e-3):
+        best_theta = pruned
     shares = tuple(float(t) for t in best_theta / best_theta.sum())
     strategy = _marginal_strategy(s, candidates, shares, "pure")
     strategy = replace(strategy, name="marginal weights (L1)", objective=objective)

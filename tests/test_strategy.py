@@ -237,8 +237,19 @@ def test_groupings_of_every_shape() -> None:
             ).value("total") * (1 - 1e-9)
 
 
+# A table and its own margins, listed after it.
+MARGINS = Workload(
+    (("a", 4), ("b", 3)),
+    (
+        Marginal("ab", (Column.of("a", 4), Column.of("b", 3)), 2.0),
+        Marginal("a", (Column.of("a", 4),)),
+        Marginal("b", (Column.of("b", 3),)),
+    ),
+)
+
+
 def test_the_pure_dp_planner_is_never_worse_than_today() -> None:
-    for workload in (HIERARCHY, FLAT):
+    for workload in (HIERARCHY, FLAT, MARGINS):
         for objective in ("total", "worst_cell"):
             planned, marginals, shares = strategy.marginal_weights(workload, objective)
             today = strategy.measured_tables(workload, model="pure")
