@@ -326,21 +326,26 @@ def _accuracy(covariance: np.ndarray, marginal: Marginal, trials: int, kurtosis:
 
 
 def _objective(
-    covariances: dict[str, np.ndarray], workload: Workload, objective: strategy.Objective
+    covariances: dict[str, np.ndarray],
+    workload: Workload,
+    objective: strategy.Objective,
+    model: strategy.Model,
 ) -> float:
-    """The planner's objective, from each table's covariance: sum_t w_t^2 * mean variance of
-    its published figures (cells and totals), or max_t w_t * largest cell variance."""
+    """The planner's objective, from each table's covariance: sum_t w_t^(p+1) * mean
+    variance of its figures (cells, and totals when counted), or max_t w_t^p * largest
+    cell variance; p is 1 under zCDP, 2 under pure DP (``publisher.strategy``)."""
+    power = 1 if model == "zcdp" else 2
     values = []
     for marginal in workload.marginals:
         covariance = covariances[marginal.name]
         variances = np.diag(covariance)
         if objective == "worst_cell":
-            values.append(marginal.weight * float(variances.max()))
+            values.append(marginal.weight**power * float(variances.max()))
             continue
         if marginal.totals:
             totals = strategy.margin_weights(marginal)
             variances = np.concatenate([variances, np.diag(totals @ covariance @ totals.T)])
-        values.append(marginal.weight**2 * float(variances.mean()))
+        values.append(marginal.weight ** (power + 1) * float(variances.mean()))
     return math.fsum(values) if objective == "total" else max(values)
 
 
@@ -456,9 +461,9 @@ def run_case(case: Case, trials: int, truth_seed: int = 7) -> dict[str, Any]:
                     scales = design.scales(loss, case.bound)
                     variances = [strategy.noise_variance(model, s) for s in scales]
                     covariances = {m.name: design.covariance(m.name, variances) for m in marginals}
-                    values[method] = _objective(covariances, case.workload, objective)
+                    values[method] = _objective(covariances, case.workload, objective, model)
                     counted_values[method] = _objective(
-                        covariances, _with_totals(case.workload), objective
+                        covariances, _with_totals(case.workload), objective, model
                     )
                     if method == RESIDUAL_WITH_TOTALS:
                         continue
@@ -478,7 +483,7 @@ def run_case(case: Case, trials: int, truth_seed: int = 7) -> dict[str, Any]:
                     scaled = optimum.scaled(case.bound**2 / (2.0 * loss))
                     covariances = {m.name: scaled.covariance(m.name) for m in marginals}
                     target = values if workload is case.workload else counted_values
-                    target[label] = _objective(covariances, workload, objective)
+                    target[label] = _objective(covariances, workload, objective, "zcdp")
                     assert optimum.bound is not None
                     target[f"{label} bound"] = optimum.bound * case.bound**2 / (2.0 * loss)
                     row[label] = {

@@ -42,11 +42,12 @@ strategy's error, so the answer carries its own certificate (``Strategy.bound``)
 
 Objectives. The table weights keep the meaning they have in today's split of the loss:
 ``total`` minimises ``sum_t w_t^2 * (mean cell variance of t)``; ``worst_cell`` minimises
-``max_t w_t * (largest cell variance of t)``. Were the tables to share nothing, both would
-give each table the share ``w_t / sum w`` it gets today; what the planner gains comes from
-what the tables share (the grand total, margins, regions inside forces). A table marked
-``totals`` counts its published totals in ``total`` too (the mean is then over its cells
-and totals together): totals improve, cells pay for it.
+``max_t w_t * (largest cell variance of t)`` (for pure DP, where a table's variance falls
+as the square of its share, ``w_t^3`` and ``w_t^2``). Were the tables to share nothing,
+both would give each table the share ``w_t / sum w`` it gets today; what the planner
+gains comes from what the tables share (the grand total, margins, regions inside forces).
+A table marked ``totals`` counts its published totals in ``total`` too (the mean is then
+over its cells and totals together): totals improve, cells pay for it.
 
 Pure DP (Laplace). No closed form is known for L1. :func:`marginal_weights` optimises
 the shares of the loss over the marginals the tables are made of (every table and every
@@ -674,6 +675,8 @@ class Strategy:
     bound: float | None = None  # a lower bound on the objective (normalised units), if known
     objective: Objective | None = None
     notes: tuple[str, ...] = field(default=())
+    # The noise the units refer to: the weights' priority depends on it (see value()).
+    model: Model = "zcdp"
 
     def column_norms(self) -> Matrix:
         """The squared norm of one record's column, per column class."""
@@ -727,7 +730,9 @@ class Strategy:
 
     def value(self, objective: Objective) -> float:
         """The objective over each table's published figures (cells, and totals when
-        published): ``sum_t w_t^2 mean_var_t`` or ``max_t w_t max_var_t``."""
+        published): ``sum_t w_t^(p+1) mean_var_t`` or ``max_t w_t^p max_var_t``, with
+        ``p`` 1 for zCDP and 2 for pure DP (see the module's docstring)."""
+        power = _power(self.model)
         s = self.structure
         per_table: list[list[Matrix]] = [[] for _ in s.tables]
         for index, figure in s.figures(objective):
@@ -738,9 +743,9 @@ class Strategy:
             variances = np.concatenate(parts)
             weight = table.marginal.weight
             if objective == "total":
-                values.append(weight**2 * float(variances.mean()))
+                values.append(weight ** (power + 1) * float(variances.mean()))
             else:
-                values.append(weight * float(variances.max()))
+                values.append(weight**power * float(variances.max()))
         return math.fsum(values) if objective == "total" else max(values)
 
 
@@ -861,19 +866,27 @@ def _classes(s: Structure, objective: Objective) -> _Classes:
     )
 
 
+def _power(model: Model) -> int:
+    """How a table's variance falls with its share of the loss (1 / share for Gaussian
+    noise under zCDP, 1 / share^2 for Laplace noise): the power of the weights that keeps
+    today's split when the tables share nothing."""
+    return 1 if model == "zcdp" else 2
+
+
 def _class_weights(
-    s: Structure, classes: _Classes, objective: Objective
+    s: Structure, classes: _Classes, objective: Objective, model: Model = "zcdp"
 ) -> tuple[_Classes, Matrix]:
     """The classes (rows scaled by each table's priority) and their starting weights."""
     weights = np.array([table.marginal.weight for table in s.tables])
+    power = _power(model)
     possible = np.zeros(len(s.tables))
     for index, figure in s.figures(objective):
         possible[index] += figure.possible_cells
     if objective == "total":
-        # sum_t w_t^2 * mean variance: each figure weighs w_t^2 / (published figures of t).
-        per_cell = (weights**2 / possible)[classes.table_of]
+        # sum_t w_t^(p+1) * mean variance: each figure weighs w_t^(p+1) / (figures of t).
+        per_cell = (weights ** (power + 1) / possible)[classes.table_of]
         return classes, per_cell * classes.cells
-    scaled = classes.scaled(weights)
+    scaled = classes.scaled(weights**power)
     return scaled, classes.cells / classes.cells.sum()
 
 
@@ -1144,7 +1157,7 @@ def _marginal_strategy(
             if share > 0:
                 precision += (share if model == "zcdp" else share**2) * s.gram(table, component)
         precisions.append(precision)
-    return Strategy(s, tuple(precisions), "hand-set weights")
+    return Strategy(s, tuple(precisions), "hand-set weights", model=model)
 
 
 def _sub_marginals(s: Structure) -> list[Marginal]:
@@ -1184,7 +1197,7 @@ def marginal_weights(
     """
     s = workload if isinstance(workload, Structure) else Structure(workload)
     candidates = _sub_marginals(s)
-    classes, class_weights = _class_weights(s, _classes(s, objective), objective)
+    classes, class_weights = _class_weights(s, _classes(s, objective), objective, "pure")
     grams = [[s.gram(s.table_for(m), component) for component in s.components] for m in candidates]
 
     def evaluate(theta: Matrix, weights: Matrix) -> tuple[float, Matrix, Matrix]:
@@ -1496,7 +1509,7 @@ class Design:
             else:
                 for k, rows in zip(part.components, part.rows, strict=True):
                     precisions[k] += _residual_precision(s, k, rows) / variance
-        return Strategy(s, tuple(precisions), self.method)
+        return Strategy(s, tuple(precisions), self.method, model=self.model)
 
     def covariance(self, table: str, variances: Sequence[float]) -> Matrix:
         """The covariance of a table's estimated cells at the given noise variances."""
