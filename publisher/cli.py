@@ -145,6 +145,31 @@ def plan(spec_path: Path, targets: tuple[str, ...], as_json: bool) -> None:
         )
 
 
+@cli.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
+@click.option(
+    "--loss",
+    required=True,
+    type=float,
+    help="The privacy loss to spend, in the spec's model (rho for zcdp, epsilon for pure).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def bounds(spec_path: Path, loss: float, as_json: bool) -> None:
+    """Measure what candidate per-person bounds would leave out, to choose them.
+
+    Spends LOSS from the dataset's cap (recorded in the ledger like a release): the
+    counts it reports are noisy, like a release's.
+    """
+    from publisher import pipeline
+
+    with _progress() as step:
+        report = pipeline.bounds(spec_path, loss, step)
+    if as_json:
+        click.echo(report.to_json())
+    else:
+        _print(report.to_table())
+
+
 @contextmanager
 def _progress() -> Iterator[Progress]:
     """The current stage and, where it is known, a bar of how much of it is done, on

@@ -764,7 +764,7 @@ inputs:
     # removes their crimes and every suspect linked only to those. At most this many
     # suspects are counted per victim (chosen at random), so each victim's loss is bounded.
     linked_units:
-      victim: {max_records_per_person: 3}
+      victim: {max_records_per_person: 4}
     columns:
       age_band: {categories: suspect_age_band, on_unknown: error}
       sex: {categories: sex, on_unknown: error}
@@ -865,6 +865,8 @@ $known_suspect_age_bands
 disclosure:
   rounding_base: 5
   threshold: 10
+  # Also publish the unrounded estimates, standard errors and noisy counts (for analysts).
+  unrounded_estimates: true
 """
 )
 

@@ -1,17 +1,18 @@
 """Official-statistics rules on noisy counts: rounding, thresholds and GSS markers.
 
 Pure functions of noisy values and public rules, so they cost no privacy. A negative or
-small noisy count is never shown as a number: it is marked ``[low]``. A ``0`` is never
-shown either, because under noise a true zero is never known.
+small estimate is never shown as a number: it is marked ``[low]`` (its interval is
+shown). A ``0`` is never shown either, because under noise a true zero is never known.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import polars as pl
 
+from publisher import intervals
+from publisher.intervals import round_to_base
 from publisher.postprocess import ESTIMATE, MARGIN
 
 __all__ = [
@@ -34,11 +35,12 @@ PROVISIONAL = "[p]"
 # stands instead of a value; [r] and [p] stand beside one.
 MARKERS: dict[str, str] = {
     LOW: (
-        "Low: the noisy count was below the publication threshold (or rounded to zero), so "
-        "no number is shown. It is not a true zero."
+        "the estimate is below the publication threshold (or rounds to zero), so no value "
+        "is shown: counts this small are mostly noise. It is not a true zero; the 95% "
+        "interval beside it is published as for every count."
     ),
-    REVISED: "Revised: the figure differs from the one published in the previous version.",
-    PROVISIONAL: "Provisional: the figure may be revised in a later version.",
+    REVISED: "revised: the figure differs from the one published in the previous version.",
+    PROVISIONAL: "provisional: the figure may be revised in a later version.",
 }
 COLUMNS = ("value", "marker", "lower_95", "upper_95")
 
@@ -53,21 +55,17 @@ class PublishedCell:
     upper_95: int
 
 
-def round_to_base(count: float, base: int) -> int:
-    """Round to the nearest multiple of ``base``, halves away from zero (GSS practice)."""
-    return int(math.copysign(math.floor(abs(count) / base + 0.5) * base, count))
-
-
 def publish_cell(estimate: float, margin: float, *, base: int, threshold: int) -> PublishedCell:
-    """Apply the rules to one noisy estimate and its 95% margin of error.
+    """Apply the rules to one unrounded estimate and the margin of its 95% interval.
 
-    The interval's bounds are rounded to the base like the counts, from the unrounded
-    estimate, so rounding neither shifts the interval towards the rounded value nor
-    makes it systematically wider; the lower bound is clipped at zero.
+    The interval is rounded outward (lower bound down, upper bound up to the base), so
+    rounding never takes a true count out of it (see :mod:`publisher.intervals`): it is
+    never below zero and never 0 to 0, since under noise a zero is never known. A value
+    below the threshold is not shown (``[low]``); its interval is.
     """
     rounded = round_to_base(estimate, base)
-    lower = max(0, round_to_base(estimate - margin, base))
-    upper = max(0, round_to_base(estimate + margin, base))
+    lower = max(0, intervals.round_down(estimate - margin, base))
+    upper = max(base, intervals.round_up(estimate + margin, base))
     # Neither the estimate nor the shown value may be below the threshold (with a
     # threshold that is not a multiple of the base, rounding could cross it).
     if estimate < threshold or rounded < threshold or rounded <= 0:

@@ -16,31 +16,50 @@ lock before reading what is spent, so two releases cannot both see room for them
 Writers wait for each other (busy timeout, then retries with backoff) for a bounded time;
 the database is in WAL mode, so reading the budget never waits for a writer.
 
-Nothing from the data is stored: only the SHA-256 fingerprint of the input files and the
+A dataset's cap belongs to its data, not to its name: every release records a keyed
+fingerprint of each input (HMAC-SHA256 with a random key kept in the ledger, so the ledger
+holds no plain hash of private bytes), and a release whose inputs are in another dataset's
+history is refused, unless the spec says why it deliberately starts a new dataset on them
+(the reason is recorded).
+
+A reservation whose process has gone (killed) is marked failed by the next reservation on
+the same machine: its loss stays counted.
+
+Nothing from the data is stored: only keyed fingerprints of the input files and the
 SHA-256 hashes of the published files.
 
 Schema (``PRAGMA application_id`` = :data:`APPLICATION_ID`, ``PRAGMA user_version`` =
 :data:`SCHEMA_VERSION`)::
 
-    datasets(dataset PK, model, cap, registered_at)
-    releases(id PK, dataset FK, release_id, version, status, model, cap, loss,
+    meta(key PK, value)                     -- the fingerprint key
+    datasets(dataset PK, model, cap, registered_at, reason)
+    releases(id PK, dataset FK, release_id, version, kind, status, model, cap, loss,
              reserved_loss, fingerprint, spec_hash, publisher_version, opendp_version,
-             reserved_at, committed_at, failed_at, failure, UNIQUE(dataset, version))
+             reserved_at, committed_at, failed_at, failure, pid, host, reason,
+             UNIQUE(dataset, version))
     release_tables(release FK, name, planned_loss, loss, PK(release, name))
+    release_units(release FK, unit, planned_loss, loss, PK(release, unit))
+    release_inputs(release FK, name, fingerprint, PK(release, name))
     release_files(release FK, path, sha256, PK(release, path))
+
+Version 1 ledgers are upgraded when opened for writing; their old fingerprints, plain
+hashes, are blanked.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
+import os
 import re
+import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -64,7 +83,7 @@ __all__ = [
     "report",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # "PBLG" in ASCII: marks the file as a publisher ledger, so another SQLite file is refused.
 APPLICATION_ID = 0x50424C47
 # Relative tolerance on loss sums, so that 0.5 + 0.5 fits a cap of 1.0 despite rounding.
@@ -72,8 +91,10 @@ TOLERANCE = 1e-9
 BUSY_SECONDS = 60.0
 CHUNK_BYTES = 1 << 20
 REASON_CHARS = 200
+ABANDONED = "its process ended before the release finished (killed?); the loss stays counted"
 
 Model = Literal["zcdp", "pure"]
+Kind = Literal["release", "bounds"]
 Status = Literal["reserved", "committed", "failed"]
 STATUSES: tuple[Status, ...] = ("reserved", "committed", "failed")
 UNIT = {"zcdp": "rho", "pure": "epsilon"}
@@ -83,13 +104,15 @@ CREATE TABLE datasets (
     dataset TEXT PRIMARY KEY,
     model TEXT NOT NULL CHECK (model IN ('zcdp', 'pure')),
     cap REAL NOT NULL CHECK (cap > 0),
-    registered_at TEXT NOT NULL
+    registered_at TEXT NOT NULL,
+    reason TEXT
 );
 CREATE TABLE releases (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     dataset TEXT NOT NULL REFERENCES datasets (dataset),
     release_id TEXT NOT NULL,
     version TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'release' CHECK (kind IN ('release', 'bounds')),
     status TEXT NOT NULL CHECK (status IN ('reserved', 'committed', 'failed')),
     model TEXT NOT NULL,
     cap REAL NOT NULL,
@@ -103,6 +126,9 @@ CREATE TABLE releases (
     committed_at TEXT,
     failed_at TEXT,
     failure TEXT,
+    pid INTEGER,
+    host TEXT,
+    reason TEXT,
     UNIQUE (dataset, version)
 );
 CREATE TABLE release_tables (
@@ -119,7 +145,46 @@ CREATE TABLE release_files (
     PRIMARY KEY (release, path)
 );
 """
-_TABLES = {"datasets", "releases", "release_tables", "release_files"}
+# Added by schema version 2 (also run to upgrade a version 1 ledger).
+_SCHEMA_2 = """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE release_units (
+    release INTEGER NOT NULL REFERENCES releases (id),
+    unit TEXT NOT NULL,
+    planned_loss REAL NOT NULL CHECK (planned_loss >= 0),
+    loss REAL CHECK (loss >= 0),
+    PRIMARY KEY (release, unit)
+);
+CREATE TABLE release_inputs (
+    release INTEGER NOT NULL REFERENCES releases (id),
+    name TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    PRIMARY KEY (release, name)
+);
+CREATE INDEX release_inputs_by_fingerprint ON release_inputs (fingerprint);
+"""
+_UPGRADE_1_TO_2 = """
+ALTER TABLE datasets ADD COLUMN reason TEXT;
+ALTER TABLE releases ADD COLUMN kind TEXT NOT NULL DEFAULT 'release'
+    CHECK (kind IN ('release', 'bounds'));
+ALTER TABLE releases ADD COLUMN pid INTEGER;
+ALTER TABLE releases ADD COLUMN host TEXT;
+ALTER TABLE releases ADD COLUMN reason TEXT;
+UPDATE releases SET fingerprint = '';
+"""
+_TABLES = {
+    "meta",
+    "datasets",
+    "releases",
+    "release_tables",
+    "release_units",
+    "release_inputs",
+    "release_files",
+}
+_KEY = "fingerprint_key"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 T = TypeVar("T")
@@ -169,28 +234,41 @@ class SpendRequest:
     """
 
     dataset: str
-    fingerprint: str  # of the input files, see :func:`fingerprint`
+    inputs: dict[str, str]  # input name -> keyed fingerprint, see :meth:`Ledger.fingerprints`
     release_id: str
     version: str
     model: Model
-    loss: float  # the release's total
-    table_losses: dict[str, float]  # planned loss per table
+    loss: float  # the largest loss of any person (each unit's total is at most this)
+    table_losses: dict[str, float]  # planned loss per measurement
     cap: float  # the spec's lifetime cap for the dataset
     spec_hash: str
     publisher_version: str
     opendp_version: str
+    unit_losses: dict[str, float] = field(default_factory=dict)  # planned loss per unit
+    kind: Kind = "release"
+    # Why the release deliberately starts a new dataset on inputs another dataset released.
+    new_dataset_reason: str | None = None
 
     def __post_init__(self) -> None:
         if self.model not in UNIT:
             raise ValueError(f"model must be 'zcdp' or 'pure', not {self.model!r}")
-        for name in ("dataset", "fingerprint", "release_id", "version", "spec_hash"):
+        if self.kind not in ("release", "bounds"):
+            raise ValueError(f"kind must be 'release' or 'bounds', not {self.kind!r}")
+        for name in ("dataset", "release_id", "version", "spec_hash"):
             if not getattr(self, name):
                 raise ValueError(f"{name} must not be empty")
+        if not self.inputs or not all(_HEX64.match(value) for value in self.inputs.values()):
+            raise ValueError("inputs must map each input to its keyed fingerprint")
         _number("loss", self.loss, positive=True)
         _number("cap", self.cap, positive=True)
         _losses("table_losses", self.table_losses)
+        # Each measurement's part is a part of every unit's loss: together, the total.
         if not _fits(math.fsum(self.table_losses.values()), self.loss):
             raise ValueError("the planned table losses add up to more than the total loss")
+        for unit, loss in self.unit_losses.items():
+            _number(f"unit_losses[{unit!r}]", loss)
+            if not _fits(loss, self.loss):
+                raise ValueError(f"the planned loss of unit {unit!r} is above the total loss")
 
 
 @dataclass(frozen=True)
@@ -204,8 +282,15 @@ class Reservation:
     model: Model
     loss: float
     table_losses: dict[str, float]
+    unit_losses: dict[str, float] = field(default_factory=dict)
 
-    def check(self, *, loss: float, table_losses: Mapping[str, float]) -> None:
+    def check(
+        self,
+        *,
+        loss: float,
+        table_losses: Mapping[str, float],
+        unit_losses: Mapping[str, float] | None = None,
+    ) -> None:
         """Refuse (:class:`BudgetError`) accounted losses that :meth:`Ledger.commit` would.
 
         Call it as soon as OpenDP has measured, before anything is written, so a release
@@ -213,6 +298,7 @@ class Reservation:
         """
         where = f"release {self.release_id} {self.version}"
         _check_accounted(where, UNIT[self.model], self.loss, self.table_losses, loss, table_losses)
+        _check_units(where, UNIT[self.model], self.unit_losses, unit_losses or {})
 
 
 def _check_accounted(
@@ -241,6 +327,17 @@ def _check_accounted(
             )
 
 
+def _check_units(
+    where: str, unit: str, planned: Mapping[str, float], accounted: Mapping[str, float]
+) -> None:
+    for name, loss in accounted.items():
+        if name not in planned or not _fits(loss, planned[name]):
+            raise BudgetError(
+                f"{where}: unit '{name}' spent {unit} = {_fmt(loss)}, more than the "
+                f"{_fmt(planned.get(name, 0.0))} reserved; it is not committed"
+            )
+
+
 @dataclass(frozen=True)
 class SpendRecord:
     """One release row of the ledger, as recorded.
@@ -253,6 +350,7 @@ class SpendRecord:
     dataset: str
     release_id: str
     version: str
+    kind: Kind
     status: Status
     model: Model
     cap: float
@@ -260,7 +358,8 @@ class SpendRecord:
     reserved_loss: float
     table_losses: dict[str, float]
     planned_table_losses: dict[str, float]
-    fingerprint: str
+    unit_losses: dict[str, float]  # accounted once committed, planned otherwise
+    inputs: dict[str, str]  # input name -> keyed fingerprint (never printed)
     spec_hash: str
     publisher_version: str
     opendp_version: str
@@ -269,6 +368,7 @@ class SpendRecord:
     committed_at: str | None
     failed_at: str | None
     failure: str | None
+    reason: str | None  # why it started a new dataset on another dataset's inputs
 
 
 @dataclass(frozen=True)
@@ -281,6 +381,7 @@ class DatasetSummary:
     spent: float
     registered_at: str
     releases: dict[Status, int]  # number of releases by status
+    reason: str | None = None  # why it was started on another dataset's inputs
 
     @property
     def remaining(self) -> float:
@@ -336,7 +437,8 @@ class Ledger:
                     "check the path and its permissions"
                 ) from None
         # Check under a read lock first, so opening never waits for a writer; take the
-        # write lock only to create the schema (re-checked: another process may be first).
+        # write lock only to create or upgrade the schema (re-checked: another process may
+        # be first).
         if self._run(lambda connection: self._open_schema(connection, create=False), write=False):
             self._run(
                 lambda connection: self._open_schema(connection, create=True),
@@ -426,8 +528,8 @@ class Ledger:
         )
 
     def _open_schema(self, connection: sqlite3.Connection, *, create: bool) -> bool:
-        """Check the file is this publisher's ledger; True when it is new (and, with
-        ``create``, give it the schema)."""
+        """Check the file is this publisher's ledger; True when it needs the write lock to
+        be created or upgraded (and, with ``create``, create or upgrade it)."""
         application_id = connection.execute("PRAGMA application_id").fetchone()[0]
         schema_version = connection.execute("PRAGMA user_version").fetchone()[0]
         tables = {
@@ -441,11 +543,7 @@ class Ledger:
                     "release"
                 )
             if create:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        connection.execute(statement)
-                connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self._create(connection, _SCHEMA + _SCHEMA_2)
             return True
         if application_id != APPLICATION_ID:
             raise BudgetError(
@@ -457,12 +555,43 @@ class Ledger:
                 f"{self.path}: the ledger has schema version {schema_version}, newer than this "
                 f"publisher understands ({SCHEMA_VERSION}); upgrade publisher"
             )
+        if schema_version == 1 and tables >= {"datasets", "releases", "release_tables"}:
+            if self.read_only:
+                raise BudgetError(
+                    f"{self.path}: the ledger was written by an earlier publisher (schema "
+                    "version 1); the next `publisher release` upgrades it"
+                )
+            if create:
+                self._create(connection, _UPGRADE_1_TO_2 + _SCHEMA_2)
+            return True
         if schema_version != SCHEMA_VERSION or not tables >= _TABLES:
             raise BudgetError(
                 f"{self.path}: the ledger's schema is incomplete (version {schema_version}); "
                 "restore it from a backup"
             )
         return False
+
+    @staticmethod
+    def _create(connection: sqlite3.Connection, script: str) -> None:
+        for statement in script.split(";"):
+            if statement.strip():
+                connection.execute(statement)
+        # The key of the inputs' fingerprints: random, and it never leaves the ledger.
+        connection.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (_KEY, os.urandom(32)))
+        connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def fingerprints(self, paths: Mapping[str, Path]) -> dict[str, str]:
+        """Each input's keyed fingerprint (see :func:`fingerprint`), with this ledger's key."""
+
+        def key(connection: sqlite3.Connection) -> bytes:
+            row = connection.execute("SELECT value FROM meta WHERE key = ?", (_KEY,)).fetchone()
+            if row is None:
+                raise BudgetError(f"{self.path}: the ledger has lost its key; restore it")
+            return bytes(row[0])
+
+        secret = self._run(key, write=False)
+        return {name: fingerprint([path], secret) for name, path in paths.items()}
 
     # -- spending -----------------------------------------------------------------------
 
@@ -473,6 +602,8 @@ class Ledger:
         cap differ from its first release, when the version is already in the ledger (in
         any status), or when the spend would pass the cap.
         """
+        # Its own transaction: a refusal below must not undo it.
+        self._run(self._resolve_abandoned, write=True)
         return self._run(lambda connection: self._reserve(connection, request), write=True)
 
     def preview(self, request: SpendRequest) -> None:
@@ -487,28 +618,34 @@ class Ledger:
         if refusal is not None:
             raise refusal
         now = _now()
+        reason = request.new_dataset_reason
         connection.execute(
-            "INSERT OR IGNORE INTO datasets (dataset, model, cap, registered_at) "
-            "VALUES (?, ?, ?, ?)",
-            (request.dataset, request.model, request.cap, now),
+            "INSERT OR IGNORE INTO datasets (dataset, model, cap, registered_at, reason) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (request.dataset, request.model, request.cap, now, reason),
         )
         cursor = connection.execute(
-            "INSERT INTO releases (dataset, release_id, version, status, model, cap, loss, "
-            "reserved_loss, fingerprint, spec_hash, publisher_version, opendp_version, "
-            "reserved_at) VALUES (?, ?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO releases (dataset, release_id, version, kind, status, model, cap, "
+            "loss, reserved_loss, fingerprint, spec_hash, publisher_version, opendp_version, "
+            "reserved_at, pid, host, reason) "
+            "VALUES (?, ?, ?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 request.dataset,
                 request.release_id,
                 request.version,
+                request.kind,
                 request.model,
                 request.cap,
                 request.loss,
                 request.loss,
-                request.fingerprint,
+                _combined(request.inputs),
                 request.spec_hash,
                 request.publisher_version,
                 request.opendp_version,
                 now,
+                os.getpid(),
+                socket.gethostname(),
+                reason,
             ),
         )
         row_id = cursor.lastrowid
@@ -516,6 +653,14 @@ class Ledger:
         connection.executemany(
             "INSERT INTO release_tables (release, name, planned_loss) VALUES (?, ?, ?)",
             [(row_id, name, loss) for name, loss in request.table_losses.items()],
+        )
+        connection.executemany(
+            "INSERT INTO release_units (release, unit, planned_loss) VALUES (?, ?, ?)",
+            [(row_id, unit, loss) for unit, loss in request.unit_losses.items()],
+        )
+        connection.executemany(
+            "INSERT INTO release_inputs (release, name, fingerprint) VALUES (?, ?, ?)",
+            [(row_id, name, value) for name, value in request.inputs.items()],
         )
         return Reservation(
             id=row_id,
@@ -525,12 +670,30 @@ class Ledger:
             model=request.model,
             loss=request.loss,
             table_losses=dict(request.table_losses),
+            unit_losses=dict(request.unit_losses),
         )
 
+    def _resolve_abandoned(self, connection: sqlite3.Connection) -> None:
+        """Mark failed the reservations of this machine whose process has ended (killed
+        before it could record its end): their loss stays counted."""
+        host = socket.gethostname()
+        for row in connection.execute(
+            "SELECT id, pid FROM releases WHERE status = 'reserved' AND host = ?", (host,)
+        ).fetchall():
+            if row["pid"] is not None and not _alive(row["pid"]):
+                connection.execute(
+                    "UPDATE releases SET status = 'failed', failed_at = ?, failure = ? "
+                    "WHERE id = ?",
+                    (_now(), ABANDONED, row["id"]),
+                )
+
     def _refusal(self, connection: sqlite3.Connection, request: SpendRequest) -> BudgetError | None:
-        """Why ``request`` must be refused, if it must: model or cap changed, version
-        already in the ledger, or the cap would be passed."""
+        """Why ``request`` must be refused, if it must: its inputs are another dataset's,
+        model or cap changed, version already in the ledger, or the cap would be passed."""
         unit = UNIT[request.model]
+        claimed = self._claimed_by_another(connection, request)
+        if claimed is not None and not request.new_dataset_reason:
+            return claimed
         registered = connection.execute(
             "SELECT model, cap FROM datasets WHERE dataset = ?", (request.dataset,)
         ).fetchone()
@@ -574,6 +737,30 @@ class Ledger:
 
         return None
 
+    def _claimed_by_another(
+        self, connection: sqlite3.Connection, request: SpendRequest
+    ) -> BudgetError | None:
+        """The refusal of a release whose inputs another dataset has released."""
+        for name, value in request.inputs.items():
+            row = connection.execute(
+                "SELECT r.dataset, r.release_id, r.version FROM release_inputs AS i "
+                "JOIN releases AS r ON r.id = i.release WHERE i.fingerprint = ? "
+                "AND r.dataset != ? ORDER BY r.id LIMIT 1",
+                (value, request.dataset),
+            ).fetchone()
+            if row is not None:
+                return self._claimed(name, row)
+        return None
+
+    def _claimed(self, name: str, row: sqlite3.Row) -> BudgetError:
+        return BudgetError(
+            f"{self.path}: input '{name}' was released before under "
+            f"dataset '{row['dataset']}' (release {row['release_id']} {row['version']}); a "
+            "dataset's cap follows its data, not its name: set privacy.dataset to "
+            f"'{row['dataset']}', or, if this is deliberately a new dataset on the same "
+            "data, say why in privacy.new_dataset_reason (it is recorded)"
+        )
+
     def commit(
         self,
         reservation: Reservation,
@@ -581,6 +768,7 @@ class Ledger:
         table_losses: dict[str, float],
         loss: float,
         files: dict[str, str],
+        unit_losses: dict[str, float] | None = None,
     ) -> SpendRecord:
         """Record a written release: OpenDP's accounted losses and the files' sha256 hashes.
 
@@ -611,9 +799,21 @@ class Ledger:
             _check_accounted(
                 where, UNIT[row["model"]], row["reserved_loss"], planned, loss, table_losses
             )
+            planned_units = {
+                name: value
+                for name, value in connection.execute(
+                    "SELECT unit, planned_loss FROM release_units WHERE release = ?",
+                    (reservation.id,),
+                )
+            }
+            _check_units(where, UNIT[row["model"]], planned_units, unit_losses or {})
             connection.execute(
                 "UPDATE releases SET status = 'committed', loss = ?, committed_at = ? WHERE id = ?",
                 (loss, _now(), reservation.id),
+            )
+            connection.executemany(
+                "UPDATE release_units SET loss = ? WHERE release = ? AND unit = ?",
+                [(value, reservation.id, name) for name, value in (unit_losses or {}).items()],
             )
             connection.executemany(
                 "UPDATE release_tables SET loss = ? WHERE release = ? AND name = ?",
@@ -716,6 +916,25 @@ class Ledger:
             parameters,
         ):
             tables.setdefault(table["release"], []).append(table)
+        units: dict[int, dict[str, tuple[float, float | None]]] = {}
+        for item in connection.execute(
+            "SELECT u.* FROM release_units AS u JOIN releases AS r ON r.id = u.release "
+            "WHERE (:id IS NULL OR r.id = :id) AND (:dataset IS NULL OR r.dataset = :dataset) "
+            "ORDER BY u.rowid",
+            parameters,
+        ):
+            units.setdefault(item["release"], {})[item["unit"]] = (
+                item["planned_loss"],
+                item["loss"],
+            )
+        inputs: dict[int, dict[str, str]] = {}
+        for item in connection.execute(
+            "SELECT i.* FROM release_inputs AS i JOIN releases AS r ON r.id = i.release "
+            "WHERE (:id IS NULL OR r.id = :id) AND (:dataset IS NULL OR r.dataset = :dataset) "
+            "ORDER BY i.rowid",
+            parameters,
+        ):
+            inputs.setdefault(item["release"], {})[item["name"]] = item["fingerprint"]
         files: dict[int, dict[str, str]] = {}
         for file in connection.execute(
             "SELECT f.* FROM release_files AS f JOIN releases AS r ON r.id = f.release "
@@ -737,6 +956,7 @@ class Ledger:
                     dataset=row["dataset"],
                     release_id=row["release_id"],
                     version=row["version"],
+                    kind=row["kind"],
                     status=row["status"],
                     model=row["model"],
                     cap=row["cap"],
@@ -744,7 +964,11 @@ class Ledger:
                     reserved_loss=row["reserved_loss"],
                     table_losses=accounted,
                     planned_table_losses=planned,
-                    fingerprint=row["fingerprint"],
+                    unit_losses={
+                        name: planned_loss if loss is None else loss
+                        for name, (planned_loss, loss) in units.get(row["id"], {}).items()
+                    },
+                    inputs=inputs.get(row["id"], {}),
                     spec_hash=row["spec_hash"],
                     publisher_version=row["publisher_version"],
                     opendp_version=row["opendp_version"],
@@ -753,6 +977,7 @@ class Ledger:
                     committed_at=row["committed_at"],
                     failed_at=row["failed_at"],
                     failure=row["failure"],
+                    reason=row["reason"],
                 )
             )
         return records
@@ -774,6 +999,7 @@ class Ledger:
                     spent=self._spent(connection, row["dataset"]),
                     registered_at=row["registered_at"],
                     releases=counts,
+                    reason=row["reason"],
                 )
             )
         return summaries
@@ -808,6 +1034,7 @@ class BudgetReport:
                     "spent": summary.spent,
                     "remaining": summary.remaining,
                     "registered_at": summary.registered_at,
+                    "reason": summary.reason,
                     "releases_by_status": dict(summary.releases),
                     "releases": [_release_dict(record) for record in records],
                 }
@@ -822,11 +1049,14 @@ class BudgetReport:
         dataset: ``dataset``, ``model`` ("zcdp"/"pure"), ``unit`` ("rho"/"epsilon"),
         ``cap``, ``spent``, ``remaining``, ``registered_at``, ``releases_by_status``
         (reserved/committed/failed -> count) and ``releases``, in the order reserved. Each
-        release: ``id``, ``release_id``, ``version``, ``status``, ``loss`` (what counts),
-        ``reserved_loss``, ``table_losses``, ``planned_table_losses``, ``reserved_at``,
-        ``committed_at``, ``failed_at``, ``failure``, ``fingerprint``, ``spec_hash``,
-        ``publisher_version``, ``opendp_version`` and ``files`` (path -> sha256). Times are
-        UTC ISO 8601; a time that has not happened is null.
+        release: ``id``, ``release_id``, ``version``, ``kind`` ("release", or "bounds" for a
+        run of ``publisher bounds``), ``status``, ``loss`` (what counts, the largest of any
+        unit), ``reserved_loss``, ``unit_losses``, ``table_losses``,
+        ``planned_table_losses``, ``reserved_at``, ``committed_at``, ``failed_at``,
+        ``failure``, ``reason`` (why it started a new dataset on another's inputs),
+        ``spec_hash``, ``publisher_version``, ``opendp_version`` and ``files`` (path ->
+        sha256). Times are UTC ISO 8601; a time that has not happened is null. The inputs'
+        fingerprints are never printed.
         """
         return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
@@ -855,9 +1085,11 @@ class BudgetReport:
                 status: str = record.status
                 if record.failure:
                     status += f": {record.failure}"
+                if record.reason:
+                    status += f" (new dataset: {record.reason})"
                 table.add_row(
                     record.release_id,
-                    record.version,
+                    record.version if record.kind == "release" else f"{record.version} (bounds)",
                     status,
                     _fmt(record.loss),
                     record.reserved_at,
@@ -872,16 +1104,18 @@ def _release_dict(record: SpendRecord) -> dict[str, Any]:
         "id": record.id,
         "release_id": record.release_id,
         "version": record.version,
+        "kind": record.kind,
         "status": record.status,
         "loss": record.loss,
         "reserved_loss": record.reserved_loss,
+        "unit_losses": record.unit_losses,
         "table_losses": record.table_losses,
         "planned_table_losses": record.planned_table_losses,
         "reserved_at": record.reserved_at,
         "committed_at": record.committed_at,
         "failed_at": record.failed_at,
         "failure": record.failure,
-        "fingerprint": record.fingerprint,
+        "reason": record.reason,
         "spec_hash": record.spec_hash,
         "publisher_version": record.publisher_version,
         "opendp_version": record.opendp_version,
@@ -914,16 +1148,17 @@ def _digest_file(digest: Any, path: Path) -> None:
             digest.update(chunk)
 
 
-def fingerprint(paths: list[Path]) -> str:
-    """The sha256 fingerprint of a release's input files: their names and bytes.
+def fingerprint(paths: list[Path], key: bytes) -> str:
+    """A keyed fingerprint of input files (HMAC-SHA256 with ``key``): their names and bytes.
 
     Files are taken in order of name (so the spec's order does not matter) and read in
     chunks (never whole into memory). Each name and size is framed, so moving bytes from one
     file to the next changes the fingerprint. Folders are not part of it: moving the inputs
     elsewhere keeps the fingerprint. An input that is a folder (the Parquet parts of one
-    table) counts as every file in it, named by their path below it.
+    table) counts as every file in it, named by their path below it. Keyed, so a ledger
+    never holds a plain hash of private bytes (which could be matched to a guess).
     """
-    digest = hashlib.sha256(b"publisher-fingerprint-v1\0")
+    digest = hmac.new(key, b"publisher-fingerprint-v2\0", hashlib.sha256)
     for name_text, path in sorted(_named_files(paths), key=lambda item: (item[0], str(item[1]))):
         name = name_text.encode("utf-8")
         try:
@@ -933,6 +1168,21 @@ def fingerprint(paths: list[Path]) -> str:
         digest.update(len(name).to_bytes(8, "big") + name + size.to_bytes(8, "big", signed=True))
         _digest_file(digest, path)
     return digest.hexdigest()
+
+
+def _combined(inputs: Mapping[str, str]) -> str:
+    """One fingerprint for a release's inputs (their keyed fingerprints, by name)."""
+    return hashlib.sha256(json.dumps(dict(sorted(inputs.items()))).encode("utf-8")).hexdigest()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    return True
 
 
 def _named_files(paths: list[Path]) -> list[tuple[str, Path]]:

@@ -144,7 +144,10 @@ class TablePrivacy:
     distribution: str
     scale: float | None
     margin_95: float | None
-    sensitivity: float | None = None  # when the package states it
+    # Per privacy unit the table concerns: how far one person can move its counts, and
+    # what the table costs them (rho, or epsilon under pure DP).
+    sensitivity: tuple[tuple[str, float], ...] = ()
+    unit_losses: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,7 @@ class Reach:
     """How an input's records reach the people of a privacy unit, and the bound on them."""
 
     input: str
+    input_title: str = ""  # the input's title, when the package gives it
     identifier: str = ""  # the column naming the person
     through: str = ""  # the references followed, in words ("" for the input's own identifier)
     bound: int | None = None  # the most records of one person that are counted
@@ -517,6 +521,17 @@ class _Reader:
         self.problem(f"{where}{key}", "expected a number")
         return None
 
+    def numbers(
+        self, obj: Mapping[str, Any], key: str, where: str
+    ) -> tuple[tuple[str, float], ...]:
+        """A mapping of names to numbers (absent: empty)."""
+        values = self.mapping(obj.get(key), f"{where}{key}", required=False)
+        return tuple(
+            (str(name), number)
+            for name in values
+            if (number := self.number(values, name, f"{where}{key}.")) is not None
+        )
+
     def whole(
         self, obj: Mapping[str, Any], key: str, where: str, *, required: bool = False
     ) -> int | None:
@@ -820,6 +835,7 @@ def _read_unit(reader: _Reader, obj: Mapping[str, Any], index: int) -> PrivacyUn
         reaches = tuple(
             Reach(
                 input=reader.text(reach, "input", f"{where}reaches[{position}].", required=True),
+                input_title=reader.text(reach, "input_title", f"{where}reaches[{position}]."),
                 identifier=reader.text(reach, "identifier", f"{where}reaches[{position}]."),
                 through=_through(reader, reach, f"{where}reaches[{position}]."),
                 bound=reader.whole(reach, "bound", f"{where}reaches[{position}]."),
@@ -1100,7 +1116,21 @@ def _read_resource(reader: _Reader, files: _Files, obj: Mapping[str, Any], index
         distribution=reader.text(privacy_obj, "distribution", f"{where}privacy."),
         scale=reader.number(privacy_obj, "scale", f"{where}privacy."),
         margin_95=reader.number(privacy_obj, "margin_95", f"{where}privacy."),
-        sensitivity=reader.number(privacy_obj, "sensitivity", f"{where}privacy."),
+        sensitivity=reader.numbers(privacy_obj, "sensitivity", f"{where}privacy."),
+        unit_losses=tuple(
+            (unit, loss)
+            for unit, item in reader.mapping(
+                privacy_obj.get("units"), f"{where}privacy.units", required=False
+            ).items()
+            if (
+                loss := reader.number(
+                    reader.mapping(item, f"{where}privacy.units.{unit}"),
+                    "rho" if "rho" in item else "epsilon",
+                    f"{where}privacy.units.{unit}.",
+                )
+            )
+            is not None
+        ),
     )
     return Resource(
         name=name,

@@ -28,12 +28,12 @@ from typing import Any
 import frictionless
 import polars as pl
 
-from publisher import checks, files, notes
+from publisher import checks, files, guarantee, notes
 from publisher import staging as staging_folders
 from publisher.disclosure import LOW, MARKERS, PROVISIONAL, REVISED
 from publisher.errors import PackageError, PublisherError
-from publisher.postprocess import ShareEstimate
-from publisher.privacy import Measurements, epsilon_delta
+from publisher.postprocess import ShareEstimate, TruncationEstimate
+from publisher.privacy import Measurements
 from publisher.spec import LICENCES, SEMVER, ReleaseSpec, Share, Table
 from publisher.spreadsheet import MEDIATYPES, write_spreadsheets
 
@@ -41,11 +41,13 @@ __all__ = [
     "DESCRIPTOR",
     "SHARES_RESOURCE",
     "TOTAL_FLAG",
+    "UNROUNDED",
     "PreviousRelease",
     "ReleaseContent",
     "check_destination",
     "check_plain",
     "discard",
+    "generated_names",
     "least_shown_count",
     "previous_release",
     "revised_version",
@@ -67,6 +69,7 @@ ARCHIVE = "archive"
 SHARES_RESOURCE = "headline-shares"
 # The column of every table of counts that says whether a row is a total (tidy data).
 TOTAL_FLAG = "is_total"
+UNROUNDED = "unrounded"
 PROFILE = "https://datapackage.org/profiles/2.0/datapackage.json"
 
 
@@ -100,6 +103,10 @@ class ReleaseContent:
     tables: dict[str, pl.DataFrame]  # published tables by name, columns in order
     shares: list[ShareEstimate]
     previous: PreviousRelease | None = None
+    truncation: tuple[TruncationEstimate, ...] = ()
+    # Per table, when the spec publishes them: unrounded estimates and standard errors of
+    # every published row, and the noisy counts as OpenDP drew them.
+    unrounded: dict[str, pl.DataFrame] | None = None
 
     @property
     def revises(self) -> str | None:
@@ -424,6 +431,14 @@ def _build(content: ReleaseContent, staging: Path) -> None:
         path = data_dir / f"{SHARES_RESOURCE}.csv"
         _shares_frame(content).write_csv(path, line_terminator="\n")
         resources.append(_shares_resource(content, path))
+    if content.unrounded is not None:
+        (data_dir / UNROUNDED).mkdir()
+        for table in content.spec.tables:
+            path = data_dir / UNROUNDED / f"{table.name}.csv"
+            with_flag(content.unrounded[table.name], list(table.by), total_label).write_csv(
+                path, line_terminator="\n"
+            )
+            resources.append(_unrounded_resource(content, table, path))
     descriptor = _descriptor(content, resources)
 
     previous = content.previous
@@ -650,29 +665,11 @@ def _table_resource(content: ReleaseContent, table: Table, path: Path) -> dict[s
         },
         _bound_field("lower_95", "Lower bound of the 95% interval", counted, base),
         _bound_field("upper_95", "Upper bound of the 95% interval", counted, base),
-        {
-            "name": TOTAL_FLAG,
-            "type": "boolean",
-            "title": "Total row",
-            "description": (
-                "true where a key column holds the total label"
-                + (f" '{total_label}'" if total_label else "")
-                + ", false for the breakdown rows: keep the false rows to drop every total."
-            ),
-            "trueValues": ["true"],
-            "falseValues": ["false"],
-            "constraints": {"required": True},
-        },
+        _total_flag_field(total_label),
     ]
     resource = _csv_resource(table.name, path, table.title, table.description)
     resource["schema"] = {"fields": fields, "missingValues": [""], "primaryKey": list(table.by)}
-    resource["privacy"] = {
-        spec.privacy.loss_name: noisy.loss,
-        **_approximate(spec, noisy.loss),
-        "distribution": noisy.distribution,
-        "scale": noisy.scale,
-        "margin_95": noisy.margin_95,
-    }
+    resource["privacy"] = guarantee.table_privacy(spec, noisy)
     resource["table"] = {
         "input": table.input,
         "counts": counted,
@@ -693,32 +690,128 @@ def _total_row_note(total_label: str | None, column: str) -> str:
     )
 
 
+def _total_flag_field(total_label: str | None) -> dict[str, Any]:
+    return {
+        "name": TOTAL_FLAG,
+        "type": "boolean",
+        "title": "Total row",
+        "description": (
+            "true where a key column holds the total label"
+            + (f" '{total_label}'" if total_label else "")
+            + ", false for the breakdown rows: keep the false rows to drop every total."
+        ),
+        "trueValues": ["true"],
+        "falseValues": ["false"],
+        "constraints": {"required": True},
+    }
+
+
 def least_shown_count(rounding_base: int, threshold: int) -> int:
     """The smallest count a table can show: the first positive multiple of the base that
     is not below the threshold (smaller noisy counts are shown as a marker)."""
     return rounding_base * max(1, math.ceil(threshold / rounding_base))
 
 
-def _approximate(spec: ReleaseSpec, loss: float) -> dict[str, float]:
-    """A zCDP loss also stated as (epsilon, delta) at the spec's delta, by OpenDP."""
-    if spec.privacy.model != "zcdp":
-        return {}
-    epsilon, delta = epsilon_delta(spec.privacy.model, loss, spec.privacy.delta)
-    return {"epsilon": epsilon, "delta": delta}
-
-
 def _bound_field(name: str, title: str, counted: str, base: int) -> dict[str, Any]:
+    side = "down" if name.startswith("lower") else "up"
     return {
         "name": name,
         "type": "integer",
         "title": title,
         "description": (
-            f"For the number of {counted}: allows for the noise and the estimation; computed "
-            f"before rounding, then rounded to the nearest {base}. Given even where a marker "
-            "stands instead of the value."
+            f"For the number of {counted}: allows for the noise and the estimation, and is "
+            f"rounded {side} to a multiple of {base} so that rounding never takes the true "
+            "count out of the interval. Given even where a marker stands instead of the value."
         ),
         "constraints": {"required": True, "minimum": 0},
     }
+
+
+def generated_names(spec: ReleaseSpec) -> set[str]:
+    """The names of the resources a release of ``spec`` writes besides its tables."""
+    names = {SHARES_RESOURCE} if spec.shares else set()
+    if spec.disclosure.unrounded_estimates:
+        names |= {_unrounded_name(table.name) for table in spec.tables}
+    return names
+
+
+def _unrounded_name(table: str) -> str:
+    return f"{table}-{UNROUNDED}"
+
+
+def _unrounded_resource(content: ReleaseContent, table: Table, path: Path) -> dict[str, Any]:
+    """Unrounded estimates, standard errors and the noisy counts as drawn, for analysts."""
+    spec = content.spec
+    noisy = content.measurements.table(table.name)
+    total_label = spec.disclosure.total_label if table.totals else None
+    fields: list[dict[str, Any]] = []
+    for column in table.by:
+        category = spec.category_of(table, column)
+        keys = [*category.values, *([total_label] if total_label else [])]
+        fields.append(
+            {
+                "name": column,
+                "type": "string",
+                "title": category.title,
+                "constraints": {"required": True, "enum": keys},
+            }
+        )
+    fields += [
+        {
+            "name": "estimate",
+            "type": "number",
+            "title": "Unrounded estimate",
+            "description": (
+                f"The consistent estimate of the number of {table.counts} before rounding, "
+                "thresholds or markers: unbiased, so it may be negative or not a whole number."
+            ),
+            "constraints": {"required": True},
+        },
+        {
+            "name": "standard_error",
+            "type": "number",
+            "title": "Standard error",
+            "description": "The standard deviation of the estimate's noise.",
+            "constraints": {"required": True, "minimum": 0},
+        },
+        {
+            "name": "margin_95",
+            "type": "number",
+            "title": "Margin before rounding",
+            "description": (
+                "The margin of the published 95% interval, before its bounds are rounded "
+                "outward to the base."
+            ),
+            "constraints": {"required": True, "minimum": 0},
+        },
+        {
+            "name": "noisy_count",
+            "type": "integer",
+            "title": "Noisy count as drawn",
+            "description": (
+                f"The count OpenDP released for the cell: the exact count plus "
+                f"{noisy.distribution.lower()} noise of scale {noisy.scale:.6g}. Empty on "
+                "total rows, which are not measured but estimated."
+            ),
+        },
+        _total_flag_field(total_label),
+    ]
+    resource = _csv_resource(
+        _unrounded_name(table.name),
+        path,
+        f"{table.title}: unrounded estimates",
+        "For analysts: the unrounded estimates behind the published table, their standard "
+        "errors and the noisy counts as drawn. Use these for modelling (they are unbiased); "
+        "use the published table for quoting figures.",
+    )
+    resource["path"] = f"data/{UNROUNDED}/{path.name}"
+    resource["schema"] = {"fields": fields, "missingValues": [""], "primaryKey": list(table.by)}
+    resource["unrounded"] = {
+        "table": table.name,
+        "distribution": noisy.distribution,
+        "scale": noisy.scale,
+    }
+    return resource
 
 
 def _percent(share: float | None) -> float | None:
@@ -885,42 +978,11 @@ def _shares_resource(content: ReleaseContent, path: Path) -> dict[str, Any]:
     return resource
 
 
-def _records(count: int) -> str:
-    return f"{count} record" if count == 1 else f"{count} records"
-
-
-def _privacy_statement(content: ReleaseContent) -> str:
-    spec = content.spec
-    measured = content.measurements
-    if measured.model == "zcdp":
-        loss = (
-            f"zero-concentrated differential privacy with rho = {measured.total_loss:.4g} in "
-            f"total, which implies (epsilon = {measured.epsilon:.4g}, delta = "
-            f"{measured.delta:.0e})-differential privacy"
-        )
-    else:
-        loss = f"pure differential privacy with epsilon = {measured.total_loss:.4g} in total"
-    units = "; ".join(
-        f"in the tables from '{name}', a person is one {source.identifier} and the tables "
-        f"use at most {_records(source.max_records_per_person)} per person"
-        for name, source in spec.inputs.items()
-        if name in measured.input_loss
-    )
-    return (
-        f"The tables in this release were computed with {loss}, accounted by OpenDP "
-        f"{measured.opendp_version}. The privacy unit is the person identified in each "
-        f"input: {units}. The total bounds the privacy loss of anyone, whichever inputs "
-        f"they appear in. Counts are rounded to the nearest {spec.disclosure.rounding_base} "
-        f"and counts below {spec.disclosure.threshold} are shown as {LOW}."
-    )
-
-
 def _descriptor(content: ReleaseContent, resources: list[dict[str, Any]]) -> dict[str, Any]:
     spec = content.spec
     release = spec.release
     measured = content.measurements
     licence_title, licence_url = LICENCES[release.licence]
-    loss_name = spec.privacy.loss_name
     published = release.published or date.today()
     contributors: list[dict[str, Any]] = [
         {"title": release.publisher, "roles": ["publisher"]},
@@ -956,28 +1018,8 @@ def _descriptor(content: ReleaseContent, resources: list[dict[str, Any]]) -> dic
             "contact": {"name": release.contact.name, "email": release.contact.email},
         },
         "archive": _archive_list(content),
-        "privacy": {
-            "model": measured.model,
-            "loss": {
-                loss_name: measured.total_loss,
-                "epsilon": measured.epsilon,
-                "delta": measured.delta,
-            },
-            "units": [
-                {
-                    "input": name,
-                    "title": source.title or name,
-                    "identifier": source.identifier,
-                    "max_records_per_person": source.max_records_per_person,
-                    "tables": [table.name for table in spec.tables if table.input == name],
-                    loss_name: measured.input_loss[name],
-                    **_approximate(spec, measured.input_loss[name]),
-                }
-                for name, source in spec.inputs.items()
-                if name in measured.input_loss
-            ],
-            "statement": _privacy_statement(content),
-        },
+        "privacy": guarantee.privacy_section(spec, measured),
+        "truncation": guarantee.truncation_section(spec, list(content.truncation)),
         "disclosure": {
             "rounding_base": spec.disclosure.rounding_base,
             "threshold": spec.disclosure.threshold,
@@ -988,8 +1030,11 @@ def _descriptor(content: ReleaseContent, resources: list[dict[str, Any]]) -> dic
             "description": (
                 "The tables of each input are estimated together from all their noisy cells, "
                 "weighted by their noise variances: the estimates agree on every shared "
-                "total and margin and are unbiased. Intervals come from the estimates' "
-                "covariance and the noise distribution; bounds are rounded to the base."
+                "total and margin and are unbiased. Each count's 95% interval comes from the "
+                "exact distribution of its estimate's noise; its bounds are rounded outward "
+                "to the base, and it is wide enough that, whatever the true count of the "
+                "records kept, the published interval contains it with at least 95% "
+                "probability."
             ),
             "groups": [
                 {"input": name, "tables": [t.name for t in spec.tables if t.input == name]}

@@ -6,19 +6,33 @@ spends nothing and writes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
 import polars as pl
 
-from publisher import disclosure, ingest, interrupts, ledger, package, postprocess, privacy, spec
+from publisher import (
+    accounting,
+    disclosure,
+    ingest,
+    interrupts,
+    ledger,
+    package,
+    postprocess,
+    privacy,
+    spec,
+)
+from publisher import bounds as bounds_module
 from publisher.errors import PackageError, PublisherError
 from publisher.postprocess import ShareEstimate
 from publisher.progress import Progress, quiet
 
-__all__ = ["CheckResult", "ReleaseResult", "check", "release"]
+__all__ = ["CheckResult", "ReleaseResult", "bounds", "check", "release"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +61,7 @@ def check(spec_path: Path, progress: Progress = quiet) -> CheckResult:
     if release_spec.ledger_path.exists():
         progress("Checking the ledger", None)
         book = ledger.Ledger(release_spec.ledger_path, read_only=True)
-        book.preview(_spend_request(release_spec, spec_path))
+        book.preview(_spend_request(release_spec, spec_path, book))
     return CheckResult(release_spec, rows)
 
 
@@ -87,7 +101,7 @@ def _release(
     # An interrupt between the reservation and the ``try`` that fails it would leave the
     # release reserved for ever: it is held back until the ``try`` has begun.
     with interrupts.deferred():
-        reservation = book.reserve(_spend_request(release_spec, spec_path))
+        reservation = book.reserve(_spend_request(release_spec, spec_path, book))
     staged: Path | None = None
     drawn = False
     try:
@@ -98,7 +112,8 @@ def _release(
         # OpenDP's accounting must fit what was reserved before anything is published.
         reservation.check(
             loss=measurements.total_loss,
-            table_losses={table.name: table.loss for table in measurements.tables},
+            table_losses=measured_losses(measurements),
+            unit_losses=measurements.unit_losses,
         )
         content = _content(release_spec, measurements, previous, progress)
         progress("Writing and validating the package", None)
@@ -111,21 +126,15 @@ def _release(
             book.commit(
                 reservation,
                 loss=measurements.total_loss,
-                table_losses={table.name: table.loss for table in measurements.tables},
+                table_losses=measured_losses(measurements),
+                unit_losses=dict(measurements.unit_losses),
                 files=ledger.file_hashes(package_dir),
             )
     except BaseException as error:
         if staged is not None:
             package.discard(staged)
-        # Only the kind of error is recorded: a message could quote private data.
-        if isinstance(error, interrupts.Interrupted):
-            reason = f"interrupted by {error.name}"
-        elif isinstance(error, PublisherError):
-            reason = error.problems[0]
-        else:
-            reason = type(error).__name__
         with interrupts.deferred():
-            book.fail(reservation, reason)
+            book.fail(reservation, _failure_reason(error))
         if isinstance(error, interrupts.Interrupted):
             raise interrupts.Interrupted(
                 error.signum,
@@ -228,21 +237,45 @@ def _check_destination_is_public(
             )
 
 
-def _spend_request(release_spec: spec.ReleaseSpec, spec_path: Path) -> ledger.SpendRequest:
+def _failure_reason(error: BaseException) -> str:
+    """What the ledger records of a failure: only its kind, or our own message (a library's
+    message could quote private data)."""
+    if isinstance(error, interrupts.Interrupted):
+        return f"interrupted by {error.name}"
+    return error.problems[0] if isinstance(error, PublisherError) else type(error).__name__
+
+
+def _spend_request(
+    release_spec: spec.ReleaseSpec, spec_path: Path, book: ledger.Ledger
+) -> ledger.SpendRequest:
     privacy_spec = release_spec.privacy
+    planned = accounting.account(release_spec)
     return ledger.SpendRequest(
         dataset=release_spec.dataset_id,
-        fingerprint=ledger.fingerprint([release_spec.input_path(n) for n in release_spec.inputs]),
+        inputs=book.fingerprints({n: release_spec.input_path(n) for n in release_spec.inputs}),
         release_id=release_spec.release.id,
         version=release_spec.release.version,
         model=privacy_spec.model,
         loss=privacy_spec.loss,
-        table_losses={t.name: release_spec.table_loss(t) for t in release_spec.tables},
+        table_losses={
+            accounting.ledger_name(item.name, item.kind): item.allocation
+            for item in planned.measurements
+        },
+        unit_losses=dict(planned.unit_losses),
         cap=privacy_spec.cap_loss,
         spec_hash=hashlib.sha256(spec_path.read_bytes()).hexdigest(),
         publisher_version=version("publisher"),
         opendp_version=version("opendp"),
+        new_dataset_reason=privacy_spec.new_dataset_reason,
     )
+
+
+def measured_losses(measurements: privacy.Measurements) -> dict[str, float]:
+    """What each measurement costs the unit it costs most, by the names the ledger keeps."""
+    losses = {table.name: table.loss for table in measurements.tables}
+    for item in measurements.truncation:
+        losses[accounting.ledger_name(item.input, "truncation")] = max(item.unit_losses.values())
+    return losses
 
 
 def _content(
@@ -251,18 +284,22 @@ def _content(
     previous: package.PreviousRelease | None,
     progress: Progress,
 ) -> package.ReleaseContent:
-    """Everything the package publishes, from the measurements by post-processing only."""
+    """Everything the package publishes, from the measurements by post-processing only:
+    consistent estimates, the official-statistics rules, shares and what the bounds left
+    out."""
     progress("Estimating consistent tables", None)
     estimates = postprocess.consistent_estimates(release_spec, measurements)
     revises = package.revised_version(previous, release_spec.release.period) is not None
     rules = release_spec.disclosure
     published = {}
+    unrounded = {}
     for table in release_spec.tables:
         order = {column: release_spec.category_of(table, column).values for column in table.by}
         with_totals = postprocess.with_totals(
             estimates[table.name],
             order=order,
             total_label=rules.total_label if table.totals else None,
+            base=rules.rounding_base,
         )
         published[table.name] = disclosure.mark_status(
             disclosure.apply(
@@ -272,10 +309,28 @@ def _content(
             provisional=release_spec.release.status == "provisional",
             previous=previous.tables.get(table.name) if previous and revises else None,
         )
+        unrounded[table.name] = with_totals.join(
+            measurements.table(table.name).noisy_counts,
+            on=list(table.by),
+            how="left",
+            maintain_order="left",
+        )
     shares = [
         postprocess.estimate_share(share, estimates[share.table]) for share in release_spec.shares
     ]
-    return package.ReleaseContent(release_spec, measurements, published, shares, previous)
+    truncation = tuple(
+        postprocess.truncation_estimate(item, rules.rounding_base)
+        for item in measurements.truncation
+    )
+    return package.ReleaseContent(
+        release_spec,
+        measurements,
+        published,
+        shares,
+        previous,
+        truncation=truncation,
+        unrounded=unrounded if rules.unrounded_estimates else None,
+    )
 
 
 def _observed(progress: Progress) -> Progress:
@@ -287,3 +342,52 @@ def _observed(progress: Progress) -> Progress:
         progress(step, fraction)
 
     return report
+
+
+def bounds(spec_path: Path, loss: float, progress: Progress = quiet) -> bounds_module.BoundsReport:
+    """``publisher bounds``: spend ``loss`` (recorded in the ledger, like a release) to
+    measure what candidate per-person bounds would leave out, and report it."""
+    release_spec = spec.load(spec_path)
+    limit = spec.MAX_LOSS[release_spec.privacy.loss_name]
+    if not (math.isfinite(loss) and 0 < loss <= limit):
+        raise PublisherError(
+            f"--loss {loss:g}: expected a positive {release_spec.privacy.loss_name} of at "
+            f"most {limit:g}; a small part of the release's loss is usually enough"
+        )
+    plan = privacy.bounds_plan(release_spec, loss)
+    if not plan:
+        raise PublisherError(
+            f"{spec_path}: no input has a bound to choose (each person has one row in every "
+            "input with a table)"
+        )
+    with ingest.load(release_spec, progress) as frames:
+        book = ledger.Ledger(release_spec.ledger_path)
+        request = dataclasses.replace(
+            _spend_request(release_spec, spec_path, book),
+            kind="bounds",
+            version="bounds-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ"),
+            loss=loss,
+            table_losses={
+                accounting.ledger_name(item.name, "bounds"): item.allocation for item in plan
+            },
+            unit_losses=accounting.unit_totals(item.unit_losses for item in plan),
+        )
+        progress("Reserving the privacy loss", None)
+        with interrupts.deferred():
+            reservation = book.reserve(request)
+        try:
+            progress("Measuring the bounds", None)
+            measured = privacy.measure_bounds(release_spec, frames, plan)
+            spent = {accounting.ledger_name(item.name, "bounds"): item.loss for item in plan}
+            book.commit(
+                reservation,
+                loss=max(request.unit_losses.values()),
+                table_losses=spent,
+                unit_losses=request.unit_losses,
+                files={},
+            )
+        except BaseException as error:
+            with interrupts.deferred():
+                book.fail(reservation, _failure_reason(error))
+            raise
+    return bounds_module.report(release_spec, loss, measured)

@@ -1,68 +1,60 @@
 """What a release will cost and how accurate it will be, before anything is spent.
 
-Everything here comes from the spec's public parameters (losses, weights, per-person
-bounds, keys, rounding): the data is never read. The noise scale of each table follows
-from its loss and its sensitivity (one person changes a count table by at most
-``max_records_per_person`` records, which is what OpenDP derives for the release's
-truncated query); OpenDP's own privacy map checks that scale against the loss, and
-OpenDP's accuracy functions give the margins.
+Everything here comes from the spec's public parameters (losses, weights, bounds, keys,
+rounding): the data is never read. The loss split, sensitivities and noise scales are
+:func:`publisher.accounting.account`'s, the very ones a release uses, checked by OpenDP's
+privacy maps; the margins come from the release's own estimation and interval code run on
+placeholder counts (margins depend on the noise, not on the counts), so the plan states
+the margins the package will publish.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
-import numpy as np
-from opendp.accuracy import (
-    accuracy_to_discrete_gaussian_scale,
-    accuracy_to_discrete_laplacian_scale,
-    discrete_gaussian_scale_to_accuracy,
-    discrete_laplacian_scale_to_accuracy,
-)
-from opendp.domains import atom_domain, vector_domain
-from opendp.measurements import make_gaussian, make_laplace
-from opendp.metrics import l1_distance, l2_distance
 from rich.console import Group
 from rich.table import Table as RichTable
 from rich.text import Text
 
-from publisher import postprocess
+from publisher import accounting, intervals, postprocess, privacy
 from publisher.errors import SpecError
-from publisher.privacy import CONFIDENCE, epsilon_delta, keys_of
-from publisher.spec import ReleaseSpec, Table
+from publisher.spec import ReleaseSpec
 
-__all__ = ["Plan", "TablePlan", "parse_targets", "plan"]
-
-_ALPHA = 1.0 - CONFIDENCE
+__all__ = ["Plan", "TablePlan", "advice", "parse_targets", "plan"]
 
 
 @dataclass(frozen=True)
 class TablePlan:
-    """One table's share of the loss and its expected accuracy."""
+    """One table's part of the loss and its expected accuracy."""
 
     name: str
-    loss: float  # rho or epsilon, in the spec's model
+    loss: float  # its part of each unit's loss (rho or epsilon)
+    unit_losses: dict[str, float]  # what it costs each unit it concerns (OpenDP's maps)
     distribution: str  # as OpenDP names it
     scale: float
-    margin_noise: float  # 95% margin of one cell's noise, as measured (OpenDP)
-    margin_estimate: float  # the largest cell margin after estimation with the other tables
-    margin_published: float  # the same, allowing for rounding to the base
+    margin_noise: float  # OpenDP's 95% accuracy of one cell's noise, as measured
+    margin_estimate: float  # the largest margin of the table's rows after estimation
+    margin_published: float  # the largest half-width a published interval can have
     target: float | None = None
 
 
 @dataclass(frozen=True)
 class Plan:
-    """The whole release: per-table plans and the total as the model and (epsilon, delta)."""
+    """The whole release: per-table plans, each unit's loss, and the largest as epsilon."""
 
     model: str
     loss_name: str
-    total_loss: float
+    total_loss: float  # the largest loss of any unit
+    unit_losses: dict[str, float]  # by unit name
+    unit_titles: dict[str, str]
     epsilon: float
     delta: float
     cap: float
     tables: tuple[TablePlan, ...]
+    truncation_loss: float  # the part of the loss that estimates what the bounds left out
+    advice: dict[str, float] = field(default_factory=dict)  # spec values meeting targets
     meets_targets: bool = True
 
     def to_json(self) -> str:
@@ -75,16 +67,18 @@ class Plan:
                     "epsilon": self.epsilon,
                     "delta": self.delta,
                 },
+                "units": self.unit_losses,
                 "cap": {self.loss_name: self.cap},
                 "meets_cap": self.meets_targets,
                 "weights": self.weights,
+                "advice": self.advice,
                 "tables": [asdict(table) for table in self.tables],
             },
             indent=2,
         )
 
     def to_table(self) -> Group:
-        """The plan for a terminal: one row per table, then the total."""
+        """The plan for a terminal: one row per table, then each unit's loss."""
         unit = (
             "\N{GREEK SMALL LETTER RHO}"
             if self.loss_name == "rho"
@@ -92,12 +86,13 @@ class Plan:
         )
         table = RichTable(
             title="Privacy loss and expected 95% margins of error (counts)",
-            caption=f"Noise: {self.tables[0].distribution}. Margins are for one cell; "
-            "'after estimation' is the least precise cell of the table once all tables of "
-            "its input are estimated together.",
+            caption=f"Noise: {self.tables[0].distribution}. 'One cell' is the noise of a "
+            "measured cell; 'after estimation' the largest margin of the table's cells once "
+            "all tables of its input are estimated together; 'as published' the widest "
+            "half-width a cell's published interval can have, its bounds rounded outward.",
         )
         table.add_column("Table", overflow="fold")
-        for header in (f"Loss ({unit})", "Share", "Noise scale"):
+        for header in (f"Loss ({unit})", "Noise scale"):
             table.add_column(header, justify="right")
         for header in ("One cell", "After estimation", "As published", "Target"):
             table.add_column(header, justify="right")
@@ -105,165 +100,218 @@ class Plan:
             table.add_row(
                 row.name,
                 f"{row.loss:.4g}",
-                f"{row.loss / self.total_loss:.0%}",
                 f"{row.scale:.3g}",
                 f"\N{PLUS-MINUS SIGN}{row.margin_noise:.0f}",
                 f"\N{PLUS-MINUS SIGN}{row.margin_estimate:.1f}",
                 f"\N{PLUS-MINUS SIGN}{row.margin_published:.1f}",
                 "" if row.target is None else f"\N{PLUS-MINUS SIGN}{row.target:g}",
             )
-        total = f"Total: {self.loss_name} = {self.total_loss:.4g}"
+        lines = [
+            f"For each {self.unit_titles[name]}: {self.loss_name} = {loss:.4g}"
+            for name, loss in self.unit_losses.items()
+        ]
+        total = f"Largest loss of any person: {self.loss_name} = {self.total_loss:.4g}"
         if self.model == "zcdp":
             total += f", that is (epsilon = {self.epsilon:.4g}, delta = {self.delta:.0e})-DP"
         total += f"; lifetime cap {self.loss_name} = {self.cap:g}."
-        if any(row.target is not None for row in self.tables):
-            weights = ", ".join(f"{name}: {weight:g}" for name, weight in self.weights.items())
+        if self.truncation_loss:
+            total += (
+                f"\nOf it, {self.loss_name} = {self.truncation_loss:.4g} estimates what the "
+                "per-person bounds leave out."
+            )
+        if self.advice:
+            weights = ", ".join(f"{name}: {w:g}" for name, w in self.weights.items())
             total += (
                 f"\nTo release with these targets, set privacy.{self.loss_name}: "
-                f"{self.total_loss:.4g} and the table weights {weights}."
+                f"{self.advice[self.loss_name]:g} and the table weights {weights}."
             )
-        return Group(table, Text(total))
+        return Group(table, Text("\n".join(lines)), Text(total))
 
     @property
     def weights(self) -> dict[str, float]:
         """Table weights that give this split (proportional to each table's loss)."""
+        if self.advice:
+            return {name: value for name, value in self.advice.items() if name != self.loss_name}
         smallest = min(table.loss for table in self.tables)
         return {table.name: round(table.loss / smallest, 6) for table in self.tables}
 
 
-def _sensitivity(spec: ReleaseSpec, table: Table) -> int:
-    return spec.inputs[table.input].max_records_per_person
+def _published_half_width(margin: float, base: int) -> float:
+    """The widest half-width an interval of margin ``margin`` can have once its bounds are
+    rounded outward to ``base``: its width is ``round_up(2 margin)`` or a base more."""
+    return (intervals.round_up(2.0 * margin, base) + base) / 2.0
 
 
-def _scale(model: str, loss: float, sensitivity: int) -> tuple[str, float]:
-    """The noise scale for ``loss``, checked by OpenDP's privacy map."""
-    vectors = vector_domain(atom_domain(T="i64"))
-    if model == "zcdp":
-        scale = sensitivity / math.sqrt(2.0 * loss)
-        mechanism = make_gaussian(vectors, l2_distance(T="i64"), scale=scale)
-        distribution = "Integer Gaussian"
-    else:
-        scale = sensitivity / loss
-        mechanism = make_laplace(vectors, l1_distance(T="i64"), scale=scale)
-        distribution = "Integer Laplace"
-    spent = float(mechanism.map(sensitivity))  # type: ignore[no-untyped-call]
-    assert spent <= loss * (1 + 1e-9), "OpenDP's privacy map disagrees with the scale"
-    return distribution, scale
-
-
-def _noise_margin(distribution: str, scale: float) -> float:
-    if distribution == "Integer Gaussian":
-        return float(discrete_gaussian_scale_to_accuracy(scale, _ALPHA))
-    return float(discrete_laplacian_scale_to_accuracy(scale, _ALPHA))
-
-
-def _loss_for_margin(name: str, model: str, margin: float, sensitivity: int) -> float:
-    """The least loss whose noise margin per cell (OpenDP's accuracy) is at most ``margin``.
-
-    OpenDP's accuracy of integer noise moves in whole steps, so its inverse is only a
-    starting point: the largest scale that still meets the margin is found by bisection.
-    """
-    distribution = "Integer Gaussian" if model == "zcdp" else "Integer Laplace"
-    inverse = (
-        accuracy_to_discrete_gaussian_scale
-        if model == "zcdp"
-        else accuracy_to_discrete_laplacian_scale
-    )
-    high = 2.0 * float(inverse(float(margin), _ALPHA))
-    low = 0.0
-    for _ in range(60):
-        middle = (low + high) / 2.0
-        if middle > 0 and _noise_margin(distribution, middle) <= margin:
-            low = middle
-        else:
-            high = middle
-    if low == 0.0:
-        raise SpecError(
-            f"--target {name}={margin:g}: no noise scale gives so small a margin (OpenDP's "
-            "margins of integer noise are whole numbers of at least 1); raise the target"
+def _largest_margins(
+    spec: ReleaseSpec, plan: accounting.Accounting, names: set[str] | None = None
+) -> dict[str, float]:
+    """The largest margin of each table's cells (``names`` only, when given), from the
+    release's own estimation on placeholder counts."""
+    measured = privacy.placeholder(spec, plan)
+    estimates = postprocess.consistent_estimates(spec, measured, names)
+    base = spec.disclosure.rounding_base
+    margins = {}
+    for table in spec.tables:
+        if names is not None and table.name not in names:
+            continue
+        order = {column: spec.category_of(table, column).values for column in table.by}
+        cells = postprocess.with_totals(
+            estimates[table.name], order=order, total_label=None, base=base
         )
-    return sensitivity**2 / (2.0 * low**2) if model == "zcdp" else sensitivity / low
+        margins[table.name] = float(cells[postprocess.MARGIN].to_numpy().max())
+    return margins
 
 
-def _variance(distribution: str, scale: float) -> float:
-    if distribution == "Integer Laplace":
-        decay = math.exp(-1.0 / scale)
-        return 2.0 * decay / (1.0 - decay) ** 2
-    return scale**2
-
-
-def plan(spec: ReleaseSpec, targets: dict[str, float] | None = None) -> Plan:
-    """Plan the spec's release; with ``targets`` (table -> 95% margin per cell), find the
-    least loss for each targeted table that meets its target, keeping the others' loss.
-    """
-    targets = targets or {}
-    model = spec.privacy.model
-    losses = {table.name: spec.table_loss(table) for table in spec.tables}
-    for name, margin in targets.items():
-        losses[name] = _loss_for_margin(name, model, margin, _sensitivity(spec, spec.table(name)))
-
-    noise: dict[str, tuple[str, float]] = {
-        table.name: _scale(model, losses[table.name], _sensitivity(spec, table))
-        for table in spec.tables
-    }
-    deviations = _largest_deviations(spec, noise)
+def _plan(
+    spec: ReleaseSpec,
+    table_losses: dict[str, float],
+    targets: dict[str, float],
+    names: set[str] | None = None,
+) -> Plan:
+    planned = accounting.account(spec, table_losses)
+    margins = _largest_margins(spec, planned, names)
     base = spec.disclosure.rounding_base
     tables = []
     for table in spec.tables:
-        distribution, scale = noise[table.name]
-        deviation = deviations[table.name]
-        q = postprocess.quantile(distribution)
+        if table.name not in margins:
+            continue
+        item = planned.table(table.name)
         tables.append(
             TablePlan(
                 name=table.name,
-                loss=losses[table.name],
-                distribution=distribution,
-                scale=scale,
-                margin_noise=_noise_margin(distribution, scale),
-                margin_estimate=q * deviation,
-                # Rounding adds an error of at most half the base, spread evenly (base^2/12).
-                margin_published=q * math.sqrt(deviation**2 + base**2 / 12.0),
+                loss=item.allocation,
+                unit_losses=dict(item.unit_losses),
+                distribution=item.distribution,
+                scale=item.scale,
+                margin_noise=privacy.noise_accuracy(item.distribution, item.scale),
+                margin_estimate=margins[table.name],
+                margin_published=_published_half_width(margins[table.name], base),
                 target=targets.get(table.name),
             )
         )
-    total = math.fsum(losses.values())
-    epsilon, delta = epsilon_delta(model, total, spec.privacy.delta)
+    total = planned.total
+    epsilon, delta = privacy.epsilon_delta(spec.privacy.model, total, spec.privacy.delta)
     return Plan(
-        model=model,
+        model=spec.privacy.model,
         loss_name=spec.privacy.loss_name,
         total_loss=total,
+        unit_losses=dict(planned.unit_losses),
+        unit_titles={name: unit.title for name, unit in spec.privacy.units.items()},
         epsilon=epsilon,
         delta=delta,
         cap=spec.privacy.cap_loss,
         tables=tuple(tables),
+        truncation_loss=math.fsum(
+            item.allocation for item in planned.measurements if item.kind == "truncation"
+        ),
         meets_targets=total <= spec.privacy.cap_loss * (1 + 1e-9),
     )
 
 
-def _largest_deviations(spec: ReleaseSpec, noise: dict[str, tuple[str, float]]) -> dict[str, float]:
-    """The largest cell standard deviation of each table after estimation with its input's
-    other tables (the consistency step of the release)."""
-    deviations: dict[str, float] = {}
-    for input_name in spec.inputs:
-        tables = [table for table in spec.tables if table.input == input_name]
-        if not tables:
-            continue
-        variances = [_variance(*noise[table.name]) for table in tables]
-        _, covariance = postprocess.projection(spec, tables, variances)
-        cell_variances = np.diag(covariance)
-        start = 0
-        for table in tables:
-            size = keys_of(spec, table).height
-            deviations[table.name] = math.sqrt(float(cell_variances[start : start + size].max()))
-            start += size
-    return deviations
+def _meets(result: Plan, targets: dict[str, float]) -> bool:
+    return all(
+        table.margin_published <= targets[table.name] + 1e-9
+        for table in result.tables
+        if table.name in targets
+    )
+
+
+def _solve(spec: ReleaseSpec, targets: dict[str, float]) -> dict[str, float]:
+    """The least losses of the targeted tables whose published intervals are no wider than
+    their targets, estimated with all the tables of their inputs (others keep theirs).
+
+    Start where every target holds, then lower each targeted table's loss in turn to the
+    least that keeps every target (bisection on a multiplier), until no loss moves.
+    """
+    losses = {table.name: spec.table_loss(table) for table in spec.tables}
+    targeted = set(targets)
+
+    def meets(trial: dict[str, float]) -> bool:
+        return _meets(_plan(spec, trial, targets, targeted), targets)
+
+    scale_up = 1.0
+    while not meets(_scaled(losses, targets, scale_up)):
+        scale_up *= 2.0
+        if scale_up > 2.0**40:
+            listed = ", ".join(sorted(targets))
+            raise SpecError(
+                f"--target {listed}: no loss meets these targets (a published interval is at "
+                f"least a rounding base, {spec.disclosure.rounding_base}, either side): raise "
+                "the targets"
+            )
+    losses = _scaled(losses, targets, scale_up)
+    for _ in range(4):
+        moved = False
+        for name in targets:
+            low, high = 0.0, 1.0
+            for _ in range(14):
+                middle = (low + high) / 2.0
+                if meets({**losses, name: losses[name] * middle}):
+                    high = middle
+                else:
+                    low = middle
+            if high < 0.999:
+                losses[name] *= high
+                moved = True
+        if not moved:
+            break
+    return losses
+
+
+def _scaled(losses: dict[str, float], targets: dict[str, float], factor: float) -> dict[str, float]:
+    return {name: loss * factor if name in targets else loss for name, loss in losses.items()}
+
+
+def advice(spec: ReleaseSpec, losses: dict[str, float]) -> dict[str, float]:
+    """The spec values that give the tables ``losses``: the total loss (rounded up, so
+    every table gets at least its loss) and weights, as printed by ``plan --target``."""
+    tables = math.fsum(losses.values())
+    share = spec.privacy.truncation_share if spec.truncation_inputs else 0.0
+    smallest = min(losses.values())
+    weights = {name: float(f"{loss / smallest:.6g}") for name, loss in losses.items()}
+    total = tables / (1.0 - share)
+    # Rounded up to 4 significant digits, then up again until the weights, as printed,
+    # give every table at least its loss.
+    digits = 3 - math.floor(math.log10(total))
+    value = math.ceil(total * 10**digits) / 10**digits
+    weight_sum = math.fsum(weights.values())
+    while any(
+        value * (1.0 - share) * weights[name] / weight_sum < losses[name] * (1 - 1e-12)
+        for name in losses
+    ):
+        value += 10.0**-digits
+    return {spec.privacy.loss_name: value, **weights}
+
+
+def plan(spec: ReleaseSpec, targets: dict[str, float] | None = None) -> Plan:
+    """Plan the spec's release; with ``targets`` (table -> the widest published half-width),
+    find the least loss for the targeted tables that meets every target after estimation
+    and rounding, keeping the other tables' loss, and the spec values that give it."""
+    targets = targets or {}
+    if not targets:
+        return _plan(spec, {}, {})
+    losses = _solve(spec, targets)
+    values = advice(spec, losses)
+    changed = spec.model_copy(
+        update={
+            "privacy": spec.privacy.model_copy(
+                update={spec.privacy.loss_name: values[spec.privacy.loss_name]}
+            ),
+            "tables": [
+                table.model_copy(update={"weight": values[table.name]}) for table in spec.tables
+            ],
+        }
+    )
+    result = _plan(changed, {}, targets)
+    return Plan(**{**asdict(result), "tables": result.tables, "advice": values})
 
 
 def parse_targets(spec: ReleaseSpec, texts: tuple[str, ...]) -> dict[str, float]:
-    """``table=MOE`` options into targets, every problem reported at once."""
+    """``table=MARGIN`` options into targets, every problem reported at once."""
     targets: dict[str, float] = {}
     problems = []
     names = [table.name for table in spec.tables]
+    base = spec.disclosure.rounding_base
     for text in texts:
         name, _, value = text.partition("=")
         try:
@@ -274,6 +322,12 @@ def parse_targets(spec: ReleaseSpec, texts: tuple[str, ...]) -> dict[str, float]
             problems.append(f"--target {text}: no table named '{name}'; expected one of {names}")
         elif not (math.isfinite(margin) and margin > 0):
             problems.append(f"--target {text}: expected TABLE=MARGIN with a positive margin")
+        elif margin < base:
+            problems.append(
+                f"--target {text}: a published interval's bounds are multiples of {base} "
+                f"(disclosure.rounding_base), so it reaches at least {base} either side: "
+                f"choose a target of at least {base}"
+            )
         else:
             targets[name] = margin
     if problems:

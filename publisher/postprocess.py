@@ -31,22 +31,36 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from publisher.privacy import CONFIDENCE, NOISY_COUNT, Measurements, keys_of
+from publisher import intervals
+from publisher.privacy import (
+    CONFIDENCE,
+    NOISY_COUNT,
+    Measurements,
+    TruncationMeasurement,
+    keys_of,
+    noise_variance,
+)
 from publisher.spec import ReleaseSpec, Share, Table
 
 __all__ = [
     "ESTIMATE",
     "MARGIN",
+    "STANDARD_ERROR",
+    "Figure",
+    "Noise",
     "ShareEstimate",
     "TableEstimates",
+    "TruncationEstimate",
     "consistent_estimates",
     "estimate_share",
     "projection",
     "quantile",
+    "truncation_estimate",
     "with_totals",
 ]
 
 ESTIMATE = "estimate"
+STANDARD_ERROR = "standard_error"
 MARGIN = "margin_95"
 _Z = NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)
 # The 95% two-sided quantile of a Laplace distribution, in standard deviations.
@@ -56,25 +70,64 @@ Matrix = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
+class Noise:
+    """The noise of every measured count of one input, in measurement order: OpenDP's
+    distribution, its scale and its variance."""
+
+    distributions: list[str]
+    scales: Matrix
+    variances: Matrix
+
+    @classmethod
+    def of(cls, tables: list[tuple[str, float, int]]) -> Noise:
+        """From (distribution, scale, cells) per measured table, in order."""
+        distributions = [d for d, _, cells in tables for _ in range(cells)]
+        scales = np.repeat([scale for _, scale, _ in tables], [cells for *_, cells in tables])
+        variances = np.asarray(
+            [noise_variance(d, float(s)) for d, s in zip(distributions, scales, strict=True)]
+        )
+        return cls(distributions, scales.astype(float), variances)
+
+
+@dataclass(frozen=True)
 class TableEstimates:
-    """A table's consistent cell estimates and their covariance (noise only)."""
+    """A table's consistent cell estimates, how they were made from the noisy counts of
+    its input, and their covariance (noise only)."""
 
     name: str
     by: tuple[str, ...]
     cells: pl.DataFrame  # the key columns, then ``estimate`` (Float64), in key order
     covariance: Matrix  # cells x cells
-    quantile: float  # 95% half-width of an estimate, in standard deviations
+    weights: Matrix  # cells x the input's measured counts: estimate = weights @ noisy
+    noise: Noise  # of the input's measured counts
+    quantile: float  # 95% half-width in standard deviations, for ratios (Fieller)
 
-    def margin(self, weights: Matrix) -> Matrix:
-        """The 95% margin of error of each linear combination (rows of ``weights``)."""
-        variance = np.einsum("ij,jk,ik->i", weights, self.covariance, weights)
-        return np.asarray(self.quantile * np.sqrt(np.maximum(variance, 0.0)))
+    def margins(self, combinations: Matrix, base: int) -> tuple[Matrix, Matrix]:
+        """For each linear combination of the cells (rows of ``combinations``): its
+        standard error and the margin whose outward-rounded 95% interval covers the true
+        value with at least 95% probability (see :mod:`publisher.intervals`)."""
+        over_noise = combinations @ self.weights
+        errors = np.sqrt(
+            np.maximum(np.einsum("ij,jk,ik->i", combinations, self.covariance, combinations), 0.0)
+        )
+        margins = np.asarray(
+            [
+                intervals.margin(
+                    intervals.error_model(
+                        row, self.noise.distributions, self.noise.scales, self.noise.variances
+                    ),
+                    base,
+                )
+                for row in over_noise
+            ]
+        )
+        return errors, margins
 
 
 def quantile(distribution: str) -> float:
     """The 95% half-width of an estimate in standard deviations, for OpenDP's ``distribution``:
     normal for Gaussian noise (sums and averages of it stay Gaussian); for Laplace noise
-    the Laplace quantile, exact for one cell and conservative for combinations."""
+    the Laplace quantile, conservative for combinations. Used for headline shares."""
     return _LAPLACE_Q if distribution == "Integer Laplace" else _Z
 
 
@@ -145,13 +198,14 @@ def projection(
 
 
 def consistent_estimates(
-    spec: ReleaseSpec, measurements: Measurements
+    spec: ReleaseSpec, measurements: Measurements, names: set[str] | None = None
 ) -> dict[str, TableEstimates]:
-    """Every table's cells estimated from all the noisy tables of its input together."""
+    """Every table's cells estimated from all the noisy tables of its input together (of
+    the inputs of the tables ``names`` only, when given)."""
     estimates: dict[str, TableEstimates] = {}
     for input_name in spec.inputs:
         tables = [table for table in spec.tables if table.input == input_name]
-        if not tables:
+        if not tables or (names is not None and not any(t.name in names for t in tables)):
             continue
         noisy = [measurements.table(table.name) for table in tables]
         weights, covariance = projection(spec, tables, [t.variance for t in noisy])
@@ -159,6 +213,7 @@ def consistent_estimates(
             [t.noisy_counts[NOISY_COUNT].to_numpy().astype(float) for t in noisy]
         )
         fitted = weights @ observed
+        noise = Noise.of([(t.distribution, t.scale, t.noisy_counts.height) for t in noisy])
         start = 0
         for table, measured in zip(tables, noisy, strict=True):
             stop = start + measured.noisy_counts.height
@@ -169,6 +224,8 @@ def consistent_estimates(
                     pl.Series(ESTIMATE, fitted[start:stop], dtype=pl.Float64)
                 ),
                 covariance=covariance[start:stop, start:stop],
+                weights=weights[start:stop],
+                noise=noise,
                 quantile=quantile(measured.distribution),
             )
             start = stop
@@ -176,27 +233,36 @@ def consistent_estimates(
 
 
 def with_totals(
-    estimates: TableEstimates, *, order: dict[str, list[str]], total_label: str | None
+    estimates: TableEstimates,
+    *,
+    order: dict[str, list[str]],
+    total_label: str | None,
+    base: int,
 ) -> pl.DataFrame:
     """The table's cells, plus every margin when ``total_label`` is given, each with its
-    estimate and 95% margin of error. Totals are sums of the unrounded cell estimates.
+    unrounded estimate, standard error and 95% margin for intervals rounded outward to
+    ``base``. Totals are sums of the unrounded cell estimates.
 
     ``order`` gives each column's keys in publication order; totals come last.
     """
     by = list(estimates.by)
     keys = [[*order[column], *([total_label] if total_label else [])] for column in by]
     rows = list(product(*keys))
-    weights = np.ones((len(rows), estimates.cells.height))
+    combinations = np.ones((len(rows), estimates.cells.height))
     for position, column in enumerate(by):
         cell_keys = estimates.cells[column].to_numpy()
         row_keys = np.asarray([row[position] for row in rows], dtype=object)
-        weights *= (row_keys[:, None] == total_label) | (row_keys[:, None] == cell_keys[None, :])
+        combinations *= (row_keys[:, None] == total_label) | (
+            row_keys[:, None] == cell_keys[None, :]
+        )
     fitted = estimates.cells[ESTIMATE].to_numpy()
+    errors, margins = estimates.margins(combinations, base)
     return pl.DataFrame(
         rows, schema=[(column, pl.String) for column in by], orient="row"
     ).with_columns(
-        pl.Series(ESTIMATE, weights @ fitted, dtype=pl.Float64),
-        pl.Series(MARGIN, estimates.margin(weights), dtype=pl.Float64),
+        pl.Series(ESTIMATE, combinations @ fitted, dtype=pl.Float64),
+        pl.Series(STANDARD_ERROR, errors, dtype=pl.Float64),
+        pl.Series(MARGIN, margins, dtype=pl.Float64),
     )
 
 
@@ -248,3 +314,60 @@ def estimate_share(share: Share, estimates: TableEstimates) -> ShareEstimate:
     root = math.sqrt(discriminant)
     lower, upper = sorted(((-b - root) / (2 * a), (-b + root) / (2 * a)))
     return ShareEstimate(share, estimate, max(lower, 0.0), min(upper, 1.0))
+
+
+@dataclass(frozen=True)
+class Figure:
+    """An estimate derived from noisy counts, rounded to the base, with its 95% interval
+    rounded outward (never below zero)."""
+
+    estimate: int
+    lower_95: int
+    upper_95: int
+
+
+@dataclass(frozen=True)
+class TruncationEstimate:
+    """What an input's bounds left out, estimated from its truncation measurement.
+
+    ``histogram``: ``people`` over the bound and ``records`` left out (a person in the
+    open top bin counted at its least). ``linked``: ``left_out``, own people counted
+    under the reference bound but not under the release's bound.
+    """
+
+    measurement: TruncationMeasurement
+    people: Figure | None = None
+    records: Figure | None = None
+    left_out: Figure | None = None
+
+
+def _figure(measurement: TruncationMeasurement, weights: list[int], base: int) -> Figure:
+    values = np.asarray(measurement.noisy_counts, dtype=float)
+    combination = np.asarray(weights, dtype=float)
+    cells = len(values)
+    model = intervals.error_model(
+        combination,
+        [measurement.distribution] * cells,
+        np.full(cells, measurement.scale),
+        np.full(cells, measurement.variance),
+    )
+    estimate = float(combination @ values)
+    half_width = intervals.margin(model, base)
+    return Figure(
+        estimate=max(0, intervals.round_to_base(estimate, base)),
+        lower_95=max(0, intervals.round_down(estimate - half_width, base)),
+        upper_95=max(base, intervals.round_up(estimate + half_width, base)),
+    )
+
+
+def truncation_estimate(measurement: TruncationMeasurement, base: int) -> TruncationEstimate:
+    """The figures a truncation measurement gives, rounded like the counts to ``base``."""
+    if measurement.kind == "linked":
+        return TruncationEstimate(measurement, left_out=_figure(measurement, [1], base))
+    bound = measurement.bound
+    over = list(range(1, len(measurement.bins) - bound + 1))  # records beyond the bound
+    return TruncationEstimate(
+        measurement,
+        people=_figure(measurement, [0] * bound + [1] * len(over), base),
+        records=_figure(measurement, [0] * bound + over, base),
+    )

@@ -1,58 +1,88 @@
 """Differentially private counts with OpenDP: the only module that counts row-level data.
 
-The privacy unit is the person named by an input's identifier column. Each input is
-truncated once, by OpenDP's truncation transformation, to the spec's
-``max_records_per_person`` records of each person; OpenDP's stability map of that
-transformation says how far one person can move the truncated records, and one OpenDP
-Context per input measures every table of the input on them. The spec's total loss is
-split across tables by weight; each table is measured at the noise scale its share calls
-for, OpenDP's privacy map and compositor check the loss, and OpenDP adds the noise. Keys
-come from the spec, so every cell, true zeros included, is measured. Counts are signed:
-negative noisy counts are kept, not clamped.
+Who is protected. The spec declares privacy units (for the demo: each child victim, each
+suspect). A neighbouring dataset removes one person of a unit and, along the inputs'
+references, every record that depends on them (PrivateSQL's semantics, Kotsogiannis et
+al., VLDB 2019): removing a victim removes their crimes, their victim record and the
+suspect records of those crimes. Each input's records are reached by its own unit through
+its identifier and, through its references, by the units of the inputs it points at.
+
+How each input is bounded, before anything is counted:
+
+- An input reached only by its own unit is truncated once by OpenDP's truncation
+  transformation to ``max_records_per_person`` records of each person, taken in a random
+  order (so a random choice of each person's records is kept); OpenDP's stability map
+  gives how many kept records one person can change.
+- An input also reached by a linked unit (suspect records, reached by victims through
+  their crimes) counts each own person once, and at most ``m`` own people per linked
+  person, by :func:`linked_projection`, a greedy matching in a random order whose bounds
+  are proved there.
+
+The exact counts of the kept records (every public key combination, true zeros included)
+are then measured by OpenDP: integer noise added to each count vector at the scale
+:mod:`publisher.accounting` planned, and each unit's loss read from OpenDP's privacy map at
+the vector's sensitivity for that unit. Counts are signed: negative noisy counts are kept.
+
+Each input whose bounds can leave records out also gets a small noisy measurement of how
+much they left out (see :mod:`publisher.accounting`), so the release can say so.
+
+Nothing private leaves this module but noisy counts and the public description of their
+noise.
 """
 
 from __future__ import annotations
 
-import logging
 import math
+import os
+import shutil
 import tempfile
-import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 from itertools import product
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
-from opendp.accuracy import summarize_polars_measurement
+from opendp.accuracy import (
+    discrete_gaussian_scale_to_accuracy,
+    discrete_laplacian_scale_to_accuracy,
+)
 from opendp.combinators import make_zCDP_to_approxDP
-from opendp.context import Context, domain_of, loss_of
+from opendp.context import domain_of
 from opendp.domains import atom_domain
-from opendp.extras.polars import Bound, dp_len
-from opendp.measurements import make_gaussian, make_private_lazyframe
-from opendp.measures import max_divergence, zero_concentrated_divergence
+from opendp.extras.polars import Bound
+from opendp.measurements import make_gaussian
 from opendp.metrics import absolute_distance, frame_distance, symmetric_id_distance
 from opendp.mod import enable_features
 from opendp.transformations import make_stable_lazyframe
 
-from publisher import ingest, staging
+from publisher import accounting, ingest, staging
+from publisher.accounting import Accounting, Planned, histogram_bins
 from publisher.progress import Progress, quiet
 from publisher.spec import ReleaseSpec, Table
 
 __all__ = [
     "CONFIDENCE",
     "ONE_PERSON",
+    "BoundedInput",
     "Measurements",
     "NoisyTable",
+    "TruncationMeasurement",
+    "bound_input",
     "epsilon_delta",
     "keys_of",
+    "linked_projection",
     "measure",
+    "placeholder",
     "prepare",
-    "table_measurement",
     "truncation",
 ]
 
-# Features are enabled once, here, explicitly: "contrib" gives the Polars and composition
+# Features are enabled once, here, explicitly: "contrib" gives the Polars and vector
 # constructors this module uses; nothing else is switched on. (OpenDP's modules are
 # imported one by one: its prelude also imports scikit-learn, a second of start-up.)
 enable_features("contrib")
@@ -61,6 +91,10 @@ CONFIDENCE = 0.95
 NOISY_COUNT = "noisy_count"
 # The privacy unit as OpenDP's frame distance states it: one person (one identifier).
 ONE_PERSON = [Bound(per_group=1)]
+# Edges of the linked projection are processed in chunks, so memory stays bounded.
+_CHUNK = 1 << 20
+
+Int64Array = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
@@ -72,32 +106,95 @@ class NoisyTable:
     noisy_counts: pl.DataFrame  # the key columns, then ``noisy_count`` (Int64, signed)
     distribution: str  # as OpenDP names it, e.g. "Integer Gaussian"
     scale: float
-    margin_95: float  # OpenDP's 95% accuracy: |noisy - exact| <= margin_95 w.p. 0.95
-    loss: float  # the table's privacy loss by OpenDP's privacy map (rho or epsilon)
+    unit_losses: dict[str, float]  # per unit reaching the table, by OpenDP's privacy map
+    sensitivity: dict[str, int]  # per unit: how far one person can move the counts
+
+    @property
+    def loss(self) -> float:
+        """The table's loss for the unit it costs most (its part of the release's loss)."""
+        return max(self.unit_losses.values(), default=0.0)
+
+    @property
+    def margin_95(self) -> float:
+        """OpenDP's 95% accuracy of one cell's noise: |noisy - exact| < margin_95 w.p. 0.95."""
+        return noise_accuracy(self.distribution, self.scale)
 
     @property
     def variance(self) -> float:
         """The variance of one cell's noise (discrete Laplace exactly; Gaussian bounded)."""
-        if self.distribution == "Integer Laplace":
-            decay = math.exp(-1.0 / self.scale)
-            return 2.0 * decay / (1.0 - decay) ** 2
-        return self.scale**2
+        return noise_variance(self.distribution, self.scale)
+
+
+@dataclass(frozen=True)
+class TruncationMeasurement:
+    """A noisy measurement of what an input's bounds left out.
+
+    ``histogram``: people by their number of records (``bins``), each person in one bin,
+    the last bin open-ended; the bound is ``max_records_per_person``. ``linked``: one
+    count, of own people that a bound of ``reference_bound`` per linked person would count
+    and the release's bound ``bound`` does not.
+    """
+
+    input: str
+    kind: Literal["histogram", "linked"]
+    unit: str  # the unit whose bound it measures
+    bound: int
+    reference_bound: int | None
+    bins: tuple[str, ...]
+    noisy_counts: tuple[int, ...]
+    distribution: str
+    scale: float
+    unit_losses: dict[str, float]
+    sensitivity: dict[str, int]
+
+    @property
+    def variance(self) -> float:
+        return noise_variance(self.distribution, self.scale)
 
 
 @dataclass(frozen=True)
 class Measurements:
-    """Everything released by OpenDP for one release, and its accounting."""
+    """Everything released by OpenDP for one release, and its accounting per unit."""
 
     model: str  # "zcdp" or "pure"
     tables: tuple[NoisyTable, ...]
-    input_loss: dict[str, float]  # per input, from each Context's accountant
-    total_loss: float
-    epsilon: float
-    delta: float
+    truncation: tuple[TruncationMeasurement, ...]
+    unit_losses: dict[str, float]  # each unit's loss over every measurement (OpenDP's maps)
+    delta: float  # the delta at which zCDP losses are stated as (epsilon, delta)
     opendp_version: str
+
+    @property
+    def total_loss(self) -> float:
+        """The release's loss: what the unit that loses most loses."""
+        return max(self.unit_losses.values(), default=0.0)
+
+    @property
+    def epsilon(self) -> float:
+        """The release's loss as epsilon (at :attr:`delta` under zCDP)."""
+        return epsilon_delta(self.model, self.total_loss, self.delta)[0]
+
+    def unit_epsilon(self, unit: str) -> float:
+        return epsilon_delta(self.model, self.unit_losses[unit], self.delta)[0]
 
     def table(self, name: str) -> NoisyTable:
         return next(table for table in self.tables if table.name == name)
+
+
+def noise_variance(distribution: str, scale: float) -> float:
+    """The variance of OpenDP's integer noise (discrete Laplace exactly; the discrete
+    Gaussian's variance is at most its scale squared)."""
+    if distribution == "Integer Laplace":
+        decay = math.exp(-1.0 / scale)
+        return 2.0 * decay / (1.0 - decay) ** 2
+    return scale**2
+
+
+def noise_accuracy(distribution: str, scale: float) -> float:
+    """OpenDP's 95% accuracy of one noisy count."""
+    alpha = 1.0 - CONFIDENCE
+    if distribution == "Integer Gaussian":
+        return float(discrete_gaussian_scale_to_accuracy(scale, alpha))
+    return float(discrete_laplacian_scale_to_accuracy(scale, alpha))
 
 
 def keys_of(spec: ReleaseSpec, table: Table) -> pl.DataFrame:
@@ -107,107 +204,251 @@ def keys_of(spec: ReleaseSpec, table: Table) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=[(column, pl.String) for column in table.by], orient="row")
 
 
-def _loss_of(model: str, loss: float) -> Any:
-    # OpenDP warns about large losses on stderr; `publisher check` states that guidance
-    # itself (see spec.Privacy.caution), so the library stays quiet here.
-    opendp_log = logging.getLogger("opendp")
-    level = opendp_log.level
-    opendp_log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return loss_of(rho=loss) if model == "zcdp" else loss_of(epsilon=loss)
-    finally:
-        opendp_log.setLevel(level)
-
-
 def epsilon_delta(model: str, loss: float, delta: float) -> tuple[float, float]:
-    """The (epsilon, delta) statement of a total loss, by OpenDP's own conversion.
+    """The (epsilon, delta) statement of a loss, by OpenDP's own conversion.
 
     For zCDP, a Gaussian mechanism whose privacy map gives exactly ``loss`` at the chosen
     input distance is converted with ``make_zCDP_to_approxDP``; pure DP is (epsilon, 0).
     """
     if model == "pure":
         return loss, 0.0
+    if loss <= 0:
+        return 0.0, delta
     gaussian = make_gaussian(atom_domain(T=float, nan=False), absolute_distance(T=float), scale=1.0)
     # rho = d_in**2 / (2 * scale**2) for this mechanism.
     profile = make_zCDP_to_approxDP(gaussian).map(math.sqrt(2.0 * loss))  # type: ignore[no-untyped-call]
     return float(profile.epsilon(delta)), delta
 
 
-def measure(
-    spec: ReleaseSpec,
-    frames: dict[str, pl.LazyFrame],
-    progress: Progress = quiet,
-) -> Measurements:
-    """Release every table of the spec with OpenDP. This spends the spec's privacy loss.
+# --- bounding the records of an input ---------------------------------------------------
 
-    Each input is staged once, in a private temporary folder removed afterwards: shuffled,
-    then truncated by OpenDP's truncation transformation to at most
-    ``max_records_per_person`` records of each person, and kept as Parquet. Every table of
-    the input is measured on those same truncated records, at the noise scale its loss
-    calls for; the distance one person can make to them comes from the truncation's
-    stability map, OpenDP's privacy map checks each table's scale against its share, and
-    OpenDP's compositor checks every table against the input's loss.
+
+@dataclass(frozen=True)
+class BoundedInput:
+    """The exact counts an input's measurements need, from its bounded records."""
+
+    tables: dict[str, Int64Array]  # table name -> counts in the order of keys_of
+    truncation: Int64Array | None  # the exact vector of its truncation estimate, if any
+
+
+def linked_projection(
+    own: Sequence[int] | Int64Array,
+    linked: Sequence[int] | Int64Array,
+    own_people: int,
+    linked_people: int,
+    caps: Sequence[int],
+) -> list[npt.NDArray[np.bool_]]:
+    """For each cap ``m`` in ``caps``: which own people a greedy matching counts, taking
+    the edges ``(own[i], linked[i])`` in the given (random) order and keeping an edge when
+    its own person is not yet counted and its linked person has fewer than ``m`` counted.
+    People are numbered from 0; each edge is a distinct pair.
+
+    The bounds the release relies on (proved here; checked by the privacy audit):
+
+    Let ``G`` be the edges and ``G'`` the edges without those of one person ``x``, in the
+    same order, and compare the two runs. Remove ``x``'s edges one at a time, the last in
+    the order first. Removing an edge that the current run did not keep changes nothing
+    (the runs agree up to it and it changed no count). Removing a kept edge ``(x, y)``, when
+    ``x`` has no later edges: afterwards the runs' counts differ at ``x`` (irrelevant: it
+    has no later edges) and at ``y`` by one. By induction over the later edges, at any
+    time the runs' counts differ, apart from ``x``, at one node at most, by one: an edge
+    not touching that node is decided the same in both runs; an edge touching it is
+    decided the same, or differently, and then the difference moves to its other end
+    (the node is then level, the other end differs by one). So each removed kept edge
+    changes, at the end, whether one other node is matched at most, and the order of
+    removal ensures at most ``deg(x)`` kept edges are removed: ``m`` for a linked person,
+    one for an own person (each own person keeps at most one edge).
+
+    The sign follows the path: removing a linked person starts the difference at an own
+    person who lost an edge, and own people on the path only ever lose: at most ``m``
+    own people stop being counted, none start. Removing an own person (who stops being
+    counted) starts it at a linked person with a free place, and at most one other own
+    person starts being counted. With each own person's columns the same on all their
+    records (checked when the input is read), a count vector over own people therefore
+    moves by at most ``m`` (L1 and L2) for a linked person and by at most 2 (L1; L2 at
+    most 2 too) for an own person.
     """
-    model = spec.privacy.model
-    tables: dict[str, NoisyTable] = {}
-    input_loss: dict[str, float] = {}
-    with staging.private_folder() as private:
-        for input_name in spec.inputs:
-            input_tables = [table for table in spec.tables if table.input == input_name]
-            if not input_tables:
-                continue
-            progress(f"Truncating {input_name}", None)
-            truncate, data = _stage(spec, input_name, frames[input_name], private)
-            distance = truncate.map(ONE_PERSON)
-            losses = [spec.table_loss(table) for table in input_tables]
-            budget = math.fsum(losses)
-            context = Context.compositor(
-                data=data,
-                privacy_unit=(truncate.output_metric, distance),
-                domain=truncate.output_domain,
-                privacy_loss=_loss_of(model, budget),
-                split_by_weights=[loss / budget for loss in losses],
+    own_codes = np.asarray(own, dtype=np.int64)
+    linked_codes = np.asarray(linked, dtype=np.int64)
+    counted = [bytearray(own_people) for _ in caps]
+    places = [[0] * linked_people for _ in caps]
+    for start in range(0, len(own_codes), _CHUNK):
+        pairs = list(
+            zip(
+                own_codes[start : start + _CHUNK].tolist(),
+                linked_codes[start : start + _CHUNK].tolist(),
+                strict=True,
             )
-            for done, table in enumerate(input_tables):
-                progress(f"Measuring the {input_name} tables", done / len(input_tables))
-                tables[table.name] = _release_table(spec, table, context, truncate, distance, data)
-            input_loss[input_name] = float(context.accountant.map(distance))
-    total = math.fsum(input_loss.values())
-    epsilon, delta = epsilon_delta(model, total, spec.privacy.delta)
-    return Measurements(
-        model=model,
-        tables=tuple(tables[table.name] for table in spec.tables),
-        input_loss=input_loss,
-        total_loss=total,
-        epsilon=epsilon,
-        delta=delta,
-        opendp_version=version("opendp"),
+        )
+        for cap, done, used in zip(caps, counted, places, strict=True):
+            for person, other in pairs:
+                if not done[person] and used[other] < cap:
+                    done[person] = 1
+                    used[other] += 1
+    return [np.frombuffer(bytes(done), dtype=np.uint8).astype(bool) for done in counted]
+
+
+def _order_seed() -> int:
+    """A fresh random seed for the order of a linked projection. The order is not part of
+    the guarantee (it holds for every order); it keeps the choice of who is counted from
+    following the data's own order."""
+    return int.from_bytes(os.urandom(8), "little") >> 1
+
+
+def _edges(frame: pl.LazyFrame, own: str, linked: str, seed: int) -> pl.DataFrame:
+    """The distinct (own person, linked person) pairs of a linked input, in a random order
+    (a seeded hash of the pair), with the people numbered from 0."""
+    return (
+        frame.select(pl.col(own).alias("own"), pl.col(linked).alias("linked"))
+        .unique()
+        .with_columns(pl.struct("own", "linked").hash(seed=seed).alias("order"))
+        .sort("order")
+        .with_columns(
+            (pl.col("own").rank("dense") - 1).cast(pl.Int64).alias("own_code"),
+            (pl.col("linked").rank("dense") - 1).cast(pl.Int64).alias("linked_code"),
+        )
+        .collect()
     )
 
 
-def _stage(
-    spec: ReleaseSpec, input_name: str, frame: pl.LazyFrame, private: Path
-) -> tuple[Any, pl.LazyFrame]:
-    """Stage one input: its truncation and a scan of the records it keeps.
+def _linked_counts(
+    spec: ReleaseSpec, input_name: str, frame: pl.LazyFrame, seed: int
+) -> tuple[pl.DataFrame, int]:
+    """The own people a linked input counts (one row each, with their columns), and its
+    truncation estimate: those a bound ``LINKED_REFERENCE_FACTOR`` times larger would
+    count and the release's bound does not."""
+    source = spec.inputs[input_name]
+    ((unit, linked),) = source.linked_units.items()
+    identifier = source.identifier
+    link = ingest.linked_column(unit)
+    edges = _edges(frame, identifier, link, seed)
+    own_people = edges["own"].n_unique()
+    linked_people = edges["linked"].n_unique()
+    cap = linked.max_records_per_person
+    counted, reference = linked_projection(
+        edges["own_code"].to_numpy(),
+        edges["linked_code"].to_numpy(),
+        own_people,
+        linked_people,
+        [cap, accounting.LINKED_REFERENCE_FACTOR * cap],
+    )
+    codes = edges.select("own", "own_code").unique()
+    kept_codes = pl.Series("own_code", np.flatnonzero(counted), dtype=pl.Int64)
+    kept = codes.join(kept_codes.to_frame(), on="own_code", how="semi").select("own")
+    columns = list(source.columns)
+    people = (
+        frame.group_by(identifier)
+        .agg(pl.col(columns).first())
+        .join(kept.lazy(), left_on=identifier, right_on="own", how="semi")
+        .collect()
+    )
+    return people, int(reference.sum()) - int(counted.sum())
 
-    The prepared records are written in random order, so the truncation keeps a random
-    choice of each person's records; OpenDP's transformation then runs once, on a scan of
-    that file (a scan crosses into OpenDP as a small plan, in-memory data would be copied),
-    and only the records it keeps stay on disk.
+
+def _table_counts(spec: ReleaseSpec, table: Table, kept: pl.LazyFrame) -> Int64Array:
+    """Exact counts of the kept records for every key combination, in key order."""
+    by = list(table.by)
+    keys = keys_of(spec, table).with_row_index("__position")
+    counted = (
+        kept.group_by(by)
+        .agg(pl.len().alias("__count"))
+        .with_columns(pl.col(by).cast(pl.String))
+        .collect()
+    )
+    joined = keys.join(counted, on=by, how="left", nulls_equal=True).sort("__position")
+    return joined["__count"].fill_null(0).cast(pl.Int64).to_numpy()
+
+
+def _histogram(frame: pl.LazyFrame, identifier: str, bins: int) -> Int64Array:
+    """People by their number of records: one bin per count from 1, the last bin for that
+    many records or more (so ``bins`` bins)."""
+    per_person = (
+        frame.group_by(identifier)
+        .agg(pl.len().clip(upper_bound=bins).alias("records"))
+        .group_by("records")
+        .agg(pl.len().alias("people"))
+        .collect(engine="streaming")
+    )
+    counts = np.zeros(bins, dtype=np.int64)
+    for records, people in per_person.iter_rows():
+        counts[int(records) - 1] = int(people)
+    return counts
+
+
+def bound_input(
+    spec: ReleaseSpec,
+    input_name: str,
+    frame: pl.LazyFrame,
+    private: Path | None = None,
+    *,
+    order_seed: int | None = None,
+) -> BoundedInput:
+    """Bound the records of one input as the module docstring says and count them.
+
+    ``frame`` is the input as :func:`ingest.load` stages it (or as :func:`prepare` makes
+    it). ``private`` is a private folder for working copies (in memory when None).
+    ``order_seed`` fixes the random order of a linked projection (for the audit).
     """
-    # A folder of its own (not named after the input: names come from the spec).
-    folder = Path(tempfile.mkdtemp(prefix="input-", dir=private))
-    shuffled, staged = folder / "shuffled.parquet", folder / "truncated.parquet"
-    prepare(spec, input_name, frame).collect(engine="streaming").sample(
-        fraction=1.0, shuffle=True
-    ).write_parquet(shuffled)
-    source = pl.scan_parquet(shuffled)
-    truncate = truncation(spec, input_name, source.collect_schema())
-    truncate(source).collect().write_parquet(staged)
-    shuffled.unlink()
-    return truncate, pl.scan_parquet(staged)
+    source = spec.inputs[input_name]
+    tables = [table for table in spec.tables if table.input == input_name]
+    wants_estimate = input_name in spec.truncation_inputs
+    prepared = prepare(spec, input_name, frame)
+    estimate: Int64Array | None = None
+    if source.linked_units:
+        people, left_out = _linked_counts(
+            spec, input_name, prepared, _order_seed() if order_seed is None else order_seed
+        )
+        kept = people.lazy()
+        estimate = np.asarray([left_out], dtype=np.int64) if wants_estimate else None
+    else:
+        with _truncated(spec, input_name, prepared, private) as (kept, shuffled):
+            if wants_estimate:
+                bins = len(histogram_bins(source.max_records_per_person))
+                estimate = _histogram(shuffled, source.identifier, bins)
+            counts = {table.name: _table_counts(spec, table, kept) for table in tables}
+        return BoundedInput(counts, estimate)
+    return BoundedInput(
+        {table.name: _table_counts(spec, table, kept) for table in tables}, estimate
+    )
+
+
+@contextmanager
+def _truncated(
+    spec: ReleaseSpec, input_name: str, frame: pl.LazyFrame, private: Path | None
+) -> Iterator[tuple[pl.LazyFrame, pl.LazyFrame]]:
+    """The input's records in a random order, and those OpenDP's truncation keeps of them
+    (so a random choice of each person's records is kept): staged in a folder of their own
+    in ``private``, removed on exit (or kept in memory when ``private`` is None)."""
+    shuffled_frame = frame.collect(engine="streaming").sample(fraction=1.0, shuffle=True)
+    folder = None if private is None else Path(tempfile.mkdtemp(prefix="input-", dir=private))
+    try:
+        if folder is None:
+            shuffled = shuffled_frame.lazy()
+        else:
+            # Not named after the input: names come from the spec.
+            shuffled_frame.write_parquet(folder / "shuffled.parquet")
+            del shuffled_frame
+            shuffled = pl.scan_parquet(folder / "shuffled.parquet")
+        truncate = truncation(spec, input_name, shuffled.collect_schema())
+        bound = _truncation_bound(truncate)
+        if bound != spec.inputs[input_name].max_records_per_person:
+            raise AssertionError(f"OpenDP's truncation bounds one person to {bound} records")
+        kept = truncate(shuffled).collect()
+        if folder is None:
+            yield kept.lazy(), shuffled
+        else:
+            kept.write_parquet(folder / "truncated.parquet")
+            del kept
+            yield pl.scan_parquet(folder / "truncated.parquet"), shuffled
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _truncation_bound(truncate: Any) -> int:
+    """How many kept records one person can change, by OpenDP's stability map."""
+    (bound,) = truncate.map(ONE_PERSON)
+    return int(bound.per_group)
 
 
 def prepare(spec: ReleaseSpec, input_name: str, frame: pl.LazyFrame) -> pl.LazyFrame:
@@ -217,11 +458,16 @@ def prepare(spec: ReleaseSpec, input_name: str, frame: pl.LazyFrame) -> pl.LazyF
     hashed the same way. A hash collision could only merge two people into one, whose
     records are then bounded together: the protection is never weaker."""
     source = spec.inputs[input_name]
-    identifier = pl.col(source.identifier)
-    if frame.collect_schema()[source.identifier] != pl.UInt64:
-        identifier = ingest.identifier_hash(identifier)
+    schema = frame.collect_schema()
+    hashed = [
+        pl.col(column)
+        if schema[column] == pl.UInt64
+        else ingest.identifier_hash(pl.col(column)).alias(column)
+        for column in [source.identifier, *map(ingest.linked_column, source.linked_units)]
+        if column in schema
+    ]
     return frame.with_columns(
-        identifier,
+        *hashed,
         *(pl.col(column).cast(_enum(spec, input_name, column)) for column in source.columns),
     )
 
@@ -235,9 +481,9 @@ def truncation(spec: ReleaseSpec, input_name: str, schema: pl.Schema) -> Any:
     person of an input (its first ones, in the order of the data).
 
     Its stability map turns "one person" (:data:`ONE_PERSON`) into how many records that
-    person can change afterwards, which is what every table of the input is measured
-    against. With one record per person the truncation is a group-by on the identifier
-    (OpenDP accepts both forms; the group-by is several times faster on millions of rows).
+    person can change afterwards: the sensitivity of every count table of the input. With
+    one record per person the truncation is a group-by on the identifier (OpenDP accepts
+    both forms; the group-by is several times faster on millions of rows).
     """
     source = spec.inputs[input_name]
     identifier = source.identifier
@@ -256,72 +502,247 @@ def truncation(spec: ReleaseSpec, input_name: str, schema: pl.Schema) -> Any:
     )
 
 
-def table_measurement(
-    spec: ReleaseSpec, table: Table, truncate: Any, data: pl.LazyFrame, loss: float
-) -> Any:
-    """The OpenDP measurement of one table, on its input's truncated records, at the scale
-    its share of the loss calls for.
+# --- measuring -------------------------------------------------------------------------
 
-    ``truncate`` is the input's :func:`truncation`, ``data`` the records it kept and
-    ``loss`` the table's share of the loss, as the compositor holds it. The query counts
-    by the table's columns and joins the public keys, so every cell is measured. The
-    scale is the one the loss calls for given the per-person bound; OpenDP's privacy map
-    must confirm that the measurement's loss, at the distance the truncation's stability
-    map gives for one person, is within the table's share (else the scale is nudged up),
-    so the accounting is OpenDP's, not ours.
-    """
-    k = spec.inputs[table.input].max_records_per_person
-    zcdp = spec.privacy.model == "zcdp"
-    by = list(table.by)
-    distance = truncate.map(ONE_PERSON)
-    # The plan starts from an empty frame of the data's schema; OpenDP runs it on the data.
-    counted = (
-        pl.LazyFrame(schema=data.collect_schema())
-        .group_by(by)
-        .agg(dp_len(signed=True).alias(NOISY_COUNT))
+
+def _noisy(planned: Planned, exact: Int64Array) -> list[int]:
+    """OpenDP's noisy release of one exact count vector."""
+    if len(exact) != planned.cells:
+        raise AssertionError(f"{planned.name}: {len(exact)} counts for {planned.cells} cells")
+    return [int(value) for value in planned.measurement()(exact.tolist())]
+
+
+def _truncation_measurement(
+    spec: ReleaseSpec, planned: Planned, values: Sequence[int]
+) -> TruncationMeasurement:
+    source = spec.inputs[planned.input]
+    if source.linked_units:
+        ((unit, linked),) = source.linked_units.items()
+        bound = linked.max_records_per_person
+        reference: int | None = accounting.LINKED_REFERENCE_FACTOR * bound
+        kind: Literal["histogram", "linked"] = "linked"
+        bins: tuple[str, ...] = ("left out",)
+    else:
+        unit, bound, reference, kind = source.unit, source.max_records_per_person, None, "histogram"
+        bins = tuple(histogram_bins(bound))
+    return TruncationMeasurement(
+        input=planned.input,
+        kind=kind,
+        unit=unit,
+        bound=bound,
+        reference_bound=reference,
+        bins=bins,
+        noisy_counts=tuple(values),
+        distribution=planned.distribution,
+        scale=planned.scale,
+        unit_losses=dict(planned.unit_losses),
+        sensitivity=dict(planned.sensitivity),
     )
-    keys = keys_of(spec, table).with_columns(
-        pl.col(column).cast(_enum(spec, table.input, column)) for column in by
+
+
+def _noisy_table(spec: ReleaseSpec, planned: Planned, values: Sequence[int]) -> NoisyTable:
+    table = spec.table(planned.name)
+    noisy_counts = keys_of(spec, table).with_columns(
+        pl.Series(NOISY_COUNT, list(values), dtype=pl.Int64)
     )
-    plan = keys.lazy().join(counted, on=by, how="left", nulls_equal=True)
-    scale = k / math.sqrt(2.0 * loss) if zcdp else k / loss
-    for _ in range(20):
-        measurement = make_private_lazyframe(
-            input_domain=truncate.output_domain,
-            input_metric=truncate.output_metric,
-            output_measure=zero_concentrated_divergence() if zcdp else max_divergence(),
-            lazyframe=plan,
-            global_scale=scale,
-        )
-        if measurement.map(distance) <= loss:  # type: ignore[no-untyped-call]
-            return measurement
-        scale *= 1.0 + 1e-12
-    raise AssertionError("OpenDP's privacy map does not confirm the planned scale")
-
-
-def _release_table(
-    spec: ReleaseSpec,
-    table: Table,
-    context: Any,
-    truncate: Any,
-    distance: Any,
-    data: pl.LazyFrame,
-) -> NoisyTable:
-    """Measure and release one table; ``distance`` is ``truncate.map(ONE_PERSON)``."""
-    # The compositor's own share for this query (the spec's split, as OpenDP rounds it).
-    share = context.d_mids[0]
-    measurement = table_measurement(spec, table, truncate, data, share)
-    summary = summarize_polars_measurement(measurement, alpha=1.0 - CONFIDENCE).row(0, named=True)
-    released = context(measurement).collect().with_columns(pl.col(table.by).cast(pl.String))
-    keys = keys_of(spec, table)
-    # Publish in the spec's key order, whatever order the engine returned.
-    noisy_counts = keys.join(released, on=list(table.by), how="left", maintain_order="left")
     return NoisyTable(
         name=table.name,
         by=tuple(table.by),
         noisy_counts=noisy_counts,
-        distribution=str(summary["distribution"]),
-        scale=float(summary["scale"]),
-        margin_95=float(summary["accuracy"]),
-        loss=float(measurement.map(distance)),
+        distribution=planned.distribution,
+        scale=planned.scale,
+        unit_losses=dict(planned.unit_losses),
+        sensitivity=dict(planned.sensitivity),
     )
+
+
+def _measurements(
+    spec: ReleaseSpec, plan: Accounting, values: dict[tuple[str, str], Sequence[int]]
+) -> Measurements:
+    """The release's measurements from each planned measurement's noisy (or placeholder)
+    values, keyed by (kind, name)."""
+    tables = tuple(
+        _noisy_table(spec, plan.table(table.name), values[("table", table.name)])
+        for table in spec.tables
+    )
+    truncation_measurements = tuple(
+        _truncation_measurement(spec, planned, values[("truncation", planned.name)])
+        for planned in plan.measurements
+        if planned.kind == "truncation"
+    )
+    return Measurements(
+        model=plan.model,
+        tables=tables,
+        truncation=truncation_measurements,
+        unit_losses=dict(plan.unit_losses),
+        delta=spec.privacy.delta,
+        opendp_version=version("opendp"),
+    )
+
+
+def measure(
+    spec: ReleaseSpec,
+    frames: dict[str, pl.LazyFrame],
+    progress: Progress = quiet,
+) -> Measurements:
+    """Release every measurement of the spec with OpenDP. This spends the spec's loss.
+
+    Each input is bounded once (see the module docstring), in a private temporary folder
+    removed afterwards, and its exact counts measured at the scales and losses that
+    :func:`accounting.account` planned from the spec.
+    """
+    plan = accounting.account(spec)
+    values: dict[tuple[str, str], Sequence[int]] = {}
+    with staging.private_folder() as private:
+        for input_name in spec.inputs:
+            planned = plan.of_input(input_name)
+            if not planned:
+                continue
+            progress(f"Bounding {input_name}", None)
+            bounded = bound_input(spec, input_name, frames[input_name], private)
+            for done, item in enumerate(planned):
+                progress(f"Measuring the {input_name} tables", done / len(planned))
+                exact = bounded.tables[item.name] if item.kind == "table" else bounded.truncation
+                assert exact is not None  # an input with a planned estimate has one
+                values[(item.kind, item.name)] = _noisy(item, exact)
+    return _measurements(spec, plan, values)
+
+
+def placeholder(spec: ReleaseSpec, plan: Accounting | None = None) -> Measurements:
+    """Measurements of the right shape, with every noisy count zero, for a dry run: the
+    same accounting as :func:`measure` (or ``plan``), no data read and no noise drawn."""
+    plan = plan or accounting.account(spec)
+    values: dict[tuple[str, str], Sequence[int]] = {
+        (item.kind, item.name): [0] * item.cells for item in plan.measurements
+    }
+    return _measurements(spec, plan, values)
+
+
+# --- choosing the bounds ---------------------------------------------------------------
+
+
+# Candidate bounds for an input linked to another unit (own people per linked person).
+LINKED_CANDIDATES = (1, 2, 3, 4, 6, 8, 12, 16)
+
+
+@dataclass(frozen=True)
+class BoundsMeasurement:
+    """A noisy measurement for choosing one input's bound (``publisher bounds``).
+
+    ``histogram``: people by their number of records, bins ``1`` to ``top`` and ``top``
+    or more (each person in one bin). ``linked``: for each candidate bound on own people
+    per linked person, how many own people the linked projection counts.
+    """
+
+    input: str
+    kind: Literal["histogram", "linked"]
+    unit: str  # the unit whose bound is being chosen
+    candidates: tuple[int, ...]  # histogram: records 1..top; linked: candidate bounds
+    noisy_counts: tuple[int, ...]
+    distribution: str
+    scales: tuple[float, ...]  # one per count (linked) or one for all (histogram)
+    unit_losses: dict[str, float]
+
+
+def bounds_plan(spec: ReleaseSpec, loss: float) -> list[Planned]:
+    """The measurements of ``publisher bounds``: ``loss`` shared evenly by the inputs that
+    have a bound to choose; within a linked input, shared by the candidate bounds so that
+    each count gets the same noise. Sensitivities as in :mod:`publisher.accounting`."""
+    inputs = [
+        name
+        for name, source in spec.inputs.items()
+        if any(table.input == name for table in spec.tables)
+        and (source.linked_units or not source.unique_identifier)
+    ]
+    planned: list[Planned] = []
+    for name in inputs:
+        source = spec.inputs[name]
+        share = loss / len(inputs)
+        if not source.linked_units:
+            top = 4 * source.max_records_per_person + 4
+            planned.append(
+                accounting.calibrated(spec, name, "bounds", name, top + 1, share, {source.unit: 1})
+            )
+            continue
+        ((unit, _),) = source.linked_units.items()
+        power = 2 if spec.privacy.model == "zcdp" else 1
+        weights = [m**power for m in LINKED_CANDIDATES]
+        for m, weight in zip(LINKED_CANDIDATES, weights, strict=True):
+            planned.append(
+                accounting.calibrated(
+                    spec,
+                    f"{name}:{m}",
+                    "bounds",
+                    name,
+                    1,
+                    share * weight / sum(weights),
+                    {source.unit: 1, unit: m},
+                )
+            )
+    return planned
+
+
+def measure_bounds(
+    spec: ReleaseSpec, frames: dict[str, pl.LazyFrame], plan: list[Planned]
+) -> list[BoundsMeasurement]:
+    """Draw the measurements of :func:`bounds_plan` with OpenDP. This spends their loss."""
+    results = []
+    with staging.private_folder():
+        for input_name in dict.fromkeys(item.input for item in plan):
+            items = [item for item in plan if item.input == input_name]
+            source = spec.inputs[input_name]
+            prepared = prepare(spec, input_name, frames[input_name])
+            unit_losses = accounting.unit_totals(item.unit_losses for item in items)
+            if not source.linked_units:
+                (item,) = items
+                top = item.cells - 1
+                exact = _histogram(prepared, source.identifier, item.cells)
+                results.append(
+                    BoundsMeasurement(
+                        input=input_name,
+                        kind="histogram",
+                        unit=source.unit,
+                        candidates=tuple(range(1, top + 1)),
+                        noisy_counts=tuple(_noisy(item, exact)),
+                        distribution=item.distribution,
+                        scales=(item.scale,),
+                        unit_losses=unit_losses,
+                    )
+                )
+                continue
+            ((unit, _),) = source.linked_units.items()
+            counted = _linked_counted(spec, input_name, prepared, LINKED_CANDIDATES)
+            values = [
+                _noisy(item, np.asarray([count], dtype=np.int64))[0]
+                for item, count in zip(items, counted, strict=True)
+            ]
+            results.append(
+                BoundsMeasurement(
+                    input=input_name,
+                    kind="linked",
+                    unit=unit,
+                    candidates=LINKED_CANDIDATES,
+                    noisy_counts=tuple(values),
+                    distribution=items[0].distribution,
+                    scales=tuple(item.scale for item in items),
+                    unit_losses=unit_losses,
+                )
+            )
+    return results
+
+
+def _linked_counted(
+    spec: ReleaseSpec, input_name: str, frame: pl.LazyFrame, caps: Sequence[int]
+) -> list[int]:
+    """How many own people the linked projection counts under each of ``caps``."""
+    source = spec.inputs[input_name]
+    ((unit, _),) = source.linked_units.items()
+    edges = _edges(frame, source.identifier, ingest.linked_column(unit), _order_seed())
+    counted = linked_projection(
+        edges["own_code"].to_numpy(),
+        edges["linked_code"].to_numpy(),
+        edges["own"].n_unique(),
+        edges["linked"].n_unique(),
+        list(caps),
+    )
+    return [int(mask.sum()) for mask in counted]

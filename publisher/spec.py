@@ -187,10 +187,15 @@ class Privacy(_Model):
     cap: Cap
     # The people the release protects, by name (inputs say which one their identifier names).
     units: Annotated[dict[Slug, Unit], Field(min_length=1)]
+    # The part of the loss spent estimating what the per-person bounds left out.
+    truncation_share: Annotated[float, Number, Field(ge=0, le=0.5)] = 0.05
     # The private budget ledger (SQLite), relative to the spec; never inside a package.
     ledger: Text = "ledger.sqlite"
     # Releases of one dataset share its cap; defaults to the release id.
     dataset: Slug | None = None
+    # Why this release deliberately starts a new dataset on inputs another dataset of the
+    # ledger released (recorded in the ledger); without it such a release is refused.
+    new_dataset_reason: Text | None = None
 
     @model_validator(mode="after")
     def _one_loss(self) -> Privacy:
@@ -359,6 +364,9 @@ class Disclosure(_Model):
     rounding_base: Annotated[int, Number, Field(ge=1, le=1000)] = 5
     threshold: Annotated[int, Number, Field(ge=0)] = 10
     total_label: Text = "Total"
+    # Also publish, per table, the unrounded consistent estimates with their standard
+    # errors and the noisy counts as drawn: post-processing, no extra loss.
+    unrounded_estimates: bool = False
 
 
 class ReleaseSpec(_Model):
@@ -391,9 +399,39 @@ class ReleaseSpec(_Model):
         return self.categories[self.inputs[table.input].columns[column].categories]
 
     def table_loss(self, table: Table) -> float:
-        """The share of the total loss given to ``table``, by weight (before OpenDP checks)."""
+        """The part of every unit's loss given to ``table``, by weight (before OpenDP
+        checks): the release's loss, less the part kept for the truncation estimates."""
         total_weight = math.fsum(t.weight for t in self.tables)
-        return self.privacy.loss * table.weight / total_weight
+        return self.tables_loss * table.weight / total_weight
+
+    @property
+    def tables_loss(self) -> float:
+        """The part of the loss the tables share (the rest estimates what bounds removed)."""
+        if not self.truncation_inputs:
+            return self.privacy.loss
+        return self.privacy.loss * (1.0 - self.privacy.truncation_share)
+
+    @property
+    def truncation_inputs(self) -> list[str]:
+        """The inputs whose bounds can leave records out, so that the release estimates how
+        many: every input with a table, unless each person has exactly one row there (and
+        no other unit reaches it) or no loss is set aside for the estimates."""
+        if self.privacy.truncation_share == 0:
+            return []
+        used = {table.input for table in self.tables}
+        return [
+            name
+            for name, source in self.inputs.items()
+            if name in used and (source.linked_units or not source.unique_identifier)
+        ]
+
+    def truncation_loss(self, input_name: str) -> float:
+        """The part of every unit's loss spent estimating what ``input_name``'s bounds left
+        out (shared evenly by the inputs that need an estimate)."""
+        inputs = self.truncation_inputs
+        if input_name not in inputs:
+            return 0.0
+        return self.privacy.loss * self.privacy.truncation_share / len(inputs)
 
     def unit(self, name: str) -> Unit:
         return self.privacy.units[name]
@@ -442,7 +480,7 @@ class Hop:
     key: str
 
     def __str__(self) -> str:
-        return f"{self.column} -> {self.input}.{self.key}"
+        return f"{self.column} \N{RIGHTWARDS ARROW} {self.input}.{self.key}"
 
 
 @dataclass(frozen=True)

@@ -550,10 +550,11 @@ def _notes(package: _Package) -> _Notes:
     )
     add(
         "intervals",
-        "The lower and upper bounds give a 95% interval for each count: a range that "
-        "contains the count without noise with 95% probability. It allows for the noise, its "
-        f"bounds are multiples of {base}, and it is shown even where a marker stands in place "
-        "of the count.",
+        "The lower and upper bounds give a 95% interval for each count: whatever the true "
+        "count of the records kept, an interval made this way contains it with at least 95% "
+        "probability. It allows for the noise and the estimation, its bounds are rounded "
+        f"outward to multiples of {base}, and it is shown even where a marker stands in "
+        "place of the count.",
         counts,
     )
     add(

@@ -1,3 +1,4 @@
+# ruff: noqa: E402 (the BLAS settings below must come before numpy is imported)
 """Shared fixtures: a small release of a dataset that is NOT the police demo.
 
 It has other columns, other categories and another identifier, so the tests show that
@@ -5,6 +6,13 @@ nothing about the demo is hard-coded in the library.
 """
 
 from __future__ import annotations
+
+import os
+
+# The tests' matrices are small: BLAS threads only fight each other (and other processes
+# on a loaded machine). Set before numpy is first imported.
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
 
 import itertools
 import subprocess

@@ -21,6 +21,11 @@ The statistics, for both tests:
 
 The mechanism is pure DP (discrete Laplace), where the claim is a single epsilon and the
 threshold test is tight: the bound of a correct mechanism lands just below its epsilon.
+
+Linked inputs get the same audit for each unit, with PrivateSQL's neighbours: ``D'``
+removes one child victim and every suspect record that hangs on their crimes, or one
+suspect and all their records; each bound must stay within the unit's stated loss for the
+table, and suspects counted without the bound per victim must be flagged.
 """
 
 from __future__ import annotations
@@ -34,12 +39,10 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
-from opendp.context import Context, loss_of, unit_of
-from opendp.extras.polars import dp_len
 
-from publisher import privacy
+from publisher import accounting, ingest, privacy
 from publisher.spec import ReleaseSpec, parse
-from tests.conftest import admissions_rows, admissions_spec
+from tests.conftest import WARDS, admissions_rows, admissions_spec
 
 ALPHA = 1e-3  # the audit's false-alarm probability for a mechanism that keeps its claim
 EPSILON = 1.0
@@ -63,9 +66,14 @@ class Audit:
 
 
 def audit_spec() -> ReleaseSpec:
-    """The admissions release as pure DP with one table, by ward."""
+    """The admissions release as pure DP with one table, by ward, and no estimate."""
     raw = admissions_spec(
-        privacy={"model": "pure", "epsilon": EPSILON, "cap": {"epsilon": 10 * EPSILON}}
+        privacy={
+            "model": "pure",
+            "epsilon": EPSILON,
+            "cap": {"epsilon": 10 * EPSILON},
+            "truncation_share": 0,
+        }
     )
     raw["tables"] = raw["tables"][:1]  # type: ignore[index]
     raw["shares"] = []
@@ -73,81 +81,33 @@ def audit_spec() -> ReleaseSpec:
     return parse(yaml.safe_dump(raw, sort_keys=False))
 
 
-def frames(spec: ReleaseSpec | None = None) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """``D`` and its neighbour ``D'``: the same rows plus one person with many records,
-    as text or, given the spec, as the library stages them for its measurements."""
+def frames() -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """``D`` and its neighbour ``D'``: the same rows plus one person with many records."""
     columns = ["patient_ref", "ward", "outcome"]
     base = admissions_rows(40)
     added = [("AUDIT-PERSON", CELL, "Discharged")] * (EXCESS * MAX_RECORDS)
-    pair = []
-    for rows in (base, base + added):
-        frame = pl.DataFrame(rows, schema=[(c, pl.String) for c in columns], orient="row")
-        lazy = frame.lazy()
-        pair.append(privacy.prepare(spec, "admissions", lazy) if spec else lazy)
-    return pair[0], pair[1]
-
-
-def library_measurement(
-    monkeypatch: pytest.MonkeyPatch, spec: ReleaseSpec
-) -> tuple[Any, float, pl.Schema]:
-    """The mechanism that ``privacy.measure`` runs for the table (OpenDP's truncation of
-    the input chained with the table's measurement), the loss the library claims for it
-    (what the package and the ledger record), and the schema of the data it takes.
-
-    Caught as ``privacy.measure`` builds them, so the audit runs the library's own
-    truncation and query, not copies of them.
-    """
-    caught: list[Any] = []
-    schemas: list[pl.Schema] = []
-    build, truncation = privacy.table_measurement, privacy.truncation
-
-    def catch_truncation(spec: ReleaseSpec, input_name: str, schema: pl.Schema) -> Any:
-        schemas.append(schema)
-        return truncation(spec, input_name, schema)
-
-    def catch(spec: ReleaseSpec, table: Any, truncate: Any, *args: Any) -> Any:
-        measurement = build(spec, table, truncate, *args)
-        caught.append(truncate >> measurement)
-        return measurement
-
-    monkeypatch.setattr(privacy, "truncation", catch_truncation)
-    monkeypatch.setattr(privacy, "table_measurement", catch)
-    base, _ = frames()
-    measured = privacy.measure(spec, {"admissions": base})
-    assert len(caught) == 1, "privacy.measure no longer builds its table with table_measurement"
-    assert len(schemas) == 1, "privacy.measure no longer truncates with privacy.truncation"
-    (table,) = measured.tables
-    assert measured.total_loss == pytest.approx(table.loss)
-    assert caught[0].map(privacy.ONE_PERSON) == pytest.approx(table.loss)
-    return caught[0], table.loss, schemas[0]
-
-
-def untruncated_measurement(spec: ReleaseSpec, data: pl.LazyFrame) -> tuple[Any, float]:
-    """TEST ONLY, deliberately broken: the same count table without per-person truncation,
-    its noise calibrated as if every person had at most ``MAX_RECORDS`` records."""
-    context = Context.compositor(
-        data=data,
-        privacy_unit=unit_of(contributions=MAX_RECORDS),
-        privacy_loss=loss_of(epsilon=EPSILON),
-        split_evenly_over=1,
+    return tuple(  # type: ignore[return-value]
+        pl.DataFrame(rows, schema=[(c, pl.String) for c in columns], orient="row").lazy()
+        for rows in (base, base + added)
     )
-    table = spec.tables[0]
-    measurement = (
-        context.query()
-        .group_by(list(table.by))
-        .agg(dp_len(signed=True).alias(privacy.NOISY_COUNT))
-        .with_keys(privacy.keys_of(spec, table))
-        .resolve()
-    )
-    return measurement, float(measurement.map(MAX_RECORDS))
 
 
-def sample(measurement: Any, data: pl.LazyFrame, runs: int) -> np.ndarray[Any, Any]:
-    """The affected cell's noisy count in ``runs`` independent releases."""
-    cell = pl.col("ward") == CELL
-    return np.array(
-        [measurement(data).collect().filter(cell)[privacy.NOISY_COUNT].item() for _ in range(runs)]
-    )
+def bounded_counts(spec: ReleaseSpec, input_name: str, table: str, data: pl.LazyFrame) -> list[int]:
+    """The exact counts the library measures for ``table``, after its bounds. Called three
+    times: on the audit's datasets the bounds keep the same records whatever the order
+    (the chosen records of a person all fall in one cell), so the only randomness of the
+    mechanism left is OpenDP's noise, which the audit then samples cheaply."""
+    counts = [
+        privacy.bound_input(spec, input_name, data, order_seed=seed).tables[table].tolist()
+        for seed in (1, 2, 3)
+    ]
+    assert counts[0] == counts[1] == counts[2], "the audit's datasets must bound the same way"
+    return counts[0]
+
+
+def sample(measurement: Any, counts: list[int], cell: int, runs: int) -> np.ndarray[Any, Any]:
+    """The affected cell's noisy count in ``runs`` independent releases of ``counts``."""
+    return np.array([measurement(counts)[cell] for _ in range(runs)])
 
 
 def _log_binomial_cdf(successes: int, trials: int, p: float, log_factorial: Any) -> float:
@@ -261,18 +221,23 @@ def test_the_bound_of_identical_distributions_is_not_positive() -> None:
 # --- the audit -----------------------------------------------------------------------------
 
 
-def test_the_released_counts_keep_their_claimed_epsilon(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_released_counts_keep_their_claimed_epsilon() -> None:
     """Fails if truncation to ``max_records_per_person`` stops working, if the noise is
     smaller than OpenDP's calibration for the claim, or if the library claims less loss
     than the mechanism spends (a lower bound above the claim, beyond the 0.1% chance)."""
     spec = audit_spec()
-    measurement, claimed, schema = library_measurement(monkeypatch, spec)
+    (table,) = spec.tables
+    planned = accounting.account(spec).table(table.name)
+    claimed = planned.unit_losses["patient"]
     assert claimed == pytest.approx(EPSILON)
-    assert privacy.prepare(spec, "admissions", frames()[0]).collect_schema() == schema
-    base, neighbour = frames(spec)
+    base, neighbour = (bounded_counts(spec, "admissions", table.name, d) for d in frames())
+    cell = WARDS.index(CELL)
+    assert neighbour[cell] - base[cell] == MAX_RECORDS  # the bound holds
 
+    measurement = planned.measurement()
     audit = run_audit(
-        sample(measurement, base, RUNS_SOUND), sample(measurement, neighbour, RUNS_SOUND)
+        sample(measurement, base, cell, RUNS_SOUND),
+        sample(measurement, neighbour, cell, RUNS_SOUND),
     )
 
     print(f"sound mechanism: claimed epsilon {claimed:g}, audit {audit}")
@@ -280,17 +245,172 @@ def test_the_released_counts_keep_their_claimed_epsilon(monkeypatch: pytest.Monk
 
 
 def test_the_audit_catches_a_mechanism_without_truncation() -> None:
-    """The same audit must flag the broken mechanism: its noise is calibrated for
-    ``MAX_RECORDS`` records per person, but the added person shifts the cell by
-    ``EXCESS * MAX_RECORDS``, a true epsilon of ``EXCESS * EPSILON``. Fails if the audit
-    lacks the power to see a violation (too few runs, or a broken test statistic)."""
-    base, neighbour = frames()
-    measurement, claimed = untruncated_measurement(audit_spec(), base)
-    assert claimed == pytest.approx(EPSILON)
+    """The same audit must flag a broken mechanism: the library's noise, calibrated for
+    ``MAX_RECORDS`` records per person, on counts that were not truncated, so the added
+    person shifts the cell by ``EXCESS * MAX_RECORDS``: a true epsilon of ``EXCESS *
+    EPSILON``. Fails if the audit lacks the power to see a violation."""
+    spec = audit_spec()
+    (table,) = spec.tables
+    planned = accounting.account(spec).table(table.name)
+    cell = WARDS.index(CELL)
+    base, neighbour = (
+        d.group_by("ward").len().collect().sort("ward")["len"].to_list() for d in frames()
+    )
+    assert neighbour[cell] - base[cell] == EXCESS * MAX_RECORDS
 
+    measurement = planned.measurement()
     audit = run_audit(
-        sample(measurement, base, RUNS_BROKEN), sample(measurement, neighbour, RUNS_BROKEN)
+        sample(measurement, base, cell, RUNS_BROKEN),
+        sample(measurement, neighbour, cell, RUNS_BROKEN),
     )
 
-    print(f"mechanism without truncation: claimed epsilon {claimed:g}, audit {audit}")
-    assert audit.epsilon_lower_bound > claimed, audit
+    print(f"mechanism without truncation: claimed {planned.loss:g}, audit {audit}")
+    assert audit.epsilon_lower_bound > planned.loss, audit
+
+
+# --- linked inputs: one child victim and everything that depends on them ----------------------
+
+VICTIMS_CAP = 2  # suspects counted per victim
+LINKED_EXCESS = 4  # the audited victim's suspects, beyond the cap
+
+
+def linked_spec() -> ReleaseSpec:
+    """Crimes about victims and suspects linked to crimes, pure DP, one suspects table."""
+    raw = admissions_spec(
+        privacy={
+            "model": "pure",
+            "epsilon": EPSILON,
+            "cap": {"epsilon": 10 * EPSILON},
+            "truncation_share": 0,
+            "units": {"victim": {"title": "child victim"}, "suspect": {"title": "suspect"}},
+        }
+    )
+    raw["inputs"] = {
+        "crimes": {
+            "path": "crimes.csv",
+            "identifier": "victim_id",
+            "unit": "victim",
+            "max_records_per_person": 1,
+            "columns": {"ward": {"categories": "ward"}},
+        },
+        "suspects": {
+            "path": "suspects.csv",
+            "identifier": "suspect_id",
+            "unit": "suspect",
+            "max_records_per_person": 1,
+            "references": {"crime_id": "crimes.crime_id"},
+            "linked_units": {"victim": {"max_records_per_person": VICTIMS_CAP}},
+            "columns": {"ward": {"categories": "ward"}},
+        },
+    }
+    raw["tables"] = [
+        {
+            "name": "suspects-by-ward",
+            "input": "suspects",
+            "by": ["ward"],
+            "title": "Suspects",
+            "description": "Suspects by ward.",
+        }
+    ]
+    raw["shares"] = []
+    return parse(yaml.safe_dump(raw, sort_keys=False))
+
+
+def suspect_records(victims: dict[str, list[tuple[str, str]]]) -> pl.LazyFrame:
+    """Suspect records as ingest stages them: each linked to its crime's victim."""
+    rows = [
+        (suspect, ward, victim)
+        for victim, suspects in victims.items()
+        for suspect, ward in suspects
+    ]
+    frame = pl.DataFrame(rows, schema=["suspect_id", "ward", "victim"], orient="row")
+    return (
+        frame.lazy()
+        .with_columns(
+            ingest.identifier_hash(pl.col("victim")).alias(ingest.linked_column("victim"))
+        )
+        .drop("victim")
+    )
+
+
+# Ten ordinary victims with two suspects each, in Maternity; the audited victim has
+# VICTIMS_CAP + LINKED_EXCESS suspects of their own, all in Oncology.
+ORDINARY = {f"V{v}": [(f"S{v}-{i}", "Maternity") for i in range(2)] for v in range(10)}
+AUDITED = {"V-AUDIT": [(f"S-AUDIT-{i}", CELL) for i in range(VICTIMS_CAP + LINKED_EXCESS)]}
+
+
+def test_a_child_victim_s_loss_through_linked_suspects_is_as_stated() -> None:
+    """Removing the audited victim removes their crimes and every suspect linked only to
+    them: the suspects table moves by at most VICTIMS_CAP (the linked bound), and the
+    audit's lower bound stays within the victim's stated loss for that table."""
+    spec = linked_spec()
+    planned = accounting.account(spec).table("suspects-by-ward")
+    claimed = planned.unit_losses["victim"]
+    assert claimed == pytest.approx(EPSILON)  # the victim is the unit it costs most
+    assert planned.unit_losses["suspect"] == pytest.approx(2 * EPSILON / VICTIMS_CAP)
+    with_victim = bounded_counts(spec, "suspects", "suspects-by-ward", suspect_records(
+        {**ORDINARY, **AUDITED}))  # fmt: skip
+    without = bounded_counts(spec, "suspects", "suspects-by-ward", suspect_records(ORDINARY))
+    cell = WARDS.index(CELL)
+    assert with_victim[cell] - without[cell] == VICTIMS_CAP
+
+    measurement = planned.measurement()
+    audit = run_audit(
+        sample(measurement, without, cell, RUNS_SOUND),
+        sample(measurement, with_victim, cell, RUNS_SOUND),
+    )
+
+    print(f"victim removed: claimed epsilon {claimed:g}, audit {audit}")
+    assert audit.epsilon_lower_bound <= claimed, audit
+
+
+def test_a_suspect_s_loss_is_as_stated() -> None:
+    """Removing one suspect (every record of theirs) moves the table by at most two: the
+    suspect leaves and at most one other suspect takes their place under the bound."""
+    spec = linked_spec()
+    planned = accounting.account(spec).table("suspects-by-ward")
+    claimed = planned.unit_losses["suspect"]
+    victims = {**ORDINARY, **AUDITED}
+    removed = victims["V0"][0][0]  # counted, and no other suspect of V0 is left out
+    less = {v: [(s, w) for s, w in suspects if s != removed] for v, suspects in victims.items()}
+    with_suspect = bounded_counts(spec, "suspects", "suspects-by-ward", suspect_records(victims))
+    without = bounded_counts(spec, "suspects", "suspects-by-ward", suspect_records(less))
+    assert sum(abs(a - b) for a, b in zip(with_suspect, without, strict=True)) <= 2
+    cell = WARDS.index("Maternity")
+    assert with_suspect[cell] - without[cell] == 1
+
+    measurement = planned.measurement()
+    audit = run_audit(
+        sample(measurement, without, cell, RUNS_SOUND),
+        sample(measurement, with_suspect, cell, RUNS_SOUND),
+    )
+
+    print(f"suspect removed: claimed epsilon {claimed:g}, audit {audit}")
+    assert audit.epsilon_lower_bound <= claimed, audit
+
+
+def test_the_audit_catches_suspects_counted_without_the_victim_bound() -> None:
+    """Flagged: suspects counted once each but NOT bounded per victim, with noise calibrated
+    as if they were. Removing the audited victim then moves the cell by VICTIMS_CAP +
+    LINKED_EXCESS, beyond the claim (which the spec's earlier releases made, for
+    each child victim, before units were bounded across inputs)."""
+    spec = linked_spec()
+    planned = accounting.account(spec).table("suspects-by-ward")
+    cell = WARDS.index(CELL)
+
+    def unbounded(victims: dict[str, list[tuple[str, str]]]) -> list[int]:
+        counted = suspect_records(victims).group_by("ward").len().collect()
+        by_ward = dict(zip(counted["ward"], counted["len"], strict=True))
+        return [int(by_ward.get(ward, 0)) for ward in WARDS]
+
+    with_victim, without = unbounded({**ORDINARY, **AUDITED}), unbounded(ORDINARY)
+    assert with_victim[cell] - without[cell] == VICTIMS_CAP + LINKED_EXCESS
+
+    measurement = planned.measurement()
+    audit = run_audit(
+        sample(measurement, without, cell, RUNS_BROKEN),
+        sample(measurement, with_victim, cell, RUNS_BROKEN),
+    )
+
+    print(f"no victim bound: claimed {planned.loss:g}, audit {audit}")
+    assert audit.epsilon_lower_bound > planned.loss, audit

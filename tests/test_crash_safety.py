@@ -63,7 +63,7 @@ if stage == "after-reserve":
 elif stage == "during-noise":
     # The first table's noise is drawn, the second table's is not.
     from publisher import privacy
-    kill_after(privacy, "_release_table")
+    kill_after(privacy, "_noisy")
 elif stage == "during-writing":
     # The first CSV of the new package is written in the staging folder.
     import polars
@@ -214,10 +214,13 @@ def test_a_killed_release_leaves_the_previous_package_and_a_consistent_ledger(
     (dataset,) = json.loads(budget.stdout)["datasets"]
     assert dataset["releases_by_status"] == {"reserved": 1, "committed": 1, "failed": 0}
 
-    # The same version is refused (its noise may have been drawn); a new one works.
+    # The same version is refused (its noise may have been drawn); the next release marks
+    # the killed one failed, since its process is gone, and still counts it.
     again = CliRunner().invoke(cli, ["release", str(spec_path), "--out", str(out)])
     assert again.exit_code == 1
-    assert "already in the ledger (reserved)" in again.stderr
+    assert "already in the ledger (failed)" in again.stderr
+    killed_record = next(r for r in book.spends() if r.version == "0.2.0")
+    assert killed_record.failure == ledger.ABANDONED
     later = CliRunner().invoke(
         cli, ["release", str(write_spec(project, spec("0.3.0"))), "--out", str(out)]
     )

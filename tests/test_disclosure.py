@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from publisher.disclosure import LOW, apply, publish_cell, round_to_base
+from publisher.disclosure import LOW, apply, publish_cell
+from publisher.intervals import round_to_base
 from publisher.postprocess import ESTIMATE, MARGIN
 
 counts = st.integers(min_value=-10_000, max_value=1_000_000)
@@ -48,13 +49,17 @@ def test_a_cell_is_a_rounded_value_or_a_marker_never_both(
     assert 0 <= cell.lower_95 <= cell.upper_95
 
 
-@given(counts, margins, bases, thresholds)
-def test_interval_bounds_are_the_noise_bounds_rounded_to_the_nearest_multiple(
-    count: int, margin: float, base: int, threshold: int
+@given(st.floats(-10_000, 1_000_000, allow_nan=False), margins, bases, thresholds)
+def test_interval_bounds_are_rounded_outward_and_never_zero_to_zero(
+    estimate: float, margin: float, base: int, threshold: int
 ) -> None:
-    cell = publish_cell(count, margin, base=base, threshold=threshold)
-    assert abs(cell.lower_95 - max(count - margin, 0)) <= base / 2
-    assert abs(cell.upper_95 - max(count + margin, 0)) <= base / 2
+    cell = publish_cell(estimate, margin, base=base, threshold=threshold)
+    # The unrounded interval is inside the published one, and is widened by less than the
+    # base at each end (or up to zero / the base at the edges).
+    assert cell.lower_95 <= max(estimate - margin, 0) < cell.lower_95 + base
+    assert cell.upper_95 >= estimate + margin and cell.upper_95 >= base
+    assert cell.upper_95 - base < max(estimate + margin, base) or cell.upper_95 == base
+    assert (cell.lower_95, cell.upper_95) != (0, 0)
 
 
 @pytest.mark.parametrize("count", [-7, -1, 0, 1, 9])
@@ -77,5 +82,6 @@ def test_apply_publishes_tidy_columns_in_order() -> None:
     assert table["ward"].to_list() == ["A", "B", "Total"]
     assert table["value"].to_list() == [40, None, 45]
     assert table["marker"].to_list() == [None, LOW, None]
-    assert table["lower_95"].to_list() == [35, 0, 40]
-    assert table["upper_95"].to_list() == [50, 10, 50]
+    # Outward: 42 -+ 6 is 36 to 48, published as 35 to 50; 3 -+ 6 as 0 to 10.
+    assert table["lower_95"].to_list() == [35, 0, 35]
+    assert table["upper_95"].to_list() == [50, 10, 55]

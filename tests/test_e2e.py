@@ -36,6 +36,25 @@ def test_quickstart_prints_where_each_output_is(quickstart: tuple[Path, str]) ->
         assert where.exists()
 
 
+def test_quickstart_shows_the_guarantee_per_unit_and_what_the_bounds_left_out(
+    quickstart: tuple[Path, str],
+) -> None:
+    work, _ = quickstart
+    meta = json.loads((work / "datapackage" / package.DESCRIPTOR).read_text(encoding="utf-8"))
+    readme = (work / "datapackage" / "README.md").read_text(encoding="utf-8")
+    site = " ".join(
+        page.read_text(encoding="utf-8", errors="replace")
+        for page in (work / "site").rglob("*.html")
+    )
+    for unit in meta["privacy"]["units"]:
+        said = f"for each {unit['title']}: rho = {unit['rho']:.4g}"
+        assert said in meta["privacy"]["statement"] and said in readme and said in site
+    assert {entry["input"] for entry in meta["truncation"]} == {"crimes", "suspects"}
+    for entry in meta["truncation"]:
+        assert entry["statement"] in readme
+        assert entry["statement"].split(".")[0] in site
+
+
 def test_frictionless_reports_the_package_valid(quickstart: tuple[Path, str]) -> None:
     work, _ = quickstart
     descriptor = work / "datapackage" / "datapackage.json"

@@ -19,6 +19,7 @@ from rich.console import Console
 
 from publisher.errors import BudgetError, InputError
 from publisher.ledger import (
+    SCHEMA_VERSION,
     Ledger,
     Reservation,
     SpendRequest,
@@ -29,6 +30,7 @@ from publisher.ledger import (
 
 TABLES = {"admissions-by-ward": 0.2, "admissions-by-ward-and-outcome": 0.3}
 SHA = "a" * 64
+KEY = b"k" * 32  # a ledger's fingerprint key (random in a real ledger)
 SPAWN = multiprocessing.get_context("spawn")
 
 
@@ -36,7 +38,6 @@ def request(**overrides: Any) -> SpendRequest:
     """A spend of 0.5 (rho) of the test dataset, whose cap is 1.5."""
     fields: dict[str, Any] = {
         "dataset": "hospital-admissions",
-        "fingerprint": "f" * 64,
         "release_id": "hospital-admissions-test",
         "version": "1.0.0",
         "model": "zcdp",
@@ -48,7 +49,14 @@ def request(**overrides: Any) -> SpendRequest:
         "opendp_version": "0.16.0",
     }
     fields.update(overrides)
+    # Each dataset its own data, unless a test says otherwise.
+    fields.setdefault("inputs", {"admissions": data_of(fields["dataset"])})
     return SpendRequest(**fields)
+
+
+def data_of(dataset: str) -> str:
+    """A stand-in keyed fingerprint of a dataset's input."""
+    return hashlib.sha256(dataset.encode("utf-8")).hexdigest()
 
 
 def commit(book: Ledger, reservation: Reservation, **overrides: Any) -> None:
@@ -106,7 +114,7 @@ def test_reserve_then_commit_is_recorded(book: Ledger) -> None:
     assert stored.files == files
     assert stored.model == "zcdp"
     assert stored.cap == 1.5
-    assert stored.fingerprint == "f" * 64
+    assert stored.inputs == {"admissions": data_of("hospital-admissions")}
     assert stored.spec_hash == "e" * 64
     assert (stored.publisher_version, stored.opendp_version) == ("0.1.0", "0.16.0")
     assert stored.reserved_at.endswith("Z")
@@ -238,7 +246,7 @@ def test_a_version_already_in_the_ledger_is_refused(book: Ledger, status: str) -
         book.fail(reservation, "interrupted")
     before = book.spends()
     with pytest.raises(BudgetError) as refused:
-        book.reserve(request(fingerprint="0" * 64, loss=0.1, table_losses={"t": 0.1}))
+        book.reserve(request(inputs={"admissions": "0" * 64}, loss=0.1, table_losses={"t": 0.1}))
     message = str(refused.value)
     assert (
         f"version 1.0.0 of dataset 'hospital-admissions' is already in the ledger ({status})"
@@ -543,6 +551,7 @@ def test_the_report_as_json_has_the_documented_keys(tmp_path: Path) -> None:
         "spent",
         "remaining",
         "registered_at",
+        "reason",
         "releases_by_status",
         "releases",
     }
@@ -554,16 +563,18 @@ def test_the_report_as_json_has_the_documented_keys(tmp_path: Path) -> None:
         "id",
         "release_id",
         "version",
+        "kind",
         "status",
         "loss",
         "reserved_loss",
+        "unit_losses",
         "table_losses",
         "planned_table_losses",
         "reserved_at",
         "committed_at",
         "failed_at",
         "failure",
-        "fingerprint",
+        "reason",
         "spec_hash",
         "publisher_version",
         "opendp_version",
@@ -625,23 +636,23 @@ def test_the_fingerprint_covers_names_and_bytes_in_any_order(tmp_path: Path) -> 
     first, second = tmp_path / "crimes.csv", tmp_path / "victims.csv"
     first.write_bytes(b"a,b\n1,2\n")
     second.write_bytes(b"c\n3\n")
-    value = fingerprint([first, second])
+    value = fingerprint([first, second], KEY)
     assert len(value) == 64
-    assert fingerprint([second, first]) == value
+    assert fingerprint([second, first], KEY) == value
 
     moved = tmp_path / "elsewhere"
     moved.mkdir()
     (moved / "crimes.csv").write_bytes(first.read_bytes())
     (moved / "victims.csv").write_bytes(second.read_bytes())
-    assert fingerprint([moved / "victims.csv", moved / "crimes.csv"]) == value
+    assert fingerprint([moved / "victims.csv", moved / "crimes.csv"], KEY) == value
 
     # Moving a byte from one file to the next is a different input.
     first.write_bytes(b"a,b\n1,2\nc")
     second.write_bytes(b"\n3\n")
-    assert fingerprint([first, second]) != value
+    assert fingerprint([first, second], KEY) != value
     renamed = tmp_path / "suspects.csv"
     first.rename(renamed)
-    assert fingerprint([renamed, second]) != fingerprint([second])
+    assert fingerprint([renamed, second], KEY) != fingerprint([second], KEY)
 
 
 def test_the_fingerprint_reads_large_files_in_chunks(tmp_path: Path) -> None:
@@ -649,7 +660,7 @@ def test_the_fingerprint_reads_large_files_in_chunks(tmp_path: Path) -> None:
     big.write_bytes(b"0123456789" * 300_000)  # three megabytes: more than one chunk
     other = tmp_path / "big2.csv"
     other.write_bytes(b"0123456789" * 300_000 + b"!")
-    assert fingerprint([big]) != fingerprint([other])
+    assert fingerprint([big], KEY) != fingerprint([other], KEY)
 
 
 def test_the_fingerprint_of_a_folder_input_covers_every_part(tmp_path: Path) -> None:
@@ -659,19 +670,19 @@ def test_the_fingerprint_of_a_folder_input_covers_every_part(tmp_path: Path) -> 
     (table / "part-0.parquet").write_bytes(b"first part")
     (table / "part-1.parquet").write_bytes(b"second part")
     (table / "_SUCCESS").write_bytes(b"")
-    value = fingerprint([table])
-    assert value != fingerprint([tmp_path / "crimes.parquet" / "part-0.parquet"])
+    value = fingerprint([table], KEY)
+    assert value != fingerprint([tmp_path / "crimes.parquet" / "part-0.parquet"], KEY)
     (table / "part-1.parquet").write_bytes(b"second part, changed")
-    assert fingerprint([table]) != value
+    assert fingerprint([table], KEY) != value
     (table / "part-1.parquet").write_bytes(b"second part")
-    assert fingerprint([table]) == value
+    assert fingerprint([table], KEY) == value
     (table / "part-2.parquet").write_bytes(b"")
-    assert fingerprint([table]) != value
+    assert fingerprint([table], KEY) != value
 
 
 def test_the_fingerprint_of_a_missing_input_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
-        fingerprint([tmp_path / "missing.csv"])
+        fingerprint([tmp_path / "missing.csv"], KEY)
 
 
 def test_file_hashes_cover_every_file_by_relative_path(tmp_path: Path) -> None:
@@ -682,3 +693,69 @@ def test_file_hashes_cover_every_file_by_relative_path(tmp_path: Path) -> None:
         "data/table.csv": hashlib.sha256(b"a\n1\n").hexdigest(),
         "datapackage.json": hashlib.sha256(b"{}").hexdigest(),
     }
+
+
+# -- keys, abandoned reservations and older ledgers -----------------------------------------
+
+
+def test_each_ledger_has_its_own_fingerprint_key(tmp_path: Path) -> None:
+    data = tmp_path / "admissions.csv"
+    data.write_bytes(b"patient_ref,ward\nP1,Oncology\n")
+    first = Ledger(tmp_path / "first.sqlite").fingerprints({"admissions": data})
+    again = Ledger(tmp_path / "first.sqlite").fingerprints({"admissions": data})
+    other = Ledger(tmp_path / "other.sqlite").fingerprints({"admissions": data})
+    assert first == again
+    assert first != other
+    assert hashlib.sha256(data.read_bytes()).hexdigest() not in first.values()
+
+
+def test_a_reservation_whose_process_is_gone_is_marked_failed_by_the_next(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.sqlite"
+    book = Ledger(path)
+    abandoned = book.reserve(request())
+    # The process that reserved it was killed: point the row at a process that has ended.
+    ended = SPAWN.Process(target=time.sleep, args=(0,))
+    ended.start()
+    ended.join()
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE releases SET pid = ? WHERE id = ?", (ended.pid, abandoned.id))
+
+    book.reserve(request(version="1.1.0"))
+
+    first, second = book.spends()
+    assert (first.status, second.status) == ("failed", "reserved")
+    assert first.failure is not None and "process ended" in first.failure
+    assert book.spent("hospital-admissions") == pytest.approx(1.0)  # still counted
+
+
+def test_a_ledger_of_schema_1_is_upgraded_and_its_plain_fingerprints_blanked(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.sqlite"
+    Ledger(path).reserve(request())
+    with sqlite3.connect(path) as connection:  # make it what an earlier publisher wrote
+        for table in ("meta", "release_units", "release_inputs"):
+            connection.execute(f"DROP TABLE {table}")
+        for table, column in (
+            ("datasets", "reason"),
+            ("releases", "kind"),
+            ("releases", "pid"),
+            ("releases", "host"),
+            ("releases", "reason"),
+        ):
+            connection.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        connection.execute("UPDATE releases SET fingerprint = ?", ("9" * 64,))
+        connection.execute("PRAGMA user_version = 1")
+
+    with pytest.raises(BudgetError, match=r"schema version 1\).*upgrades it"):
+        Ledger(path, read_only=True)
+    book = Ledger(path)
+
+    (record,) = book.spends()
+    assert (record.version, record.kind, record.inputs) == ("1.0.0", "release", {})
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert connection.execute("SELECT fingerprint FROM releases").fetchone()[0] == ""
+    book.reserve(request(version="1.1.0"))

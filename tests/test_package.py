@@ -64,10 +64,15 @@ def test_privacy_statement_matches_opendp_accounting(released: pipeline.ReleaseR
     assert privacy["loss"]["rho"] == measured.total_loss  # type: ignore[index]
     assert privacy["loss"]["epsilon"] == measured.epsilon  # type: ignore[index]
     tables = [r for r in meta["resources"] if "privacy" in r]  # type: ignore[attr-defined]
-    assert math.fsum(r["privacy"]["rho"] for r in tables) == pytest.approx(measured.total_loss)
-    unit = privacy["units"][0]  # type: ignore[index]
-    assert (unit["identifier"], unit["max_records_per_person"]) == ("patient_ref", 2)
-    assert f"{measured.total_loss:.4g}" in privacy["statement"]  # type: ignore[index]
+    (estimate,) = meta["truncation"]  # type: ignore[misc]
+    spent = [r["privacy"]["units"]["patient"]["rho"] for r in tables]
+    spent.append(estimate["units"]["patient"]["rho"])
+    assert math.fsum(spent) == pytest.approx(measured.total_loss)
+    (unit,) = privacy["units"]  # type: ignore[index]
+    assert (unit["name"], unit["rho"]) == ("patient", measured.unit_losses["patient"])
+    (reach,) = unit["reaches"]
+    assert (reach["identifier"], reach["bound"], reach["through"]) == ("patient_ref", 2, [])
+    assert f"for each patient: rho = {measured.total_loss:.4g}" in privacy["statement"]  # type: ignore[index]
 
 
 def test_bytes_and_hashes_match_the_files(released: pipeline.ReleaseResult) -> None:

@@ -7,6 +7,8 @@ import math
 import polars as pl
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from publisher import privacy
 from publisher.spec import ReleaseSpec, parse
@@ -50,10 +52,16 @@ def test_losses_come_from_opendp_and_add_up_to_the_spec(
 ) -> None:
     spec, measured = released
     for table in spec.tables:
-        assert measured.table(table.name).loss == pytest.approx(spec.table_loss(table))
-    assert math.fsum(t.loss for t in measured.tables) == pytest.approx(spec.privacy.loss)
+        noisy = measured.table(table.name)
+        assert noisy.unit_losses == {"patient": pytest.approx(spec.table_loss(table))}
+        measurement = privacy.accounting.account(spec).table(table.name).measurement()
+        assert noisy.loss == pytest.approx(measurement.map(2))  # OpenDP's map at k = 2
+    (estimate,) = measured.truncation
+    assert estimate.unit_losses == {"patient": pytest.approx(spec.truncation_loss("admissions"))}
+    tables = math.fsum(t.loss for t in measured.tables)
+    assert tables + estimate.unit_losses["patient"] == pytest.approx(spec.privacy.loss)
+    assert measured.unit_losses == {"patient": pytest.approx(spec.privacy.loss)}
     assert measured.total_loss == pytest.approx(spec.privacy.loss)
-    assert measured.input_loss == {"admissions": pytest.approx(spec.privacy.loss)}
 
 
 def test_gaussian_scale_follows_from_the_per_person_bound(
@@ -78,7 +86,7 @@ def test_pure_dp_uses_laplace_with_the_l1_bound() -> None:
         noisy = measured.table(table.name)
         assert noisy.distribution == "Integer Laplace"
         assert noisy.scale == pytest.approx(k / spec.table_loss(table), rel=1e-6)
-    assert (measured.epsilon, measured.delta) == (pytest.approx(1.0), 0.0)
+    assert measured.epsilon == pytest.approx(1.0)
 
 
 def test_truncation_bounds_what_one_person_adds() -> None:
@@ -142,3 +150,67 @@ def test_the_truncation_keeps_at_most_k_records_of_each_person(k: int) -> None:
     assert kept.columns == prepared.columns
     (bound,) = truncate.map(privacy.ONE_PERSON)
     assert bound.per_group == k
+
+
+# --- bounded counts -----------------------------------------------------------------------
+
+
+def test_the_exact_counts_are_of_the_kept_records_and_the_histogram_of_all() -> None:
+    # Patients with 1, 2, 3 and 7 admissions, all to Oncology; k = 2.
+    records = {"A": 1, "B": 2, "C": 3, "D": 7}
+    rows = [(ref, "Oncology", "Discharged") for ref, n in records.items() for _ in range(n)]
+    spec = spec_with()
+
+    bounded = privacy.bound_input(spec, "admissions", frame(rows)["admissions"])
+
+    by_ward = dict(zip(WARDS, bounded.tables["admissions-by-ward"].tolist(), strict=True))
+    assert by_ward == {"Cardiology": 0, "Maternity": 0, "Oncology": 7, "Paediatrics": 0}
+    assert bounded.tables["admissions-by-ward-and-outcome"].sum() == 7
+    # People by number of records: 1, 2, 3, 4, and "5 or more".
+    assert privacy.histogram_bins(2) == ["1", "2", "3", "4", "5 or more"]
+    assert bounded.truncation is not None
+    assert bounded.truncation.tolist() == [1, 1, 1, 0, 1]
+
+
+def _projection(edges: list[tuple[int, int]], cap: int) -> dict[int, bool]:
+    """Which own people the linked projection counts, by their own number."""
+    own = sorted({o for o, _ in edges})
+    linked = sorted({link for _, link in edges})
+    own_code = {person: code for code, person in enumerate(own)}
+    linked_code = {person: code for code, person in enumerate(linked)}
+    (counted,) = privacy.linked_projection(
+        [own_code[o] for o, _ in edges],
+        [linked_code[link] for _, link in edges],
+        len(own),
+        len(linked),
+        [cap],
+    )
+    return {person: bool(counted[own_code[person]]) for person in own}
+
+
+@given(
+    edges=st.lists(
+        st.tuples(st.integers(0, 12), st.integers(0, 6)), min_size=1, max_size=40, unique=True
+    ),
+    cap=st.integers(1, 4),
+    removed=st.integers(0, 12),
+)
+def test_the_linked_projection_keeps_its_bounds_when_a_person_is_removed(
+    edges: list[tuple[int, int]], cap: int, removed: int
+) -> None:
+    """The lemma of ``privacy.linked_projection`` on small random graphs, in a fixed
+    order: removing a linked person stops at most ``cap`` own people being counted and
+    starts none; removing an own person starts at most one other."""
+    counted = _projection(edges, cap)
+
+    without_linked = [(o, link) for o, link in edges if link != removed]
+    after = _projection(without_linked, cap) if without_linked else {}
+    stopped = [o for o in counted if counted[o] and not after.get(o, False)]
+    started = [o for o in after if after[o] and not counted[o]]
+    assert len(stopped) <= cap and not started
+
+    without_own = [(o, link) for o, link in edges if o != removed]
+    after = _projection(without_own, cap) if without_own else {}
+    others_stopped = [o for o in after if counted[o] and not after[o]]
+    others_started = [o for o in after if after[o] and not counted[o]]
+    assert not others_stopped and len(others_started) <= 1

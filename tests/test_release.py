@@ -50,8 +50,10 @@ def test_a_release_is_recorded_with_its_files(
     assert record.dataset == "hospital-admissions-test"
     assert record.loss == pytest.approx(result.measurements.total_loss)
     assert record.table_losses == {
-        t.name: pytest.approx(t.loss) for t in result.measurements.tables
+        name: pytest.approx(loss)
+        for name, loss in pipeline.measured_losses(result.measurements).items()
     }
+    assert "admissions (truncation estimate)" in record.table_losses
     assert record.files == ledger.file_hashes(result.package_dir)
     meta = json.loads((result.package_dir / package.DESCRIPTOR).read_text(encoding="utf-8"))
     assert meta["privacy"]["loss"]["rho"] == record.loss
@@ -262,7 +264,7 @@ def test_a_release_reports_its_stages_and_how_far_each_has_gone(
         "Reading and checking admissions",
         "Checking references between inputs",
         "Reserving the privacy loss",
-        "Truncating admissions",
+        "Bounding admissions",
         "Measuring the admissions tables",
         "Estimating consistent tables",
         "Writing and validating the package",
@@ -276,7 +278,8 @@ def test_a_release_reports_its_stages_and_how_far_each_has_gone(
     assert reading[0] == 0.0
     assert reading[-1] == 1.0
     measuring = [fraction for step, fraction in reports if step.startswith("Measuring")]
-    assert measuring == [0.0, 0.5]  # before each of the two tables
+    # Before each of the two tables and the estimate of what the bound left out.
+    assert measuring == pytest.approx([0.0, 1 / 3, 2 / 3])
 
 
 def test_a_failure_after_the_spend_names_the_package_folder_not_its_staging(
@@ -302,3 +305,80 @@ def test_a_failure_after_the_spend_names_the_package_folder_not_its_staging(
     (record,) = ledger.Ledger(tmp_path / "ledger.sqlite").spends()
     assert record.status == "failed" and ".staging-" not in (record.failure or "")
     assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
+
+
+# --- the cap belongs to the data ---------------------------------------------------------
+
+
+def edit_spec(spec_path: Path, change: Callable[[dict[str, object]], None]) -> None:
+    data = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    change(data)
+    spec_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "rename",
+    [
+        lambda data: data["privacy"].update(dataset="another-name"),
+        lambda data: data["release"].update(id="a-new-release-id"),
+    ],
+)
+def test_the_same_inputs_cannot_escape_their_cap_under_another_name(
+    make_release: Callable[..., Path], tmp_path: Path, rename: Callable[[dict[str, object]], None]
+) -> None:
+    spec_path = spec_with(make_release)
+    pipeline.release(spec_path, tmp_path / "first")
+    set_version(spec_path, "0.2.0")
+    edit_spec(spec_path, rename)
+    book = ledger.Ledger(tmp_path / "ledger.sqlite")
+    before = book.spends()
+
+    with pytest.raises(BudgetError) as refused:
+        pipeline.release(spec_path, tmp_path / "second")
+    with pytest.raises(BudgetError) as checked:
+        pipeline.check(spec_path)
+
+    for error in (refused, checked):
+        message = str(error.value)
+        released = "input 'admissions' was released before under dataset"
+        assert f"{released} 'hospital-admissions-test'" in message
+        assert "privacy.new_dataset_reason" in message
+    assert book.spends() == before
+    assert not (tmp_path / "second").exists()
+
+
+def test_a_deliberate_new_dataset_on_the_same_inputs_is_recorded_with_its_reason(
+    make_release: Callable[..., Path], tmp_path: Path
+) -> None:
+    spec_path = spec_with(make_release)
+    pipeline.release(spec_path, tmp_path / "first")
+    reason = "Approved by the data governance board on 2026-11-20 (minute 14)."
+    edit_spec(
+        spec_path,
+        lambda data: data["privacy"].update(dataset="reanalysis", new_dataset_reason=reason),
+    )
+
+    pipeline.release(spec_path, tmp_path / "second")
+
+    report = ledger.report(tmp_path / "ledger.sqlite")
+    summaries = {summary.dataset: summary for summary, _ in report.datasets}
+    assert summaries["reanalysis"].reason == reason
+    (record,) = [r for _, records in report.datasets for r in records if r.dataset == "reanalysis"]
+    assert record.reason == reason
+    assert reason in json.dumps(report.to_dict())
+
+
+def test_the_ledger_keeps_keyed_fingerprints_only(
+    make_release: Callable[..., Path], tmp_path: Path
+) -> None:
+    spec_path = spec_with(make_release)
+    pipeline.release(spec_path, tmp_path / "first")
+    data = (tmp_path / "admissions.csv").read_bytes()
+    stored = (tmp_path / "ledger.sqlite").read_bytes()
+    plain = hashlib.sha256(data).hexdigest()
+    (record,) = ledger.Ledger(tmp_path / "ledger.sqlite").spends()
+    (keyed,) = record.inputs.values()
+    assert keyed != plain and plain.encode() not in stored
+    # The report never prints them.
+    printed = ledger.report(tmp_path / "ledger.sqlite").to_json()
+    assert keyed not in printed and record.inputs and "fingerprint" not in printed

@@ -155,12 +155,35 @@ def test_input_paths_stay_inside_the_spec_folder(tmp_path: Path, outside: str) -
 
 
 def test_table_loss_splits_the_total_by_weight() -> None:
-    spec = parse_dict(spec_dict())  # weights 2 and 1, rho 0.5
+    spec = parse_dict(spec_dict())  # weights 2 and 1, rho 0.5, 5% for the estimate
 
     by_ward, by_ward_and_outcome = spec.tables
-    assert spec.table_loss(by_ward) == pytest.approx(0.5 * 2 / 3, rel=1e-12)
-    assert spec.table_loss(by_ward_and_outcome) == pytest.approx(0.5 * 1 / 3, rel=1e-12)
+    tables = 0.5 * 0.95
+    assert spec.tables_loss == pytest.approx(tables, rel=1e-12)
+    assert spec.table_loss(by_ward) == pytest.approx(tables * 2 / 3, rel=1e-12)
+    assert spec.table_loss(by_ward_and_outcome) == pytest.approx(tables * 1 / 3, rel=1e-12)
+    assert spec.truncation_inputs == ["admissions"]
+    assert spec.truncation_loss("admissions") == pytest.approx(0.5 * 0.05, rel=1e-12)
+    parts = [spec.table_loss(t) for t in spec.tables] + [spec.truncation_loss("admissions")]
+    assert math.fsum(parts) == pytest.approx(0.5, rel=1e-12)
+
+
+def test_without_a_truncation_share_the_tables_share_the_whole_loss() -> None:
+    data = spec_dict()
+    data["privacy"]["truncation_share"] = 0
+    spec = parse_dict(data)
+
+    assert spec.truncation_inputs == []
     assert math.fsum(spec.table_loss(t) for t in spec.tables) == pytest.approx(0.5, rel=1e-12)
+
+
+def test_inputs_with_one_row_per_person_need_no_truncation_estimate() -> None:
+    data = spec_dict()
+    data["inputs"]["admissions"]["unique_identifier"] = True
+    spec = parse_dict(data)
+
+    assert spec.truncation_inputs == []
+    assert spec.tables_loss == pytest.approx(0.5, rel=1e-12)
 
 
 @given(
@@ -175,7 +198,10 @@ def test_table_loss_splits_the_total_by_weight() -> None:
 def test_table_losses_sum_to_the_total_and_follow_the_weights(
     weights: list[float], rho: float
 ) -> None:
-    data = spec_dict(privacy={"model": "zcdp", "rho": rho, "cap": {"rho": 100}}, shares=[])
+    data = spec_dict(
+        privacy={"model": "zcdp", "rho": rho, "cap": {"rho": 100}, "truncation_share": 0},
+        shares=[],
+    )
     template = data["tables"][0]
     data["tables"] = [
         {**template, "name": f"table-{index}", "weight": weight}
@@ -731,7 +757,7 @@ def test_each_input_reaches_its_units_by_identifier_or_references() -> None:
     adult, child = spec.reaches("adults")
     assert (adult.unit, adult.through, adult.bound) == ("adult", (), 1)
     assert child.unit == "child" and child.bound == 4
-    assert child.path == "incident_ref -> incidents.incident_ref, then child_ref"
+    assert child.path == "incident_ref → incidents.incident_ref, then child_ref"
 
 
 def test_a_linked_unit_without_a_bound_is_refused_with_what_to_add() -> None:
@@ -740,7 +766,7 @@ def test_a_linked_unit_without_a_bound_is_refused_with_what_to_add() -> None:
 
     problem = problem_at(problems_of(data), "inputs.adults.linked_units")
 
-    assert "depend on each child through incident_ref -> incidents.incident_ref" in problem
+    assert "depend on each child through incident_ref → incidents.incident_ref" in problem
     assert "linked_units: {child: {max_records_per_person: N}}" in problem
 
 

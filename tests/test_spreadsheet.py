@@ -250,8 +250,12 @@ def test_tables_refer_to_notes_that_exist(
     texts = " ".join(str(row[1]) for row in notes)
     for marker in descriptor["markers"]:
         assert marker in texts
-    for phrase in ("rounded to the nearest", "A 0 is never shown", "95% interval", "truncation"):
+    for phrase in ("rounded to the nearest", "A 0 is never shown", "95% interval"):
         assert phrase in texts
+    # What the per-person bounds left out, as the package states it.
+    assert descriptor["truncation"]
+    for estimate in descriptor["truncation"]:
+        assert estimate["statement"] in texts
     for name in [n for n in book if n.startswith("Table_")]:
         lines = " ".join(str(cell) for cell in book[name][0].tolist())
         referenced = set(re.findall(r"\[(note \d+)\]", lines))

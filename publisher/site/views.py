@@ -9,6 +9,7 @@ a page name; two files must not be offered under one name) are made here too.
 from __future__ import annotations
 
 import html
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -101,6 +102,20 @@ class TableView:
     def is_total(self, row: Row, total_label: str) -> bool:
         return all(row[dimension.name] == total_label for dimension in self.resource.dimensions)
 
+    def half_widths(self, total_label: str) -> tuple[int, int] | None:
+        """The median and the largest half-width of the published intervals of the
+        table's cells (rows without a total key), as printed: ``(upper - lower) / 2``."""
+        widths = sorted(
+            (int(row[UPPER]) - int(row[LOWER])) / 2
+            for row in self.resource.rows
+            if row[LOWER]
+            and row[UPPER]
+            and not any(row[d.name] == total_label for d in self.resource.dimensions)
+        )
+        if not widths:
+            return None
+        return math.floor(widths[len(widths) // 2]), math.floor(widths[-1])
+
 
 @dataclass(frozen=True)
 class TotalFinding:
@@ -109,6 +124,7 @@ class TotalFinding:
     first: TableView
     tables: int
     unit: PrivacyUnit | None
+    label: str  # what the input is ("Crimes"), for the finding's heading
 
 
 @dataclass(frozen=True)
@@ -142,6 +158,15 @@ class Views:
 
     def has_marker(self, marker: str) -> bool:
         return any(name == marker for name, _ in self.package.markers)
+
+    @property
+    def unrounded(self) -> tuple[str, ...]:
+        """The paths of the unrounded estimates published for analysts, if any."""
+        return tuple(
+            resource.path
+            for resource in self.package.resources
+            if resource.path.startswith("data/unrounded/")
+        )
 
     @property
     def year(self) -> str:
@@ -357,9 +382,26 @@ def _total_findings(package: Package, tables: Sequence[TableView]) -> tuple[Tota
         key = (resource.input, resource.counts, *(total[c] for c in (VALUE, MARKER, LOWER, UPPER)))
         groups.setdefault(key, []).append(table)
     return tuple(
-        TotalFinding(group[0], len(group), _unit_of(package, group[0].resource.input))
+        TotalFinding(
+            group[0],
+            len(group),
+            _unit_of(package, group[0].resource.input),
+            _input_title(package, group[0].resource.input) or group[0].resource.counts.capitalize(),
+        )
         for group in groups.values()
     )
+
+
+def _input_title(package: Package, input_name: str) -> str:
+    """The input's title, as the privacy units' reaches give it ("" when none does; in
+    packages stating one unit per input, that unit's title is the input's)."""
+    titles = (
+        reach.input_title or (unit.title if unit.name == input_name else "")
+        for unit in package.units
+        for reach in unit.reaches
+        if reach.input == input_name
+    )
+    return next((title for title in titles if title), "")
 
 
 def _share_view(share: Share) -> ShareView:
