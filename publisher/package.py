@@ -996,7 +996,8 @@ def _descriptor(content: ReleaseContent, resources: list[dict[str, Any]]) -> dic
         "description": release.description,
         "version": release.version,
         "created": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-        "keywords": list(release.keywords),
+        # The v2 profile wants at least one keyword when the key is there: none, no key.
+        **({"keywords": list(release.keywords)} if release.keywords else {}),
         "temporal": {"description": release.period},
         "spatial": {"description": release.geography or "Not stated"},
         "licenses": [{"name": release.licence, "title": licence_title, "path": licence_url}],
