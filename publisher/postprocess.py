@@ -313,7 +313,9 @@ def estimate_share(share: Share, estimates: TableEstimates) -> ShareEstimate:
         return ShareEstimate(share, estimate, 0.0, 1.0)
     root = math.sqrt(discriminant)
     lower, upper = sorted(((-b - root) / (2 * a), (-b + root) / (2 * a)))
-    return ShareEstimate(share, estimate, max(lower, 0.0), min(upper, 1.0))
+    # Shares lie in [0, 1]: both bounds are kept there (an interval of a negative estimate
+    # would otherwise end below 0, and its lower bound above its upper one).
+    return ShareEstimate(share, estimate, min(max(lower, 0.0), 1.0), min(max(upper, 0.0), 1.0))
 
 
 @dataclass(frozen=True)

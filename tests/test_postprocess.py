@@ -256,6 +256,21 @@ def test_a_share_whose_denominator_is_lost_in_noise_says_nothing() -> None:
     assert (result.lower_95, result.upper_95) == (0.0, 1.0)
 
 
+@pytest.mark.parametrize("maternity", [-400.0, 1400.0])
+def test_a_share_interval_stays_within_0_and_1_and_in_order(maternity: float) -> None:
+    # Fails if a numerator estimated far below zero (or above the denominator) gives a
+    # bound outside [0, 1] or a lower bound above the upper one: the package would then
+    # fail validation after the noise was drawn (found by the dry run).
+    estimates_of = {"Cardiology": 300.0, "Maternity": maternity, "Oncology": 300.0}
+    cells = pl.DataFrame(
+        {"ward": WARDS, ESTIMATE: [estimates_of.get(ward, 300.0) for ward in WARDS]}
+    )
+    estimates = TableEstimates("by-ward", ("ward",), cells, np.eye(4), _Z)
+    result = estimate_share(SPEC.shares[0], estimates)
+    assert result.estimate is not None
+    assert 0.0 <= result.lower_95 <= result.estimate <= result.upper_95 <= 1.0
+
+
 TRIALS = 600
 
 
