@@ -316,26 +316,27 @@ def _csv_batches(
 
     # The reader's first block must hold the whole header, however long it is.
     block = max(_CSV_BLOCK_BYTES, header_bytes + (1 << 20))
-    with files.open_regular(path) as stream:
-        reader = pa_csv.open_csv(
-            stream,
-            read_options=pa_csv.ReadOptions(block_size=block),
-            # Quoted fields may hold line breaks; every row must have the header's fields.
-            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-            convert_options=pa_csv.ConvertOptions(
-                # Every field is text, so types are checked by us, not guessed; an empty
-                # field is missing, as in Polars' reader.
-                column_types={column: pa.string() for column in columns},
-                include_columns=columns,
-                strings_can_be_null=True,
-                null_values=[""],
-                quoted_strings_can_be_null=False,
-            ),
-        )
-        size = os.fstat(stream.fileno()).st_size
-        for number, record_batch in enumerate(reader, start=1):
-            # Each batch is one block of the file (the last one, less).
-            yield _as_text(record_batch), min(1.0, number * block / size)
+    # pyarrow opens the path itself (it reads ahead on threads of its own, which must not
+    # outlive a Python file object); _open has just checked it is a regular file.
+    reader = pa_csv.open_csv(
+        str(path),
+        read_options=pa_csv.ReadOptions(block_size=block),
+        # Quoted fields may hold line breaks; every row must have the header's fields.
+        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+        convert_options=pa_csv.ConvertOptions(
+            # Every field is text, so types are checked by us, not guessed; an empty field
+            # is missing, as in Polars' reader.
+            column_types={column: pa.string() for column in columns},
+            include_columns=columns,
+            strings_can_be_null=True,
+            null_values=[""],
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    size = path.stat().st_size
+    for number, record_batch in enumerate(reader, start=1):
+        # Each batch is one block of the file (the last one, less).
+        yield _as_text(record_batch), min(1.0, number * block / size)
 
 
 def _counted(record_batches: Iterable[Any], total: int) -> Iterator[tuple[pl.DataFrame, float]]:
