@@ -74,7 +74,7 @@ from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT7
 
-from publisher import files
+from publisher import files, model
 
 __all__ = [
     "CHECKSUMS",
@@ -105,7 +105,8 @@ _RFC3339 = re.compile(
 _COUNT_COLUMNS = ("value", "marker", "lower_95", "upper_95")
 _SHARE_COLUMNS = ("share", "percent", "lower_95", "upper_95")
 _CHUNK = 1 << 20
-_DESCRIPTOR_BYTES = 64 << 20
+# What model.read_file says of a path that names nothing.
+_MISSING = "is missing"
 
 
 def check_package(package_dir: Path) -> list[str]:
@@ -144,13 +145,12 @@ def safe_to_open(package_dir: Path) -> bool:
         if any(isinstance(resource.get(key), str) for key in ("schema", "dialect", "$schema")):
             return False
         relative = resource.get("path")
-        if files.untrusted_path(relative) is not None:
+        if model.path_problem(relative) is not None:
             return False
         assert isinstance(relative, str)
         try:
-            with files.open_inside(package_dir, relative):
-                pass
-        except (OSError, ValueError):
+            model.read_file(package_dir, relative)
+        except model.UntrustedFile:
             return False
     return True
 
@@ -324,14 +324,16 @@ def _shorten(text: str, limit: int = 160) -> str:
 def _load_descriptor(package_dir: Path) -> tuple[dict[str, Any] | None, list[str]]:
     path = package_dir / _DESCRIPTOR
     try:
-        text = files.read_inside(package_dir, _DESCRIPTOR, limit=_DESCRIPTOR_BYTES)
+        text = model.read_file(package_dir, _DESCRIPTOR)
         descriptor = json.loads(text.decode("utf-8"), parse_constant=_no_constant)
-    except FileNotFoundError:
-        return None, [f"{path}: descriptor: not found; give the directory of a data package"]
-    except files.NotARegularFile as error:
-        return None, [f"{path}: descriptor: {error.what}; expected the package's JSON file"]
-    except (OSError, UnicodeDecodeError) as error:
+    except model.UntrustedFile as error:
+        if error.reason == _MISSING:
+            return None, [f"{path}: descriptor: not found; give the directory of a data package"]
+        return None, [f"{path}: descriptor: {error.reason}; expected the package's JSON file"]
+    except UnicodeDecodeError as error:
         return None, [f"{path}: descriptor: cannot be read ({type(error).__name__})"]
+    except RecursionError:
+        return None, [f"{path}: descriptor: nested too deeply to read; expected a JSON object"]
     except ValueError as error:
         return None, [f"{path}: descriptor: not valid JSON ({error}); expected a JSON object"]
     if not isinstance(descriptor, dict):
@@ -417,27 +419,21 @@ def _file_in_package(
     untrusted: no link is followed on the way)."""
     descriptor_path = package_dir / _DESCRIPTOR
     relative = entry.get("path")
-    refused = files.untrusted_path(relative)
+    refused = model.path_problem(relative)
     if refused:
         problems.append(f"{descriptor_path}: path: {where}.path: {refused}")
         return None
-    assert isinstance(relative, str)  # untrusted_path accepts nothing else
+    assert isinstance(relative, str)  # path_problem accepts nothing else
     path = package_dir / relative
     try:
-        data = files.read_inside(package_dir, relative)
-    except FileNotFoundError:
-        problems.append(
-            f"{descriptor_path}: path: {where}.path: {relative!r} is not a file in the package"
-        )
-        return None
-    except files.NotARegularFile as error:
-        problems.append(
-            f"{descriptor_path}: path: {where}.path: {relative!r} {error.what}; expected a "
-            "regular file inside the package, reached without links"
-        )
-        return None
-    except OSError:
-        problems.append(f"{path}: path: cannot be read; check its permissions")
+        data = model.read_file(package_dir, relative)
+    except model.UntrustedFile as error:
+        if error.reason == _MISSING:
+            problems.append(
+                f"{descriptor_path}: path: {where}.path: {relative!r} is not a file in the package"
+            )
+        else:
+            problems.append(f"{descriptor_path}: path: {where}.path: {relative!r} {error.reason}")
         return None
     size, digest = len(data), hashlib.sha256(data).hexdigest()
     stated_size = entry.get("bytes")
@@ -464,16 +460,6 @@ def _file_in_package(
             f"{_DESCRIPTOR}; the file changed after release, or the descriptor is stale"
         )
     return path, data
-
-
-def _digest_inside(package_dir: Path, relative: str) -> str:
-    """The SHA-256 of a file of the package, read without following links (a missing or
-    unsafe file raises what :func:`files.open_inside` raises)."""
-    digest = hashlib.sha256()
-    with files.open_inside(package_dir, relative) as stream:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --- tables ---------------------------------------------------------------------------------
@@ -835,23 +821,13 @@ def _check_checksums(package_dir: Path) -> list[str]:
     for relative, (expected, number) in listed.items():
         at = f"{sums_path}: line {number}: checksum"
         try:
-            digest = _digest_inside(package_dir, relative)
-        except FileNotFoundError:
-            numbered.append(
-                (number, f"{at}: lists {relative!r}, which is not a file in the package")
-            )
-            continue
-        except files.NotARegularFile as error:
-            numbered.append(
-                (
-                    number,
-                    f"{at}: lists {relative!r}, which {error.what}; expected a regular file "
-                    "inside the package, reached without links",
-                )
-            )
-            continue
-        except OSError as error:
-            numbered.append((number, f"{at}: {relative!r} cannot be read ({type(error).__name__})"))
+            digest = hashlib.sha256(model.read_file(package_dir, relative)).hexdigest()
+        except model.UntrustedFile as error:
+            if error.reason == _MISSING:
+                explained = f"{at}: lists {relative!r}, which is not a file in the package"
+            else:
+                explained = f"{at}: lists {relative!r}, which {error.reason}"
+            numbered.append((number, explained))
             continue
         if digest != expected:
             numbered.append(
@@ -892,8 +868,10 @@ def _checksum_lines(
 ) -> tuple[dict[str, tuple[str, int]] | None, list[tuple[int, str]]]:
     sums_path = package_dir / CHECKSUMS
     try:
-        lines = files.read_inside(package_dir, CHECKSUMS).decode("utf-8").splitlines()
-    except FileNotFoundError:
+        lines = model.read_file(package_dir, CHECKSUMS).decode("utf-8").splitlines()
+    except model.UntrustedFile as error:
+        if error.reason != _MISSING:
+            return None, [(0, f"{sums_path}: checksum: {error.reason}; expected a text file")]
         return None, [
             (
                 0,
@@ -901,9 +879,7 @@ def _checksum_lines(
                 f"its files in {CHECKSUMS} (restore it, or release the package again)",
             )
         ]
-    except files.NotARegularFile as error:
-        return None, [(0, f"{sums_path}: checksum: {error.what}; expected a text file")]
-    except (OSError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
         return None, [(0, f"{sums_path}: checksum: cannot be read ({type(error).__name__})")]
     problems: list[tuple[int, str]] = []
     listed: dict[str, tuple[str, int]] = {}
@@ -921,9 +897,9 @@ def _checksum_lines(
             )
             continue
         expected, relative = match.group(1).lower(), match.group(2)
-        refused = files.untrusted_path(relative)
+        refused = model.path_problem(relative)
         if refused:
-            problems.append((number, f"{at}: the path {refused}"))
+            problems.append((number, f"{at}: the path {relative!r}: {refused}"))
             continue
         if relative in listed:
             problems.append(
@@ -955,7 +931,7 @@ def _descriptor_paths(descriptor: dict[str, Any] | None) -> list[str]:
         entries = descriptor.get(key) if descriptor else None
         for entry in entries if isinstance(entries, list) else []:
             relative = entry.get("path") if isinstance(entry, dict) else None
-            if isinstance(relative, str) and files.untrusted_path(relative) is None:
+            if isinstance(relative, str) and model.path_problem(relative) is None:
                 paths.append(relative)
     return paths
 
@@ -963,8 +939,8 @@ def _descriptor_paths(descriptor: dict[str, Any] | None) -> list[str]:
 def _check_zip(package_dir: Path, name: str, descriptor: dict[str, Any] | None) -> list[str]:
     where = f"{package_dir / name}: zip"
     try:
-        archive = zipfile.ZipFile(io.BytesIO(files.read_inside(package_dir, name)))
-    except (OSError, zipfile.BadZipFile, ValueError) as error:
+        archive = zipfile.ZipFile(io.BytesIO(model.read_file(package_dir, name)))
+    except (model.UntrustedFile, zipfile.BadZipFile, ValueError) as error:
         return [f"{where}: cannot be read as a zip ({type(error).__name__})"]
     problems: list[str] = []
     members = [info for info in archive.infolist() if not info.is_dir()]
@@ -973,17 +949,17 @@ def _check_zip(package_dir: Path, name: str, descriptor: dict[str, Any] | None) 
     found: set[str] = set()
     for info in members:
         relative = info.filename.removeprefix(prefix)
-        refused = files.untrusted_path(relative)
+        refused = model.path_problem(relative)
         if refused:
-            problems.append(f"{where}: member {info.filename!r}: the path {refused}")
+            problems.append(f"{where}: member {info.filename!r}: {refused}")
             continue
         if stat.S_ISLNK(info.external_attr >> 16):
             problems.append(f"{where}: member {info.filename!r} is a symbolic link")
             continue
         found.add(relative)
         try:
-            loose = files.read_inside(package_dir, relative)
-        except (OSError, ValueError):
+            loose = model.read_file(package_dir, relative)
+        except model.UntrustedFile:
             problems.append(
                 f"{where}: member {info.filename!r} is not a file of the package; expected "
                 "the zip to hold the package's own files only"

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from publisher import files
 from publisher.errors import PackageError
 
 __all__ = [
@@ -447,15 +448,7 @@ def _open_problem(error: OSError, package_dir: Path, parts: Sequence[str]) -> st
 
 
 def _kind(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "not a regular file"
+    return files.describe(mode)
 
 
 def _printable(text: str) -> str:
