@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import io
 import json
 import math
 import os
@@ -28,7 +27,7 @@ from typing import Any
 import frictionless
 import polars as pl
 
-from publisher import checks, files, guarantee, notes
+from publisher import checks, files, guarantee, model, notes
 from publisher import staging as staging_folders
 from publisher.disclosure import LOW, MARKERS, PROVISIONAL, REVISED
 from publisher.errors import PackageError, PublisherError
@@ -44,11 +43,13 @@ __all__ = [
     "UNROUNDED",
     "PreviousRelease",
     "ReleaseContent",
+    "build",
     "check_destination",
     "check_plain",
     "discard",
     "generated_names",
     "least_shown_count",
+    "named_as",
     "previous_release",
     "revised_version",
     "share_descriptions",
@@ -134,17 +135,23 @@ def revised_version(previous: PreviousRelease | None, period: str) -> str | None
 def previous_release(out_dir: Path) -> PreviousRelease | None:
     """The package currently at ``out_dir``, if there is one, verified before anything is
     spent: it must validate (every file listed in SHA256SUMS with its hash, no link, no
-    unknown file), hold only the files a package has (its descriptor, what the descriptor
-    lists, its zip, earlier versions under ``archive/`` each listed in their own
-    SHA256SUMS), and name its versions plainly. Otherwise :class:`PackageError` names the
-    file: an unverified folder is never archived, so nothing private is ever published
-    through it."""
+    unknown file), read as the one package model (:func:`model.read`: plain paths, plain
+    versions, every stated hash), and hold only the files a package has (its descriptor,
+    what the descriptor lists, its zip, earlier versions under ``archive/`` each listed in
+    their own SHA256SUMS). Otherwise :class:`PackageError` names the file: an unverified
+    folder is never archived, so nothing private is ever published through it."""
     if not os.path.lexists(out_dir / DESCRIPTOR):
         return None
     problems = validate(out_dir)
+    verified = None
     if not problems:
-        problems = _unknown_files(out_dir)
-    if problems:
+        try:
+            verified = model.read(out_dir)
+        except PackageError as error:
+            problems = error.problems
+    if verified is not None:
+        problems = _unknown_files(verified)
+    if problems or verified is None:
         raise PackageError(
             [
                 f"{out_dir}: the package there is not valid, so a release can neither replace "
@@ -153,64 +160,60 @@ def previous_release(out_dir: Path) -> PreviousRelease | None:
                 *problems,
             ]
         )
-    listed, _ = checks.read_checksums(out_dir)
-    assert listed is not None  # validated
-    hashes = {path: digest for path, (digest, _) in listed.items()}
-    hashes[CHECKSUMS] = hashlib.sha256(files.read_inside(out_dir, CHECKSUMS)).hexdigest()
-    meta = json.loads(files.read_inside(out_dir, DESCRIPTOR))
-    tables = {}
-    for resource in meta["resources"]:
-        if "table" not in resource:
-            continue
-        by = resource["table"]["by"]
-        tables[resource["name"]] = pl.read_csv(
-            io.BytesIO(files.read_inside(out_dir, resource["path"])),
-            schema_overrides={**dict.fromkeys(by, pl.String), "value": pl.Int64},
-        )
-    changelog = (
-        files.read_inside(out_dir, CHANGELOG).decode("utf-8") if CHANGELOG in hashes else None
-    )
+    hashes = dict(verified.checksums)
+    hashes[CHECKSUMS] = hashlib.sha256(model.read_file(out_dir, CHECKSUMS)).hexdigest()
     return PreviousRelease(
         directory=out_dir,
-        name=str(meta["name"]),
-        version=str(meta["version"]),
-        period=str(meta["release"]["period"]),
-        changelog=changelog,
-        tables=tables,
+        name=verified.name,
+        version=verified.version,
+        period=verified.period,
+        changelog=verified.changelog,
+        tables={resource.name: _published_values(resource) for resource in verified.tables},
         files=hashes,
     )
 
 
-def _unknown_files(out_dir: Path) -> list[str]:
-    """The files of a valid package that no package of ours holds (a stray export, a copy
-    of the spec or the data dropped into the folder and listed in SHA256SUMS), and version
-    names that are not plain versions (``../../x``)."""
-    meta = json.loads(files.read_inside(out_dir, DESCRIPTOR))
-    listed, _ = checks.read_checksums(out_dir)
-    assert listed is not None  # validated
-    version = meta.get("version")
-    if not isinstance(version, str) or not re.fullmatch(SEMVER, version):
-        return [
-            f"{out_dir / DESCRIPTOR}: version: expected a version such as '1.0.0', found "
-            f"{str(version)[:40]!r}"
-        ]
-    known = {DESCRIPTOR, f"{meta.get('name')}-{version}.zip"}
-    known |= {entry["path"] for entry in [*meta["resources"], *meta.get("files", [])]}
-    problems = []
+def _published_values(resource: model.Resource) -> pl.DataFrame:
+    """A published table's keys and values (empty where a marker stands instead)."""
+    by = [dimension.name for dimension in resource.dimensions]
+    return pl.DataFrame(
+        {
+            **{column: [row[column] for row in resource.rows] for column in by},
+            "value": [int(row["value"]) if row["value"] else None for row in resource.rows],
+        },
+        schema={**dict.fromkeys(by, pl.String), "value": pl.Int64},
+    )
+
+
+def _unknown_files(verified: model.Package) -> list[str]:
+    """The files of a valid package that no package of ours holds: a stray export, or a
+    copy of the spec or the data, dropped into the folder (and perhaps listed in
+    SHA256SUMS to pass validation)."""
+    out_dir = verified.directory
+    own_zip = f"{verified.name}-{verified.version}.zip"
+    known = {
+        item.path for item in verified.files if item.kind != "checksummed" or item.path == own_zip
+    }
+    problems = [
+        f"{out_dir / relative}: is not a file of the package (its descriptor does not list it): "
+        "remove it from the folder and from SHA256SUMS, it would be published in the archive"
+        for relative in sorted({*verified.unlisted, *verified.checksums})
+        if relative not in known and relative != CHECKSUMS and not _archived(relative)
+    ]
     archived: dict[str, set[str]] = {}
-    for relative in listed:
-        parts = relative.split("/")
-        if parts[0] == ARCHIVE and len(parts) > 2 and re.fullmatch(SEMVER, parts[1]):
-            archived.setdefault(parts[1], set()).add("/".join(parts[2:]))
-        elif relative not in known:
-            problems.append(
-                f"{out_dir / relative}: is not a file of the package (its descriptor does not "
-                "list it): remove it from the folder and from SHA256SUMS, it would be "
-                "published in the archive"
-            )
+    for relative in verified.checksums:
+        if _archived(relative):
+            _, older, rest = relative.split("/", 2)
+            archived.setdefault(older, set()).add(rest)
     for older, paths in sorted(archived.items()):
         problems += _unknown_archived(out_dir, f"{ARCHIVE}/{older}", paths)
     return problems
+
+
+def _archived(relative: str) -> bool:
+    """Whether a path is a file of an earlier version kept under ``archive/VERSION/``."""
+    parts = relative.split("/")
+    return parts[0] == ARCHIVE and len(parts) > 2 and re.fullmatch(SEMVER, parts[1]) is not None
 
 
 def _unknown_archived(out_dir: Path, folder: str, paths: set[str]) -> list[str]:
@@ -221,7 +224,7 @@ def _unknown_archived(out_dir: Path, folder: str, paths: set[str]) -> list[str]:
     problems = []
     for relative in sorted(paths - {CHECKSUMS}):
         expected = own.get(relative)
-        data = files.read_inside(out_dir, f"{folder}/{relative}")
+        data = model.read_file(out_dir, f"{folder}/{relative}")
         if expected is None or hashlib.sha256(data).hexdigest() != expected[0]:
             problems.append(
                 f"{out_dir / folder / relative}: is not a file of the archived version (its "
@@ -297,17 +300,31 @@ def stage(content: ReleaseContent, out_dir: Path) -> Path:
     try:
         # mkdtemp makes the directory private (0700); a published package is for everyone.
         staging.chmod(0o777 & ~_umask())
-        with _named_as(staging, out_dir):
-            _build(content, staging)
-            problems = validate(staging)
-            if problems:
+        with named_as(staging, out_dir):
+            try:
+                build(content, staging)
+            except PackageError as error:
                 raise PackageError(
-                    [f"the new package is not valid, nothing was published: {p}" for p in problems]
-                )
+                    [
+                        f"the new package is not valid, nothing was published: {p}"
+                        for p in error.problems
+                    ]
+                ) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return staging
+
+
+def build(content: ReleaseContent, folder: Path) -> None:
+    """Write the whole package into the empty ``folder`` and validate it (Data Package v2
+    profile, frictionless and the publisher's own rules); :class:`PackageError` lists
+    every problem. A release and its dry run both build through here: only where their
+    figures come from differs."""
+    _build(content, folder)
+    problems = validate(folder)
+    if problems:
+        raise PackageError(problems)
 
 
 def swap_in(staging: Path, out_dir: Path) -> Path:
@@ -327,17 +344,17 @@ def discard(staging: Path) -> None:
 
 
 @contextmanager
-def _named_as(staging: Path, out_dir: Path) -> Iterator[None]:
-    """Errors raised in the block name ``out_dir`` where they would name ``staging``: the
-    staging folder is internal, and gone by the time the message is read."""
+def named_as(folder: Path, shown: Path | str) -> Iterator[None]:
+    """Errors raised in the block name ``shown`` where they would name ``folder``: a
+    staging or scratch folder is internal, and gone by the time the message is read."""
     try:
         yield
     except PublisherError as error:
-        renamed = [problem.replace(str(staging), str(out_dir)) for problem in error.problems]
+        renamed = [problem.replace(str(folder), str(shown)) for problem in error.problems]
         raise type(error)(renamed) from None
     except OSError as error:
-        if error.filename and str(staging) in str(error.filename):
-            error.filename = str(error.filename).replace(str(staging), str(out_dir))
+        if error.filename and str(folder) in str(error.filename):
+            error.filename = str(error.filename).replace(str(folder), str(shown))
         raise
 
 
@@ -546,7 +563,7 @@ def _archive(previous: PreviousRelease, archive: Path) -> None:
             target = archive.joinpath(*parts[1:])
         else:
             target = archive.joinpath(previous.version, *parts)
-        data = files.read_inside(previous.directory, relative)
+        data = model.read_file(previous.directory, relative)
         if hashlib.sha256(data).hexdigest() != digest:
             raise PackageError(
                 f"{previous.directory / relative}: changed while the release was running; "

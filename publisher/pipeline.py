@@ -25,14 +25,16 @@ from publisher import (
     package,
     postprocess,
     privacy,
+    site,
     spec,
+    staging,
 )
 from publisher import bounds as bounds_module
 from publisher.errors import PackageError, PublisherError
 from publisher.postprocess import ShareEstimate
 from publisher.progress import Progress, quiet
 
-__all__ = ["CheckResult", "ReleaseResult", "bounds", "check", "release"]
+__all__ = ["CheckResult", "ReleaseResult", "bounds", "check", "rehearse", "release"]
 
 
 @dataclass(frozen=True)
@@ -58,11 +60,54 @@ def check(spec_path: Path, progress: Progress = quiet) -> CheckResult:
     progress = _observed(progress)
     release_spec = spec.load(spec_path)
     rows = dict(ingest.check(release_spec, progress))
+    _preview(release_spec, spec_path, progress)
+    rehearse(release_spec, spec_path, None, progress)
+    return CheckResult(release_spec, rows)
+
+
+def _preview(release_spec: spec.ReleaseSpec, spec_path: Path, progress: Progress) -> None:
+    """Whether the ledger would accept the release (version, cap), without changing it."""
     if release_spec.ledger_path.exists():
         progress("Checking the ledger", None)
         book = ledger.Ledger(release_spec.ledger_path, read_only=True)
         book.preview(_spend_request(release_spec, spec_path, book))
-    return CheckResult(release_spec, rows)
+
+
+def rehearse(
+    release_spec: spec.ReleaseSpec,
+    spec_path: Path,
+    previous: package.PreviousRelease | None,
+    progress: Progress = quiet,
+) -> None:
+    """The dry run: build the whole package from placeholder figures of the right shape
+    (:func:`privacy.placeholder`: every table and key, no data read, no noise drawn) into
+    a private scratch folder, through the very functions a release uses after its
+    measurements (estimates, rules, descriptor, README, spreadsheets, zip, checksums,
+    validation), generate its site pages, then discard it all.
+
+    A spec that passes it cannot fail after the spend for any reason the spec or the
+    inputs cause. Raises :class:`PackageError` naming the spec and, for each problem, the
+    file of the package as it would be published.
+    """
+    progress("Rehearsing the package with placeholder figures", None)
+    placeholder = privacy.placeholder(release_spec, varied=True)
+    content = _content(release_spec, placeholder, previous, quiet)
+    with staging.private_folder() as scratch:
+        folder = scratch / "package"
+        folder.mkdir()
+        try:
+            package.build(content, folder)
+            progress("Rehearsing the site pages", None)
+            site.generate_pages(folder, scratch / "pages")
+        except PublisherError as error:
+            raise PackageError(
+                [
+                    f"{spec_path}: a dry run with placeholder figures (nothing was spent) "
+                    f"found the package this spec makes would fail: "
+                    + problem.replace(f"{folder}/", "").replace(str(folder), "the package")
+                    for problem in error.problems
+                ]
+            ) from None
 
 
 def release(spec_path: Path, out_dir: Path, progress: Progress = quiet) -> ReleaseResult:
@@ -85,6 +130,10 @@ def release(spec_path: Path, out_dir: Path, progress: Progress = quiet) -> Relea
     previous = package.previous_release(out_dir)
     _check_previous_against_ledger(release_spec, previous)
     with ingest.load(release_spec, progress) as frames:
+        # Exactly what ``check`` does, then the reserve: nothing the spec or the inputs
+        # cause can fail after it.
+        _preview(release_spec, spec_path, progress)
+        rehearse(release_spec, spec_path, previous, progress)
         return _release(release_spec, spec_path, frames, out_dir, previous, progress)
 
 

@@ -608,12 +608,25 @@ def measure(
     return _measurements(spec, plan, values)
 
 
-def placeholder(spec: ReleaseSpec, plan: Accounting | None = None) -> Measurements:
-    """Measurements of the right shape, with every noisy count zero, for a dry run: the
-    same accounting as :func:`measure` (or ``plan``), no data read and no noise drawn."""
+def placeholder(
+    spec: ReleaseSpec, plan: Accounting | None = None, *, varied: bool = False
+) -> Measurements:
+    """Measurements of the right shape for a dry run: the same accounting as
+    :func:`measure` (or ``plan``), every table and key, no data read and no noise drawn.
+
+    Every noisy count is zero, or with ``varied`` (the package's dry run, see
+    ``pipeline.rehearse``) the counts cycle through a negative count, zero, a count below
+    the threshold and large ones, so that every rule (markers, intervals, shares, what
+    the bounds left out) is exercised on the way to a package.
+    """
     plan = plan or accounting.account(spec)
+    rules = spec.disclosure
+    cycle = [-2, 0, max(rules.threshold // 2, 1), 40 * (rules.threshold + rules.rounding_base)]
     values: dict[tuple[str, str], Sequence[int]] = {
-        (item.kind, item.name): [0] * item.cells for item in plan.measurements
+        (item.kind, item.name): [
+            cycle[index % len(cycle)] + index if varied else 0 for index in range(item.cells)
+        ]
+        for item in plan.measurements
     }
     return _measurements(spec, plan, values)
 

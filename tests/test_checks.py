@@ -25,6 +25,10 @@ from publisher.errors import PackageError
 BY_WARD = "data/admissions-by-ward.csv"
 BY_OUTCOME = "data/admissions-by-ward-and-outcome.csv"
 SHARES = "data/headline-shares.csv"
+PLAIN = (
+    "expected a relative path inside the package made of letters, digits, '-', '_' and '.' "
+    "(for example 'data/table.csv')"
+)
 FOLDER = "hospital-admissions-test-0.1.0"  # the zip's one top-level folder
 ZIP = f"{FOLDER}.zip"
 
@@ -371,8 +375,8 @@ def test_paths_must_stay_inside_the_package(package_dir: Path) -> None:
     files = len(meta["files"])
     problems = checks.check_package(package_dir)
     assert f"{descriptor}: profile: $.resources[0].path: does not match the pattern" in problems[0]
-    assert f"{descriptor}: path: $.resources[0].path: contains '..'" in problems[1]
-    assert f"{descriptor}: path: $.files[{files - 2}].path: is absolute" in problems[2]
+    assert f"{descriptor}: path: $.resources[0].path: {PLAIN}" in problems[1]
+    assert f"{descriptor}: path: $.files[{files - 2}].path: {PLAIN}" in problems[2]
     assert f"{descriptor}: path: $.files[{files - 1}].path: 'gone.md' is not a file" in problems[3]
     assert not any("outside.csv" in p for p in problems[2:])
 
@@ -389,7 +393,7 @@ def test_a_link_out_of_the_package_is_refused(package_dir: Path) -> None:
         if ": checksum: " not in p and ": zip: " not in p
     ]
     assert len(problems) == 1, problems
-    assert "'data/link.csv' is a symbolic link, not a regular file" in problems[0]
+    assert "'data/link.csv' is a symbolic link; a package holds plain files only" in problems[0]
 
 
 # --- the v2 profile and the descriptor ------------------------------------------------------
@@ -488,8 +492,7 @@ def test_checksums_wrong_missing_unknown_and_malformed(package_dir: Path) -> Non
         "package",
         f"{sums}: line {count - 1}: checksum: not in sha256sum format; expected "
         "'<64 hexadecimal digits>  <path>'",
-        f"{sums}: line {count}: checksum: the path contains '..'; expected a path that stays "
-        "inside the package",
+        f"{sums}: line {count}: checksum: the path '../escape': {PLAIN}",
         f"{archived}: checksum: not listed in SHA256SUMS; expected every file of the package in it",
     ]
 
@@ -578,8 +581,7 @@ def test_the_zip_holds_nothing_else_and_nothing_unsafe(package_dir: Path) -> Non
     assert problems == [
         f"{where} '{FOLDER}/microdata.csv' is not a file of the package; expected the zip to "
         "hold the package's own files only",
-        f"{where} '{FOLDER}/../escape.csv': the path contains '..'; expected a path that stays "
-        "inside the package",
+        f"{where} '{FOLDER}/../escape.csv': {PLAIN}",
         f"{where} '{FOLDER}/data/link.csv' is a symbolic link",
     ]
 
@@ -602,7 +604,7 @@ def test_a_symlink_listed_in_the_checksums_is_refused_and_never_quoted(
     assert f"{target}: checksum: is a symbolic link; a package holds only regular files" in (
         "\n".join(problems)
     )
-    assert any("'data/admissions-by-ward.csv' is a symbolic link" in p for p in problems)
+    assert any("'data/admissions-by-ward.csv' is a symbolic link" in p for p in problems), problems
 
 
 @pytest.mark.parametrize("what", ["fifo", "socket"])

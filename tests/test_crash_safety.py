@@ -42,11 +42,12 @@ import os, pathlib, signal
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
 
-def kill_after(owner, name):
+def kill_after(owner, name, when=lambda *args: True):
     real = getattr(owner, name)
     def wrapper(*args, **kwargs):
         result = real(*args, **kwargs)
-        die()
+        if when(*args):
+            die()
         return result
     setattr(owner, name, wrapper)
 
@@ -65,9 +66,10 @@ elif stage == "during-noise":
     from publisher import privacy
     kill_after(privacy, "_noisy")
 elif stage == "during-writing":
-    # The first CSV of the new package is written in the staging folder.
+    # The first CSV of the new package is written in the staging folder (not in the dry
+    # run's private scratch folder, before the reserve).
     import polars
-    kill_after(polars.DataFrame, "write_csv")
+    kill_after(polars.DataFrame, "write_csv", lambda frame, path: ".staging-" in str(path))
 elif stage == "before-swap":
     # The new package is complete and validated, not yet in place.
     from publisher import package

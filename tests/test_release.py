@@ -9,6 +9,7 @@ import json
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -263,6 +264,8 @@ def test_a_release_reports_its_stages_and_how_far_each_has_gone(
     assert steps == [
         "Reading and checking admissions",
         "Checking references between inputs",
+        "Rehearsing the package with placeholder figures",
+        "Rehearsing the site pages",
         "Reserving the privacy loss",
         "Bounding admissions",
         "Measuring the admissions tables",
@@ -291,6 +294,8 @@ def test_a_failure_after_the_spend_names_the_package_folder_not_its_staging(
     real = checks.check_package
 
     def one_more_problem(package_dir: Path) -> list[str]:
+        if ".staging-" not in package_dir.name:  # the dry run, before the spend, passes
+            return real(package_dir)
         return [*real(package_dir), f"{package_dir / 'data'}: rule: a problem found late"]
 
     monkeypatch.setattr(checks, "check_package", one_more_problem)
@@ -382,3 +387,65 @@ def test_the_ledger_keeps_keyed_fingerprints_only(
     # The report never prints them.
     printed = ledger.report(tmp_path / "ledger.sqlite").to_json()
     assert keyed not in printed and record.inputs and "fingerprint" not in printed
+
+
+# --- the dry run: check and release share it, before anything is reserved --------------------
+
+
+def test_the_dry_run_builds_the_package_the_release_builds(
+    make_release: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fails if the dry run and the release stop sharing one path: the package built from
+    # placeholder figures must have every file, resource and column the real one has.
+    built: list[tuple[list[str], list[tuple[str, list[str]]]]] = []
+    real_build = package.build
+
+    def build(content: package.ReleaseContent, folder: Path) -> None:
+        real_build(content, folder)
+        meta = json.loads((folder / "datapackage.json").read_text(encoding="utf-8"))
+        resources = [
+            (r["name"], [f["name"] for f in r.get("schema", {}).get("fields", [])])
+            for r in meta["resources"]
+        ]
+        files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+        built.append((files, resources))
+
+    monkeypatch.setattr(package, "build", build)
+    spec_path = spec_with(make_release)
+    pipeline.check(spec_path)
+    pipeline.release(spec_path, tmp_path / "out")
+
+    checked, rehearsed, released = built
+    assert checked == rehearsed == released
+
+
+def test_a_package_the_spec_cannot_make_is_refused_before_the_reserve(
+    make_release: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    noise_draws: list[object],
+) -> None:
+    # Fails if a spec whose package would not validate can reach the reserve: whatever
+    # makes it invalid (here a descriptor the profile refuses, as an empty keywords list
+    # once was), check and release must both say so, with nothing spent.
+    real_descriptor = package._descriptor
+
+    def descriptor(content: package.ReleaseContent, resources: list[Any]) -> dict[str, Any]:
+        return {**real_descriptor(content, resources), "keywords": []}
+
+    monkeypatch.setattr(package, "_descriptor", descriptor)
+    spec_path = spec_with(make_release)
+    for run in (
+        lambda: pipeline.check(spec_path),
+        lambda: pipeline.release(spec_path, tmp_path / "out"),
+    ):
+        with pytest.raises(package.PackageError) as caught:
+            run()
+        assert caught.value.problems == [
+            f"{spec_path}: a dry run with placeholder figures (nothing was spent) found the "
+            "package this spec makes would fail: datapackage.json: profile: $.keywords: [] "
+            "should be non-empty"
+        ]
+    assert noise_draws == []
+    assert not (tmp_path / "ledger.sqlite").exists()
+    assert not (tmp_path / "out").exists()

@@ -50,13 +50,13 @@ def before(owner, name):
         return real(*args, **kwargs)
     setattr(owner, name, wrapper)
 
-def after(owner, name, times=1):
+def after(owner, name, when=lambda *args: True):
     real = getattr(owner, name)
-    calls = []
+    sent = []
     def wrapper(*args, **kwargs):
         result = real(*args, **kwargs)
-        calls.append(1)
-        if len(calls) == times:
+        if not sent and when(*args):
+            sent.append(1)
             send()
         return result
     setattr(owner, name, wrapper)
@@ -86,8 +86,10 @@ elif stage == "noise":
     after(privacy, "measure")
 elif stage == "noise-swallowed":
     swallowed_before(privacy, "measure")
+elif stage == "rehearsing":
+    after(polars.DataFrame, "write_csv")  # the dry run writes first, before the reserve
 elif stage == "writing":
-    after(polars.DataFrame, "write_csv")
+    after(polars.DataFrame, "write_csv", lambda frame, path: ".staging-" in str(path))
 elif stage == "swap":
     before(package, "_swap")
 else:
@@ -179,6 +181,7 @@ def assert_clean(result: subprocess.CompletedProcess[str], root: Path, signame: 
 STAGES: dict[str, tuple[str, str] | None] = {
     "reading": None,
     "opening-ledger": None,
+    "rehearsing": None,
     "after-reserve": ("failed", "interrupted by"),
     "noise": ("failed", "interrupted by"),
     "noise-swallowed": ("failed", "interrupted by"),
