@@ -130,9 +130,9 @@ def release(spec_path: Path, out_dir: Path, progress: Progress = quiet) -> Relea
     previous = package.previous_release(out_dir)
     _check_previous_against_ledger(release_spec, previous)
     with ingest.load(release_spec, progress) as frames:
-        # Exactly what ``check`` does, then the reserve: nothing the spec or the inputs
-        # cause can fail after it.
-        _preview(release_spec, spec_path, progress)
+        # What ``check`` does, then the reserve (which checks the ledger as check's
+        # preview does, and resolves a reservation whose process is gone): nothing the
+        # spec or the inputs cause can fail after it.
         rehearse(release_spec, spec_path, previous, progress)
         return _release(release_spec, spec_path, frames, out_dir, previous, progress)
 

@@ -261,11 +261,10 @@ def test_a_share_interval_stays_within_0_and_1_and_in_order(maternity: float) ->
     # Fails if a numerator estimated far below zero (or above the denominator) gives a
     # bound outside [0, 1] or a lower bound above the upper one: the package would then
     # fail validation after the noise was drawn (found by the dry run).
-    estimates_of = {"Cardiology": 300.0, "Maternity": maternity, "Oncology": 300.0}
     cells = pl.DataFrame(
-        {"ward": WARDS, ESTIMATE: [estimates_of.get(ward, 300.0) for ward in WARDS]}
+        {"ward": WARDS, ESTIMATE: [maternity if w == "Maternity" else 300.0 for w in WARDS]}
     )
-    estimates = TableEstimates("by-ward", ("ward",), cells, np.eye(4), _Z)
+    estimates = estimates_of(cells, np.eye(4))
     result = estimate_share(SPEC.shares[0], estimates)
     assert result.estimate is not None
     assert 0.0 <= result.lower_95 <= result.estimate <= result.upper_95 <= 1.0
