@@ -561,16 +561,46 @@ def _yaml_list(values: Sequence[str], indent: int) -> str:
     return "\n".join(f"{pad}- {_q(value)}" for value in values)
 
 
+def _region_definitions(indent: int) -> str:
+    pad = " " * indent
+    lines = []
+    for region, forces in _FORCES_BY_REGION:
+        names = [force for force, _ in forces]
+        listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+        if region == "National":
+            definition = f"{listed}, which polices the railways and belongs to no region."
+        else:
+            definition = f"The area policed by {listed}."
+        lines.append(f"{pad}{_q(region)}: {_q(definition)}")
+    return "\n".join(lines)
+
+
+def _age_definitions(bands: Sequence[str], person: str, indent: int) -> str:
+    """Each age band in words, from its label ("10 to 17", "55 and over", "Unknown")."""
+    pad = " " * indent
+    lines = []
+    for band in bands:
+        if band == "Unknown":
+            definition = f"The {person}'s age was not recorded or is not known."
+        elif band.endswith(" and over"):
+            oldest = band.removesuffix(" and over")
+            definition = f"Aged {oldest} or over when the offence took place."
+        else:
+            definition = f"Aged {band} years when the offence took place."
+        lines.append(f"{pad}{_q(band)}: {_q(definition)}")
+    return "\n".join(lines)
+
+
 def _force_definitions(indent: int) -> str:
     pad = " " * indent
     lines: list[str] = []
     for region, forces in _FORCES_BY_REGION:
         if region == "National":
-            definition = "A national police force for the railways, not tied to one region"
+            definition = "A national police force for the railways, not tied to one region."
         elif region == "Wales":
-            definition = "A territorial police force in Wales"
+            definition = "A territorial police force in Wales."
         else:
-            definition = f"A territorial police force in the {region} region"
+            definition = f"A territorial police force in the {region} region."
         lines.extend(f"{pad}{_q(force)}: {_q(definition)}" for force, _ in forces)
     return "\n".join(lines)
 
@@ -592,11 +622,48 @@ release:
     Synthetic demonstration data shaped like the national picture of group-based child
     sexual abuse and exploitation recorded by the 44 police forces of England and Wales in
     2023. The records were made up by a computer program: they describe no real crime,
-    victim or suspect, and none of these figures are official statistics.
+    victim or suspect.
   publisher: Publisher demonstration (not a real organisation)
   contact:
     name: Demonstration statistics team
     email: statistics@example.org
+    statistician: Alex Example (a made-up name)
+  press:
+    name: Demonstration press office (not a real office)
+    email: press@example.org
+  # What the site says once, on the release page: these are not official statistics.
+  statistics_status: not-official
+  url: https://example.org/statistics/csae-group-based-demo/
+  versions_url: https://example.org/statistics/csae-group-based-demo/versions/
+  related:
+    - title: Code of Practice for Statistics
+      url: https://code.statisticsauthority.gov.uk/
+      description: The standards that UK official statistics are produced to.
+    - title: Symbols in tables, definitions and help
+      url: https://analysisfunction.civilservice.gov.uk/policy-store/symbols-in-tables-definitions-and-help/
+      description: The Government Statistical Service guidance on markers such as [low] and [r].
+    - title: Sexual Offences Act 2003
+      url: https://www.legislation.gov.uk/ukpga/2003/42/contents
+      description: The law under which most of the offence types are recorded.
+    - title: OpenDP
+      url: https://opendp.org/
+      description: The open-source library that added the noise and accounted for the privacy loss.
+  # The release's own terms; the site's glossary adds the terms of differential privacy.
+  glossary:
+    Group-based: >-
+      Abuse or exploitation by two or more offenders, of any age, linked through formal
+      or informal groups or networks. The police record it as abuse involving two or more
+      people; the offenders may or may not belong to the child's family.
+    Child sexual exploitation: >-
+      Child sexual abuse in which a child is manipulated or coerced into sexual activity
+      in return for something the child needs or wants, or for the offenders' gain.
+    Recorded crime: >-
+      A crime recorded by a police force under the national counting rules, which count
+      one crime for each victim: a victim of several crimes is counted several times.
+    COCAD: >-
+      The Complex and Organised Child Abuse Dataset, the police collection behind the real
+      national picture of group-based abuse and a companion to the Child Sexual Abuse
+      Dataset. This demonstration imitates its shape; it holds none of its records.
   licence: OGL-UK-3.0
   geography: England and Wales
   keywords:
@@ -649,6 +716,8 @@ $force_definitions
       is national).
     values:
 $regions
+    definitions:
+$region_definitions
     # Each region groups forces: a column derived with `from: force` is consistent with
     # the force table, and regions sum to the national total.
     groups:
@@ -660,6 +729,27 @@ $region_members
     description: The type of sexual offence recorded, grouped.
     values:
 $offence_types
+    definitions:
+      Rape of a child: >-
+        Penetration of a child's vagina, anus or mouth with a penis; in law a child under
+        13 can never consent.
+      Sexual assault of a child: >-
+        Touching a child sexually, including penetration with a part of the body or an
+        object, without the child's consent or when the child is too young to consent.
+      Sexual activity with a child: >-
+        Sexual activity by an adult with a child under 16, even where the child seemed to
+        agree.
+      Causing or inciting sexual activity: >-
+        Making or encouraging a child to take part in sexual activity, with the offender
+        or with someone else.
+      Indecent images of children: >-
+        Taking, making, sharing or having indecent photographs or images of a child.
+      Sexual grooming: >-
+        Gaining a child's trust in order to abuse them, including sexual messages to a
+        child and meeting a child after grooming.
+      Other sexual offences: >-
+        Any other sexual offence against a child, such as exposure, voyeurism or arranging
+        the abuse of a child.
   environment:
     title: Environment
     description: The setting in which the group-based abuse took place.
@@ -683,6 +773,12 @@ $environments
     unknown: Unknown
     values:
 $online
+    definitions:
+      "Yes": >-
+        Some part of the offence took place online, for example contact through social
+        media or messaging, or images shared online.
+      "No": No part of the offence was recorded as taking place online.
+      Unknown: Whether any part of the offence took place online was not recorded.
   victim_age_band:
     title: Victim age band
     description: The victim's age in years when the offence took place.
@@ -690,6 +786,8 @@ $online
     unknown: Unknown
     values:
 $victim_age_bands
+    definitions:
+$victim_age_definitions
   suspect_age_band:
     title: Suspect age band
     description: The suspect's age in years when the offence took place.
@@ -697,12 +795,18 @@ $victim_age_bands
     unknown: Unknown
     values:
 $suspect_age_bands
+    definitions:
+$suspect_age_definitions
   sex:
     title: Sex
     description: The person's sex as recorded by the police.
     unknown: Unknown
     values:
 $sexes
+    definitions:
+      Female: Recorded by the police as female.
+      Male: Recorded by the police as male.
+      Unknown: The person's sex was not recorded or is not known.
   ethnicity:
     title: Ethnic group
     description: >-
@@ -710,6 +814,18 @@ $sexes
     unknown: Not recorded
     values:
 $ethnicities
+    definitions:
+      Asian or Asian British: Indian, Pakistani, Bangladeshi, Chinese or any other Asian background.
+      "Black, Black British, Caribbean or African": >-
+        Caribbean, African or any other Black background.
+      Mixed or multiple ethnic groups: >-
+        White and Black Caribbean, White and Black African, White and Asian, or any other
+        mixed or multiple ethnic background.
+      White: >-
+        English, Welsh, Scottish, Northern Irish or British; Irish; Gypsy or Irish
+        Traveller; Roma; or any other White background.
+      Other ethnic group: Arab or any other ethnic group.
+      Not recorded: No ethnic group was recorded for the person.
 
 # The private microdata files; paths are relative to this spec. The identifier names a
 # person of the input's privacy unit: each person counts in at most
@@ -878,6 +994,9 @@ def _release_yaml(*, crimes: int, seed: int) -> str:
         crimes=f"{crimes:,}",
         forces=_yaml_list(_FORCES, 6),
         force_definitions=_force_definitions(6),
+        region_definitions=_region_definitions(6),
+        victim_age_definitions=_age_definitions(_VICTIM_AGE_BANDS, "victim", 6),
+        suspect_age_definitions=_age_definitions(_SUSPECT_AGE_BANDS, "suspect", 6),
         regions=_yaml_list([region for region, _ in _FORCES_BY_REGION], 6),
         region_members="\n".join(
             f"        {_q(region)}:\n" + _yaml_list([force for force, _ in forces], 10)

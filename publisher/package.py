@@ -33,7 +33,7 @@ from publisher.disclosure import LOW, MARKERS, PROVISIONAL, REVISED
 from publisher.errors import PackageError, PublisherError
 from publisher.postprocess import ShareEstimate, TruncationEstimate
 from publisher.privacy import Measurements
-from publisher.spec import LICENCES, SEMVER, ReleaseSpec, Share, Table
+from publisher.spec import LICENCES, SEMVER, Release, ReleaseSpec, Share, Table
 from publisher.spreadsheet import MEDIATYPES, write_spreadsheets
 
 __all__ = [
@@ -995,6 +995,23 @@ def _shares_resource(content: ReleaseContent, path: Path) -> dict[str, Any]:
     return resource
 
 
+def _site_facts(release: Release) -> dict[str, Any]:
+    """What the site says about the release beyond its figures, when the spec says it:
+    the statistics status, the responsible statistician, the press office, related pages,
+    the release's own terms and where every version can be found."""
+    facts: dict[str, Any] = {
+        "statistics_status": release.statistics_status,
+        "versions_url": release.versions_url,
+        "press": release.press.model_dump(exclude_defaults=True) if release.press else None,
+        "related": [link.model_dump() for link in release.related],
+        "glossary": dict(release.glossary),
+    }
+    contact = release.contact.model_dump(include={"statistician", "phone"}, exclude_defaults=True)
+    return {
+        "contact": {"name": release.contact.name, "email": release.contact.email, **contact}
+    } | {key: value for key, value in facts.items() if value}
+
+
 def _descriptor(content: ReleaseContent, resources: list[dict[str, Any]]) -> dict[str, Any]:
     spec = content.spec
     release = spec.release
@@ -1009,6 +1026,7 @@ def _descriptor(content: ReleaseContent, resources: list[dict[str, Any]]) -> dic
         "$schema": PROFILE,
         "name": release.id,
         "id": f"urn:publisher:{release.id}:{release.version}",
+        **({"homepage": release.url} if release.url else {}),
         "title": release.title,
         "description": release.description,
         "version": release.version,
@@ -1033,7 +1051,7 @@ def _descriptor(content: ReleaseContent, resources: list[dict[str, Any]]) -> dic
             "status": release.status,
             "next_update": release.next_update,
             "revises": content.revises,
-            "contact": {"name": release.contact.name, "email": release.contact.email},
+            **_site_facts(release),
         },
         "archive": _archive_list(content),
         "privacy": guarantee.privacy_section(spec, measured),

@@ -36,7 +36,9 @@ __all__ = [
     "Column",
     "Hop",
     "Input",
+    "Link",
     "LinkedUnit",
+    "PressContact",
     "Privacy",
     "Reach",
     "Release",
@@ -126,9 +128,49 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# A web address the site can link to as it is: https, and no character that Markdown or
+# HTML would read as syntax.
+HTTPS_URL = r"^https://[^\s<>()\[\]\"'`\\|]+$"
+Url = Annotated[str, Field(pattern=HTTPS_URL)]
+
+
 class Contact(_Model):
+    """Who readers write to about the figures (GSS practice: a named statistician too)."""
+
     name: Text
-    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+    email: Annotated[str, Field(pattern=EMAIL)]
+    # The statistician responsible for the release, named on the site.
+    statistician: str = ""
+    phone: str = ""
+
+
+class PressContact(_Model):
+    """Where journalists ask about the release (a press office)."""
+
+    name: Text
+    email: Annotated[str, Field(pattern=EMAIL)] | None = None
+    phone: str = ""
+
+
+class Link(_Model):
+    """A related page, listed on the release page."""
+
+    title: Text
+    url: Url
+    description: str = ""
+
+
+# The status of the statistics, as UK official statistics say it (each explained on the
+# site): accredited official statistics, official statistics, official statistics in
+# development, management information, or not official statistics at all.
+StatisticsStatus = Literal[
+    "accredited-official",
+    "official",
+    "official-in-development",
+    "management-information",
+    "not-official",
+]
 
 
 class Source(_Model):
@@ -156,6 +198,14 @@ class Release(_Model):
     # Provisional figures carry [p]; a later version for the same period revises them.
     status: Literal["final", "provisional"] = "final"
     next_update: str = "To be announced"
+    # What the site says about the release (none is required):
+    statistics_status: StatisticsStatus | None = None
+    url: Url | None = None  # the release's own web page, cited with the version
+    versions_url: Url | None = None  # where every version, earlier ones too, can be found
+    press: PressContact | None = None
+    related: list[Link] = []
+    # Terms this release uses, defined for readers (the site's glossary has the rest).
+    glossary: dict[Text, Text] = {}
 
 
 class Cap(_Model):
@@ -574,6 +624,11 @@ def _pattern_hint(pattern: str) -> str:
         )
     if pattern == SEMVER:
         return "expected a semantic version such as '1.0.0'"
+    if pattern == HTTPS_URL:
+        return (
+            "expected an https:// address without spaces, quotes, brackets or '|' (for "
+            "example 'https://example.org/statistics')"
+        )
     return "expected an email address such as 'statistics@example.org'"
 
 

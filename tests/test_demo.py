@@ -168,9 +168,31 @@ def test_forces_are_the_44_in_domain_order_with_regions(default_files: demo.Demo
     assert len(force.values) == 44
     assert force.values[:3] == ["Cleveland", "Durham", "Northumbria"]
     assert force.values[-1] == "British Transport Police"
-    assert force.definitions["Cleveland"] == "A territorial police force in the North East region"
+    assert force.definitions["Cleveland"] == "A territorial police force in the North East region."
     assert force.definitions["British Transport Police"].startswith("A national police force")
     assert set(force.definitions) == set(force.values)
+
+
+def test_every_key_of_every_category_is_defined(default_files: demo.DemoFiles) -> None:
+    """The data dictionary defines every category of the demo (issue 14)."""
+    categories = load(default_files.spec).categories
+    for name, category in categories.items():
+        assert set(category.definitions) == set(category.values), name
+        assert all(text.strip().endswith(".") for text in category.definitions.values()), name
+    assert categories["region"].definitions["London"] == (
+        "The area policed by City of London and Metropolitan Police."
+    )
+    assert categories["suspect_age_band"].definitions["55 and over"] == (
+        "Aged 55 or over when the offence took place."
+    )
+
+
+def test_the_demo_fills_the_release_page_keys(default_files: demo.DemoFiles) -> None:
+    release = load(default_files.spec).release
+    assert release.statistics_status == "not-official"
+    assert release.contact.statistician and release.press is not None
+    assert release.url and release.versions_url and release.related
+    assert "Group-based" in release.glossary
 
 
 def _spec_and_frames(
