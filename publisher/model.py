@@ -205,6 +205,7 @@ class PrivacyUnit:
     delta: float | None
     reaches: tuple[Reach, ...]
     tables: tuple[tuple[str, float | None], ...]  # table name -> its loss for this unit
+    per_input: bool = False  # read from the older shape: one "unit" per input
 
 
 @dataclass(frozen=True)
@@ -328,6 +329,8 @@ class Package:
     resources: tuple[Resource, ...]
     # Groups of tables estimated together (consistent with each other), by table name.
     consistent_groups: tuple[tuple[str, ...], ...]
+    estimation_method: str  # as the package names it ("generalised least squares")
+    estimation_description: str
     files: tuple[PackageFile, ...]  # every listed file of this version, verified
     archive: tuple[ArchivedVersion, ...]
     changelog: str | None  # the package's CHANGELOG.md, when it lists one
@@ -790,6 +793,8 @@ def _package(
         shares=shares,
         resources=resources,
         consistent_groups=consistent_groups,
+        estimation_method=reader.text(estimation, "method", "estimation."),
+        estimation_description=reader.text(estimation, "description", "estimation."),
         files=tuple(files.listed),
         archive=archive,
         changelog=changelog,
@@ -858,6 +863,7 @@ def _read_unit(reader: _Reader, obj: Mapping[str, Any], index: int) -> PrivacyUn
         delta=reader.number(obj, "delta", where),
         reaches=reaches,
         tables=tables,
+        per_input=not ("reaches" in obj or "name" in obj),
     )
 
 

@@ -1,11 +1,15 @@
 """The built site in a real browser: Debian's Chromium driven by Playwright, with axe-core.
 
 The site is built once from the repository's committed package and served on 127.0.0.1.
-Every page is opened once and audited: console errors, failed or off-site requests, axe-core
-violations of WCAG 2.2 AA (serious and critical), and charts or images without a text
-alternative. Then every internal link and download found on any page is fetched. Screenshots
-of the home page and of a table page go to ``test-artifacts/screenshots/`` for people to
-look at. A last test removes a chart's text alternative and checks that the audit notices.
+Every page is opened on a desktop screen and on a 390 px phone screen and audited: console
+errors, failed or off-site requests, axe-core violations of every rule axe has (WCAG 2.2
+A, AA and AAA, best practices, experimental rules; serious and critical), charts or images
+without a text alternative, and content wider than the screen. Then every internal link and
+download found on any page is fetched. A screenshot of every page at both widths goes to
+``test-artifacts/screenshots/`` for people to look at. The site is also opened from disk
+(it says how to search), searched (snippets are sentences), and read as a dataset search
+engine reads it (JSON-LD). A last test removes a chart's text alternative and checks that
+the audit notices.
 
 These tests are never skipped: without Chromium they fail and say how to install it.
 """
@@ -14,11 +18,13 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import re
 import shutil
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,9 +48,20 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-# WCAG 2.0, 2.1 and 2.2, levels A and AA, as axe-core tags its rules.
-AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+# Every rule axe-core has: WCAG 2.x at levels A, AA and AAA, best practices and the
+# experimental rules (which axe leaves out unless asked), by the tags that select them.
+AXE_TAGS = [
+    "wcag2a",
+    "wcag2aa",
+    "wcag2aaa",
+    "wcag21a",
+    "wcag21aa",
+    "wcag22aa",
+    "best-practice",
+    "experimental",
+]
 BLOCKING = {"serious", "critical"}
+WIDTHS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
 TABLE_PAGE = f"{GENERATED_DIR}/tables/crimes-by-offence-type-and-environment.html"
 PAGE_TIMEOUT_MS = 30_000
 
@@ -90,6 +107,7 @@ class Audit:
     unnamed_graphics: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
     ids: set[str] = field(default_factory=set)
+    too_wide: int = 0  # how far the page is wider than the screen, in CSS pixels
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -146,7 +164,6 @@ def audit_page(
         response = page.goto(url, wait_until="load")
         if response is None or response.status != 200:
             result.bad_responses.append(f"{response.status if response else 'no response'} {url}")
-        page.wait_for_load_state("networkidle")
         axe = Axe().run(
             page,
             options={"runOnly": {"type": "tag", "values": AXE_TAGS}, "resultTypes": ["violations"]},
@@ -163,9 +180,13 @@ def audit_page(
             "els => els.map(el => el.href || el.src)",
         )
         result.ids = set(page.eval_on_selector_all("[id]", "els => els.map(el => el.id)"))
+        result.too_wide = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
         if screenshot is not None:
             screenshot.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(screenshot), full_page=True)
+            # JPEG: several times faster to encode than PNG for long pages.
+            page.screenshot(path=str(screenshot), full_page=True, type="jpeg", quality=75)
     finally:
         page.close()
     return result
@@ -203,34 +224,44 @@ def site_pages(site: Path) -> list[str]:
     )
 
 
-@pytest.fixture(scope="module")
-def audits(site: Path, browser: Browser) -> Iterator[tuple[str, dict[str, Audit], BrowserContext]]:
-    """Every page of the site, audited once on a desktop screen, and the home page and a
-    table page again on a phone screen (keys ``mobile:...``); also the base URL and a
-    browser context to fetch links with."""
-    pages = site_pages(site)
-    assert len(pages) >= 20, pages
-    screenshots = {"index.html": "home.png", TABLE_PAGE: "table-page.png"}
-    with serve(site) as base:
-        desktop = browser.new_context(viewport={"width": 1280, "height": 900})
-        phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+def _audit_every_page(width: str, pages: list[str], base: str) -> dict[str, Audit]:
+    """Every page at one width, in a browser of its own (so both widths run at once, each
+    in its own thread, as Playwright's synchronous API allows)."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport=WIDTHS[width], is_mobile=width == "phone")
         try:
-            reports = {
-                page: audit_page(
-                    desktop,
+            return {
+                f"{width}:{page}": audit_page(
+                    context,
                     base,
                     base + page,
-                    SCREENSHOTS / screenshots[page] if page in screenshots else None,
+                    SCREENSHOTS / width / (page.removesuffix(".html").replace("/", "-") + ".jpg"),
                 )
                 for page in pages
             }
-            for page in ("index.html", TABLE_PAGE, f"{GENERATED_DIR}/downloads.html"):
-                shot = SCREENSHOTS / "table-page-phone.png" if page == TABLE_PAGE else None
-                reports[f"mobile:{page}"] = audit_page(phone, base, base + page, shot)
-            yield base, reports, desktop
         finally:
-            phone.close()
-            desktop.close()
+            context.close()
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def audits(site: Path, browser: Browser) -> Iterator[tuple[str, dict[str, Audit], BrowserContext]]:
+    """Every page of the site, audited on a desktop screen and on a phone screen (keys
+    ``desktop:PAGE`` and ``phone:PAGE``), each with its screenshot; also the base URL and a
+    browser context to fetch links with."""
+    pages = site_pages(site)
+    assert len(pages) >= 20, pages
+    if SCREENSHOTS.exists():
+        shutil.rmtree(SCREENSHOTS)
+    with serve(site) as base, ThreadPoolExecutor(max_workers=len(WIDTHS)) as pool:
+        futures = [pool.submit(_audit_every_page, width, pages, base) for width in WIDTHS]
+        reports = {key: audit for future in futures for key, audit in future.result().items()}
+        context = browser.new_context()
+        try:
+            yield base, reports, context
+        finally:
+            context.close()
 
 
 def test_every_page_loads_without_console_errors(
@@ -255,12 +286,22 @@ def test_every_request_succeeds_and_stays_on_the_site(
     assert not off_site, "the site must work offline: nothing may be fetched from elsewhere"
 
 
-def test_no_serious_or_critical_accessibility_violations(
+def test_no_serious_or_critical_accessibility_violations_at_either_width(
     audits: tuple[str, dict[str, Audit], BrowserContext],
 ) -> None:
     _, reports, _ = audits
+    assert {key.split(":")[0] for key in reports} == set(WIDTHS)
     violations = {page: report.violations for page, report in reports.items() if report.violations}
     assert not violations
+
+
+def test_no_page_is_wider_than_the_screen(
+    audits: tuple[str, dict[str, Audit], BrowserContext],
+) -> None:
+    """On a phone, charts and tables fit: nothing scrolls sideways, nothing is cut off."""
+    _, reports, _ = audits
+    wide = {page: report.too_wide for page, report in reports.items() if report.too_wide > 0}
+    assert not wide
 
 
 def test_every_chart_and_image_has_a_text_alternative(
@@ -279,9 +320,10 @@ def test_charts_are_where_they_should_be(
     """The home page and every table page have charts: the alt-text check has work to do."""
     for page in ["index.html", f"{GENERATED_DIR}/index.html", TABLE_PAGE]:
         html = (site / page).read_text(encoding="utf-8")
-        assert 'class="publisher-chart"' in html, page
+        assert 'class="publisher-chart publisher-chart--wide"' in html, page
+        assert 'class="publisher-chart publisher-chart--narrow"' in html, page
     tables = sorted((site / GENERATED_DIR / "tables").glob("*.html"))
-    charted = [page for page in tables if 'class="publisher-chart"' in page.read_text("utf-8")]
+    charted = [page for page in tables if "publisher-chart--wide" in page.read_text("utf-8")]
     assert len(charted) == len(tables) - 1  # all but the index of tables
 
 
@@ -307,19 +349,20 @@ def test_every_internal_link_and_download_resolves(
         if response.status != 200:
             broken.append(f"{response.status} {url}")
             continue
-        page = url.removeprefix(base) or "index.html"
+        page = "desktop:" + (url.removeprefix(base) or "index.html")
         if page in reports:
             missing = fragments - reports[page].ids
             broken += [f"no id '{fragment}' in {url}" for fragment in sorted(missing)]
     assert not broken
 
 
-def test_screenshots_are_saved_for_people_to_look_at(
-    audits: tuple[str, dict[str, Audit], BrowserContext],
+def test_screenshots_of_every_page_at_both_widths(
+    audits: tuple[str, dict[str, Audit], BrowserContext], site: Path
 ) -> None:
-    for name in ("home.png", "table-page.png", "table-page-phone.png"):
-        shot = SCREENSHOTS / name
-        assert shot.is_file() and shot.stat().st_size > 10_000, shot
+    for width in WIDTHS:
+        shots = sorted((SCREENSHOTS / width).glob("*.jpg"))
+        assert len(shots) == len(site_pages(site)), width
+        assert all(shot.stat().st_size > 5_000 for shot in shots), width
 
 
 def _strip_text_alternative(html: str, *, role: bool) -> str:
@@ -371,3 +414,100 @@ def test_the_audit_fails_when_a_page_loads_something_from_elsewhere(
         finally:
             context.close()
     assert "https://fonts.example.org/font.css" in report.off_site, report
+
+
+def test_opened_from_disk_the_site_says_how_to_search(site: Path, browser: Browser) -> None:
+    """A browser does not start the theme's search on file: pages: each page says so and
+    how to search instead, with no error and nothing fetched."""
+    context = browser.new_context()
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("requestfailed", lambda request: problems.append(request.url))
+    try:
+        page.goto((site / TABLE_PAGE).as_uri(), wait_until="load")
+        note = page.locator(".publisher-offline")
+        assert note.is_visible()
+        assert "python3 -m http.server" in note.inner_text()
+    finally:
+        context.close()
+    assert not problems
+
+
+def test_served_the_note_about_search_stays_hidden_and_search_finds_sentences(
+    site: Path, browser: Browser
+) -> None:
+    with serve(site) as base:
+        context = browser.new_context(viewport=WIDTHS["desktop"])
+        page = context.new_page()
+        try:
+            page.goto(base + "index.html", wait_until="load")
+            assert not page.locator(".publisher-offline").is_visible()
+            page.fill("input.md-search__input", "environment")
+            page.wait_for_selector(".md-search-result__item")
+            snippets = page.locator(".md-search-result__item").all_inner_texts()
+        finally:
+            context.close()
+    assert snippets
+    # Chart legends and tick labels are not in the index: snippets are sentences.
+    assert not [text for text in snippets if "Estimate" in text and "95% interval" in text]
+    assert any("environment" in text.lower() and ". " in text for text in snippets)
+
+
+def test_the_search_index_holds_no_chart_words(site: Path) -> None:
+    index = json.loads((site / "search" / "search_index.json").read_text("utf-8"))
+    texts = [doc["text"] for doc in index["docs"]]
+    assert texts
+    assert not [text for text in texts if "Bar chart of" in text or "Estimate 95% interval" in text]
+    assert not [text for text in texts if "@context" in text]  # nor the JSON-LD
+
+
+def test_the_release_page_describes_the_dataset_for_search_engines(
+    site: Path, browser: Browser
+) -> None:
+    package = json.loads((REPO / "datapackage" / "datapackage.json").read_text("utf-8"))
+    with serve(site) as base:
+        context = browser.new_context()
+        page = context.new_page()
+        try:
+            page.goto(f"{base}{GENERATED_DIR}/index.html", wait_until="load")
+            scripts = page.eval_on_selector_all(
+                'script[type="application/ld+json"]', "els => els.map(el => el.textContent)"
+            )
+        finally:
+            context.close()
+    (dataset,) = (json.loads(text) for text in scripts)
+    assert dataset["@context"] == "https://schema.org" and dataset["@type"] == "Dataset"
+    assert dataset["name"] == package["title"] and dataset["version"] == package["version"]
+    assert dataset["license"] == package["licenses"][0]["path"]
+    assert dataset["url"] == package["homepage"]
+    tables = {r["path"] for r in package["resources"] if r.get("format") == "csv"}
+    downloads = {item["contentUrl"] for item in dataset["distribution"]}
+    assert tables <= downloads
+    assert all((site / GENERATED_DIR / url).is_file() for url in downloads)
+
+
+def test_every_page_has_its_own_title_and_description(site: Path) -> None:
+    titles: dict[str, str] = {}
+    for page in site_pages(site):
+        if page == "404.html":
+            continue
+        html = (site / page).read_text("utf-8")
+        title = re.search(r"<title>(.*?)</title>", html, re.S)
+        description = re.search(r'<meta name="description" content="([^"]+)"', html)
+        assert title is not None and description is not None, page
+        titles[page] = title.group(1)
+    repeated = {title for title in titles.values() if list(titles.values()).count(title) > 1}
+    assert not repeated
+
+
+def test_table_pages_are_in_the_navigation_with_previous_and_next(site: Path) -> None:
+    tables = sorted((site / GENERATED_DIR / "tables").glob("*.html"))
+    home = (site / "index.html").read_text("utf-8")
+    for page in tables:
+        html = page.read_text("utf-8")
+        assert "md-footer__link--prev" in html and "md-footer__link--next" in html, page
+        assert f"{GENERATED_DIR}/tables/{page.name}" in home, page  # in the navigation
+    # The public release and the release manager's pages are separate tabs.
+    tabs = re.findall(r'class="md-tabs__link"[^>]*>\s*([^<]+?)\s*<', home)
+    assert tabs[:3] == ["Home", "Release", "For release managers"], tabs

@@ -13,8 +13,11 @@ import dataclasses
 import hashlib
 import html
 import json
+import math
 import re
 import shutil
+import subprocess
+import sys
 import tomllib
 import zipfile
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import markdown
+import numpy as np
 import pytest
 import yaml
 from hypothesis import given, settings
@@ -372,10 +376,11 @@ class _Charts(HTMLParser):
             chart.texts.append(data)
 
 
-def charts(page: str) -> list[Chart]:
+def charts(page: str, form: str = "wide") -> list[Chart]:
+    """The charts of a page in one of their forms: ``wide`` or ``narrow`` (for phones)."""
     parser = _Charts()
     parser.feed(page)
-    return parser.charts
+    return [c for c in parser.charts if f"publisher-chart--{form}" in c.attributes.get("class", "")]
 
 
 def evil_descriptor() -> dict[str, Any]:
@@ -442,6 +447,7 @@ def test_pages_layout(package: Path, tmp_path: Path) -> None:
         "downloads.md",
         "cite.md",
         "history.md",
+        "glossary.md",
         "tables/index.md",
         "tables/crimes-by-environment.md",
         "tables/suspects-by-age-band-and-sex.md",
@@ -587,9 +593,12 @@ def test_methodology_states_the_losses_from_the_metadata(pages: Path) -> None:
     victims = "Crimes: at most 5 records per child victim"
     assert f"| child victim | {rho} = 1 | 9.1 | {victims} |" in page
     assert f"| suspect | {rho} = 0.5 | 6.2 | `suspects`: at most 3 records per person |" in page
+    # Table, counts, its sensitivity (here implied by its scale and loss: the package does
+    # not state it), then its loss for each unit.
+    implied = f"{12.2 * math.sqrt(2 * 0.1667):g}"
     assert (
-        f"| [Crimes by environment](tables/crimes-by-environment.md) | crimes | 0.1667 | {dash} |"
-        in page
+        f"| [Crimes by environment](tables/crimes-by-environment.md) | crimes | {implied} "
+        f"| 0.1667 | {dash} |" in page
     )
     assert "A published 0 never appears" in page
 
@@ -676,9 +685,15 @@ def test_metadata_is_escaped_in_markdown(tmp_path: Path) -> None:
     generate_pages(package, tmp_path / "pages")
     for page in (tmp_path / "pages").rglob("*.md"):
         text = page.read_text(encoding="utf-8")
-        # The front matter title is plain text with the markup characters removed.
-        assert "<" not in text.split("\n")[2] and ">" not in text.split("\n")[2]
+        # The front matter title and description are plain text, markup characters removed.
+        for line in text.split("\n")[2:4]:
+            assert "<" not in line and ">" not in line, page
         text = text.split("\n---\n", 1)[-1]
+        # The only script is the release's JSON-LD, in which nothing can end the element.
+        scripts = re.findall(r"<script[^>]*>(.*?)</script>", text, re.S)
+        assert len(scripts) == (1 if page == tmp_path / "pages" / "index.md" else 0), page
+        assert not [script for script in scripts if "<" in script or ">" in script]
+        text = re.sub(r"<script[^>]*>.*?</script>", "", text, flags=re.S)
         assert "<script" not in text, page
         # The only attribute lists are the download links the generator itself writes.
         assert not re.search(r"(?<![\\)])\{:", text), page
@@ -815,7 +830,10 @@ def test_one_way_table_has_one_chart_with_a_text_alternative(pages: Path) -> Non
         assert label in chart.texts
     # The unknown category is hatched and the legend says so in words.
     assert "Not recorded or not known" in chart.texts
-    assert page.count("-hatch)") == 2  # the Unknown bar and its legend key
+    # The Unknown bar and its legend key, in each form of the chart.
+    assert page.count("-hatch)") == 4
+    (narrow,) = charts(page, "narrow")
+    assert narrow.title == chart.title and narrow.desc == chart.desc and narrow.bars == 5
     # The total is in the caption, not a bar that would dwarf the others.
     assert "Total: 4,195 (95% interval 4,145 to 4,245).</figcaption>" in page
 
@@ -918,7 +936,8 @@ def test_a_package_with_release_files_offers_them_all(tmp_path: Path) -> None:
     assert "(../demo-1.0.0.zip)" in table and "(../demo.xlsx)" in table
     home = (tmp_path / "pages" / "index.md").read_text(encoding="utf-8")
     assert "(demo-1.0.0.zip)" in home
-    assert "- **Status:** Final" in home and "- **Next update:** June 2027" in home
+    assert "- **Version:** 1.0.0, final" in home
+    assert "## Next release\n\nJune 2027.\n" in home
     assert "This version revises version 0.9.0 of the same release." in home
     assert "Figures that changed are marked \\[r\\]." in home
 
@@ -1015,10 +1034,10 @@ def test_findings_give_a_total_shared_by_tables_once(package: Path, tmp_path: Pa
     write_package(package, descriptor, rows={"crimes-by-environment-again": ENVIRONMENT_ROWS})
     generate_pages(package, tmp_path / "pages")
     home = (tmp_path / "pages" / "index.md").read_text(encoding="utf-8")
-    findings = home.split("## Key findings")[1].split("<figure")[0]
+    findings = home.split("## Main points")[1].split("<figure")[0]
     assert findings.count("4,195 crimes in total") == 1
     assert "- **Crimes:** An estimated 4,195 crimes in total" in findings
-    assert "The 2 tables of crimes all give this total." in findings
+    assert "The same total is in both tables of crimes." in findings
 
 
 def test_citation_file_of_the_software() -> None:
@@ -1157,7 +1176,8 @@ class _LiveMarkup(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.attributes: set[str] = set()
         self.links: set[str] = set()
-        self.scripts: list[str] = []
+        self.scripts: list[str] = []  # bodies of scripts the browser runs
+        self.data: list[str] = []  # bodies of data blocks (JSON-LD), which it does not run
         self.in_script = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -1165,14 +1185,16 @@ class _LiveMarkup(HTMLParser):
         self.links.update(value or "" for name, value in attrs if name == "href")
         self.in_script = tag == "script"
         if self.in_script:
-            self.scripts.append("")
+            data = dict(attrs).get("type") == "application/ld+json"
+            (self.data if data else self.scripts).append("")
+            self.current = self.data if data else self.scripts
 
     def handle_endtag(self, tag: str) -> None:
         self.in_script = False
 
     def handle_data(self, data: str) -> None:
         if self.in_script:
-            self.scripts[-1] += data
+            self.current[-1] += data
 
 
 @pytest.mark.slow
@@ -1186,6 +1208,9 @@ def test_metadata_markup_is_text_in_the_built_html(
         live = _LiveMarkup()
         live.feed(page.read_text(encoding="utf-8"))
         assert not [script for script in live.scripts if "pwned" in script], page
+        # The JSON-LD holds the title as data: valid JSON, nothing that could end it.
+        for block in live.data:
+            assert "<" not in block and json.loads(block)["name"] == EVIL, page
         assert "onclick" not in live.attributes, page
         assert not {"x.md", "x.html"} & live.links, page
     table = (site / GENERATED_DIR / "tables" / "crimes-by-environment.html").read_text(
@@ -1405,6 +1430,10 @@ def template_trigrams() -> set[tuple[str, ...]]:
     found: set[tuple[str, ...]] = set()
     for template in TEMPLATES.glob("*.j2"):
         source = re.sub(r"\{#.*?#\}", "\n", template.read_text("utf-8"), flags=re.S)
+        # Text a template passes to a macro or a filter is the template's own words.
+        for tag in re.findall(r"\{[{%].*?[%}]\}", source, flags=re.S):
+            for literal in re.findall(r'"([^"]*)"', tag):
+                found |= _trigrams(_words(literal))
         source = re.sub(r"\{\{.*?\}\}", " ", source, flags=re.S)
         for line in source.splitlines():
             segments = [_words(part) for part in re.split(r"\{%.*?%\}", line)]
@@ -1467,9 +1496,10 @@ def sentences_not_from_templates(
 
     problems = []
     for page, traced in pages.items():
-        # Tags (with the values in their attributes) are not text; a macro's output and the
-        # end of a sentence break a run of words.
-        text = re.sub(r"<[^<>]*>|\]\([^()\s]*\)", " ", traced)
+        # Tags (with the values in their attributes) and the JSON-LD data are not text; a
+        # macro's output and the end of a sentence break a run of words.
+        text = re.sub(r'<script type="application/ld\+json">.*?</script>', " ", traced, flags=re.S)
+        text = re.sub(r"<[^<>]*>|\]\([^()\s]*\)", " ", text)
         text = re.sub(r"(?<=[.;:!?])\s", "\n", text)
         literal: list[list[str]] = [[]]  # pieces of template text, split where data stood
         data: list[str] = []
@@ -1534,10 +1564,257 @@ def test_the_sentence_check_finds_prose_written_in_python(
     made_up = "was written in Python by someone"
     original = views._share_view
 
-    def share_view(share: Any) -> Any:
-        return dataclasses.replace(original(share), statement=made_up)
+    def share_view(package: Any, share: Any) -> Any:
+        return dataclasses.replace(original(package, share), statement=made_up)
 
     monkeypatch.setattr(views, "_share_view", share_view)
     pages = render_pages(model.read(package), trace=True)
     problems = sentences_not_from_templates(pages, template_trigrams(), package_trigrams(package))
     assert any("written in python" in problem for problem in problems)
+
+
+# ---------------------------------------------------------------------------------------
+# What a reader needs, on the demo release (issue 14)
+# ---------------------------------------------------------------------------------------
+
+DEMO_PAGES = REPO / "docs" / "release"
+
+
+def demo_page(name: str) -> str:
+    return (DEMO_PAGES / name).read_text(encoding="utf-8")
+
+
+def demo_descriptor() -> dict[str, Any]:
+    return json.loads((REPO / "datapackage" / "datapackage.json").read_text("utf-8"))
+
+
+def section(page: str, heading: str) -> str:
+    """The text of a ``## heading`` section of a page (up to the next ``## ``)."""
+    assert f"\n## {heading}\n" in page, heading
+    return page.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_release_page_has_the_sections_of_a_bulletin() -> None:
+    page = demo_page("index.md")
+    headings = re.findall(r"^## (.+)$", page, re.M)
+    assert headings == [
+        "Main points",
+        "Things you need to know",
+        "The tables",
+        "Data downloads",
+        "Quality and methodology",
+        "Revisions policy",
+        "Next release",
+        "Statistics status",
+        "Related links",
+        "Glossary",
+        "How to cite",
+        "Contact",
+    ]
+    release = demo_descriptor()["release"]
+    know = section(page, "Things you need to know")
+    assert "**What the figures cover.**" in know
+    assert "**What “Group-based” means.** " + _md(release["glossary"]["Group-based"]) in know
+    assert "at most 5 records of each person" in know  # counts are of kept records
+    assert "**How to read \\[low\\]** (low): the noisy count was below" in know
+    assert "(methodology.md)" in section(page, "Quality and methodology")
+    assert "(history.md)" in section(page, "Revisions policy")
+    assert _md(release["next_update"]) in section(page, "Next release")
+    for link in release["related"]:
+        assert f"[{_md(link['title'])}]({link['url']})" in section(page, "Related links")
+    assert "[glossary](glossary.md)" in section(page, "Glossary")
+    contact = section(page, "Contact")
+    assert f"[{release['contact']['name']}](mailto:{release['contact']['email']})" in contact
+    assert f"Responsible statistician: {_md(release['contact']['statistician'])}." in contact
+    assert f"Press enquiries: [{_md(release['press']['name'])}](mailto:" in contact
+    assert (DEMO_PAGES / "glossary.md").is_file()
+
+
+def test_the_status_is_said_once_and_consistently() -> None:
+    """The release page says what the statistics are, once; nothing says otherwise."""
+    status = section(demo_page("index.md"), "Statistics status")
+    assert status.strip().startswith("These are not official statistics")
+    assert demo_descriptor()["release"]["statistics_status"] == "not-official"
+    pages = [*DEMO_PAGES.rglob("*.md"), *(REPO / "docs").glob("*.md")]
+    claims = [page for page in pages if "are official statistics" in page.read_text("utf-8")]
+    assert claims == []
+    saying = [p for p in pages if "not official statistics" in p.read_text("utf-8").lower()]
+    assert saying == [DEMO_PAGES / "index.md"]
+
+
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [
+        ("accredited-official", "These are accredited official statistics"),
+        ("official", "These are official statistics, produced to the standards"),
+        ("official-in-development", "These are official statistics in development"),
+        ("management-information", "These are management information"),
+        ("not-official", "These are not official statistics: they are computed from synthetic"),
+        (None, "The publisher has not declared the status of these statistics."),
+    ],
+)
+def test_each_statistics_status_is_explained(
+    package: Path, tmp_path: Path, status: str | None, words: str
+) -> None:
+    descriptor = sample_descriptor()
+    descriptor["release"]["statistics_status"] = status
+    write_package(package, descriptor)
+    generate_pages(package, tmp_path / "pages")
+    home = (tmp_path / "pages" / "index.md").read_text(encoding="utf-8")
+    assert section(home, "Statistics status").strip().startswith(words)
+
+
+def test_both_headline_shares_state_their_denominators() -> None:
+    page = demo_page("index.md")
+    for share in demo_descriptor()["shares"]:
+        assert (
+            f"Numerator: {_md(share['numerator_description'])}. "
+            f"Denominator: {_md(share['denominator_description'])}." in page
+        )
+    # The familial share is of all crimes, unknown environment included; the suspects'
+    # share leaves out unknown ages.
+    assert "including those whose environment is Unknown" in page
+    assert "(those whose suspect age band is Unknown are left out)" in page
+
+
+def test_shares_without_descriptions_say_their_selections(package: Path, tmp_path: Path) -> None:
+    descriptor = sample_descriptor()
+    known = {**descriptor["shares"][0], "name": "known", "title": "Familial of known"}
+    known["denominator"] = {"environment": [key for key in ENVIRONMENTS if key != "Unknown"]}
+    descriptor["shares"].append(known)
+    write_package(package, descriptor)
+    generate_pages(package, tmp_path / "pages")
+    home = (tmp_path / "pages" / "index.md").read_text(encoding="utf-8")
+    assert (
+        "Numerator: crimes whose environment is Familial. Denominator: all crimes, including "
+        "those whose environment is Unknown." in home
+    )
+    assert (
+        "Denominator: crimes whose environment is known (those whose environment is Unknown "
+        "are left out)." in home
+    )
+
+
+def test_every_category_with_a_definition_shows_it() -> None:
+    page = demo_page("data-dictionary.md")
+    defined = 0
+    for resource in demo_descriptor()["resources"]:
+        for dimension in resource.get("table", {}).get("dimensions", []):
+            for key, definition in dimension["definitions"].items():
+                row = f"| {_md(key)} | {_md(definition)}"
+                assert row in page, row
+                defined += 1
+    assert defined >= 44  # the demo defines every key of every category
+
+
+def test_the_citation_gives_the_url_version_access_date_and_earlier_versions() -> None:
+    release = demo_descriptor()
+    for page in (demo_page("index.md"), demo_page("cite.md")):
+        assert f"(version {release['version']}) \\[Data set\\]" in page
+        assert f"Available at: {release['homepage']} (accessed: the date you used it)." in page
+        assert release["release"]["versions_url"] in page
+    assert f"url = &#123;{release['homepage']}&#125;" in demo_page("cite.md")
+
+
+def test_wording_glitches_are_gone() -> None:
+    pages = {page.name: page.read_text("utf-8") for page in DEMO_PAGES.rglob("*.md")}
+    text = "\n".join(pages.values())
+    assert "1 record per person are" not in text
+    assert not re.search(r"\*\*\\\[low\\\]\*\*: Low:", text)
+    assert "the largest group is" not in text
+    assert "all give this total" not in text
+    assert "\\`" not in pages["downloads.md"]  # no literal backticks
+
+
+def test_the_privacy_statement_is_printed_at_most_once() -> None:
+    statement = _md(demo_descriptor()["privacy"]["statement"])
+    text = "\n".join(page.read_text("utf-8") for page in DEMO_PAGES.rglob("*.md"))
+    assert text.count(statement[:120]) <= 1
+
+
+def _cks20_epsilon(rho: float, delta: float) -> float:
+    """Canonne, Kamath and Steinke (2020), section 2.3, as the methodology states it."""
+    alpha = 1 + np.arange(1, 400_000) / 1000
+    bound = alpha * rho + (
+        np.log(1 / delta) + (alpha - 1) * np.log(1 - 1 / alpha) - np.log(alpha)
+    ) / (alpha - 1)
+    return float(bound.min())
+
+
+def test_the_stated_conversion_from_rho_gives_the_published_epsilon() -> None:
+    """The methodology names the bound OpenDP uses; it reproduces every published epsilon."""
+    descriptor = demo_descriptor()
+    page = demo_page("methodology.md")
+    assert "Canonne, Kamath and Steinke (2020, section 2.3)" in page
+    losses = [descriptor["privacy"]["loss"], *descriptor["privacy"]["units"]]
+    losses += [resource["privacy"] for resource in descriptor["resources"] if "table" in resource]
+    for loss in losses:
+        assert _cks20_epsilon(loss["rho"], loss["delta"]) == pytest.approx(loss["epsilon"], 1e-6)
+
+
+def test_the_sensitivity_and_noise_reproduce_each_tables_loss() -> None:
+    """rho = sensitivity^2 / (2 scale^2), with the sensitivity the per-person limit."""
+    descriptor = demo_descriptor()
+    limits = {
+        unit["input"]: unit["max_records_per_person"] for unit in descriptor["privacy"]["units"]
+    }
+    page = demo_page("methodology.md")
+    for resource in descriptor["resources"]:
+        if "table" not in resource:
+            continue
+        privacy, limit = resource["privacy"], limits[resource["table"]["input"]]
+        assert limit**2 / (2 * privacy["scale"] ** 2) == pytest.approx(privacy["rho"], 1e-9)
+        row = next(line for line in page.splitlines() if f"(tables/{resource['name']}.md)" in line)
+        assert f" | {limit} | " in row  # the sensitivity shown is the limit
+
+
+@pytest.mark.parametrize(
+    ("estimate", "shown"),
+    [(9.6, False), (10.0, True), (12.4, True), (7.6, False)],  # base 5, threshold 10
+)
+def test_the_threshold_applies_as_the_methodology_says(estimate: float, shown: bool) -> None:
+    """'Published only if both its estimate before rounding and its rounded value are at
+    least the threshold': 9.6 rounds to 10 but is not shown."""
+    from publisher.disclosure import publish_cell
+
+    page = demo_page("methodology.md")
+    assert "both its estimate before rounding and its rounded value are at least 10" in page
+    cell = publish_cell(estimate, 5.0, base=5, threshold=10)
+    assert (cell.value is not None) is shown
+
+
+def test_the_navigation_lists_every_table_page_of_the_demo() -> None:
+    config = yaml.safe_load((REPO / "mkdocs.yml").read_text(encoding="utf-8"))
+    release = next(item["Release"] for item in config["nav"] if "Release" in item)
+    tables = next(item["Tables"] for item in release if isinstance(item, dict) and "Tables" in item)
+    listed = [next(iter(item.values())) for item in tables if isinstance(item, dict)]
+    pages = sorted(f"release/tables/{page.name}" for page in (DEMO_PAGES / "tables").glob("*.md"))
+    assert sorted([*listed, "release/tables/index.md"]) == pages
+    assert tables[0] == "release/tables/index.md"
+
+
+@pytest.mark.slow
+def test_the_site_builds_with_zensical(tmp_path: Path) -> None:
+    """Material for MkDocs is in maintenance mode; its successor reads the same mkdocs.yml."""
+    pytest.importorskip("zensical", reason="Zensical is a test dependency; install '.[test]'")
+    project = copy_project(tmp_path / "project")
+    shutil.copytree(DEMO_PAGES, project / "docs" / GENERATED_DIR)
+    result = subprocess.run(
+        [sys.executable, "-m", "zensical", "build", "--strict"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    site = project / "site"
+    for page in DEMO_PAGES.rglob("*.md"):
+        if page.name != "README.md":
+            built = site / GENERATED_DIR / page.relative_to(DEMO_PAGES).with_suffix(".html")
+            assert built.is_file(), built
+    home = (site / "index.html").read_text("utf-8")
+    assert "Numerator: " in home  # the main points, included from the release page
+    assert 'role="dialog" aria-label="Search"' in home  # the theme overrides apply
+    assert "publisher-chart--narrow" in home
+    assert (site / "cli-reference.html").is_file()

@@ -282,6 +282,50 @@ def _run_mkdocs(config_file: Path, site_dir: Path) -> None:
         (staging / SITE_MARKER).write_text(SITE_MARKER_TEXT, encoding="utf-8")
 
 
+def _overrides(
+    config: Mapping[str, Any], package: model.Package, *, banner: bool
+) -> dict[str, Any]:
+    """Settings that INHERIT the project's mkdocs.yml (its own YAML tags included) and
+    override only what comes from the package: the table pages in the navigation and,
+    for a site built elsewhere (``banner``), its name and whether its data are synthetic."""
+    overrides: dict[str, Any] = {"INHERIT": "mkdocs.yml"}
+    nav = config.get("nav")
+    if isinstance(nav, list):
+        overrides["nav"] = _with_tables(nav, package)
+    if banner:
+        overrides["site_name"] = plain(package.title)
+        overrides["extra"] = {"synthetic_data": package.synthetic}
+    return overrides
+
+
+def _with_tables(nav: list[Any], package: model.Package) -> list[Any]:
+    """The navigation with the section that holds the tables' index listing this
+    release's tables (the project's mkdocs.yml lists the tables of its own release)."""
+    index = f"{GENERATED_DIR}/tables/index.md"
+    tables = [
+        {plain(table.title): f"{GENERATED_DIR}/tables/{table.name}.md"} for table in package.tables
+    ]
+
+    def is_index(item: Any) -> bool:
+        return item == index or (isinstance(item, Mapping) and index in item.values())
+
+    def rewrite(items: list[Any]) -> list[Any]:
+        first = next((item for item in items if is_index(item)), None)
+        if first is not None:
+            return [first, *tables]
+        return [
+            {
+                key: rewrite(value) if isinstance(value, list) else value
+                for key, value in item.items()
+            }
+            if isinstance(item, Mapping)
+            else item
+            for item in items
+        ]
+
+    return rewrite(nav)
+
+
 def _standalone_config(package: model.Package) -> dict[str, Any]:
     """MkDocs settings for a site made of the generated pages alone (no project)."""
     tables = [{plain(t.title): f"tables/{t.name}.md"} for t in package.tables]
@@ -289,7 +333,11 @@ def _standalone_config(package: model.Package) -> dict[str, Any]:
         "site_name": plain(package.title),
         "docs_dir": "docs",
         "use_directory_urls": False,
-        "theme": {"name": "material", "font": False, "features": ["navigation.indexes"]},
+        "theme": {
+            "name": "material",
+            "font": False,
+            "features": ["navigation.indexes", "navigation.footer"],
+        },
         "extra_css": [STYLESHEET],
         "exclude_docs": f"/{MARKER_FILE}\n",
         "markdown_extensions": [
@@ -305,6 +353,7 @@ def _standalone_config(package: model.Package) -> dict[str, Any]:
             {"Tables": ["tables/index.md", *tables]},
             {"Methodology": "methodology.md"},
             {"Data dictionary": "data-dictionary.md"},
+            {"Glossary": "glossary.md"},
             {"Downloads": "downloads.md"},
             {"How to cite": "cite.md"},
             {"Release history": "history.md"},
@@ -376,7 +425,16 @@ def build_site(
         site_dir = project_dir / _config_folder(config, "site_dir", "site", config_path)
         _refuse_destination(site_dir)
         generate_pages(package_dir, project_dir / docs_dir / GENERATED_DIR)
-        _run_mkdocs(config_path.resolve(), site_dir.resolve())
+        # The project's settings with the release's own tables in the navigation, from a
+        # temporary file beside mkdocs.yml (INHERIT paths are relative to it).
+        handle, name = tempfile.mkstemp(prefix=".publisher-site-", suffix=".yml", dir=project_dir)
+        build_config = Path(name)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                yaml.safe_dump(_overrides(config, package, banner=False), stream, sort_keys=False)
+            _run_mkdocs(build_config.resolve(), site_dir.resolve())
+        finally:
+            build_config.unlink(missing_ok=True)
         return site_dir
 
     _refuse_destination(out_dir)
@@ -387,13 +445,7 @@ def build_site(
             config = _read_mkdocs_config(config_path)
             docs_dir = _copy_project(project_dir, config, config_path, project)
             generate_pages(package_dir, project / docs_dir / GENERATED_DIR)
-            # INHERIT keeps the project's settings (including MkDocs' own YAML tags) and
-            # overrides only what comes from the package.
-            overrides: dict[str, Any] = {
-                "INHERIT": "mkdocs.yml",
-                "site_name": plain(package.title),
-                "extra": {"synthetic_data": package.synthetic},
-            }
+            overrides = _overrides(config, package, banner=True)
         else:
             generate_pages(package_dir, project / "docs")
             overrides = _standalone_config(package)

@@ -21,6 +21,9 @@ __all__ = ["Bar", "Chart", "Element", "Layout", "layout"]
 # Sizes in SVG user units (pixels at full width). The character width is generous for the
 # system fonts the theme uses, so labels never run into the bars.
 WIDTH = 720
+# The narrow form, for phones: labels above their bars, drawn at about the width of the
+# screen so the text keeps its size and nothing scrolls sideways.
+NARROW_WIDTH = 360
 FONT_SIZE = 13
 _CHAR_WIDTH = 7.2
 _ROW_HEIGHT = 24
@@ -67,7 +70,8 @@ class Chart:
 class Element:
     """One SVG element, placed. ``kind`` says which: ``band`` (the white band behind a
     group heading), ``heading``, ``label``, ``missing`` (a marker where no bar is),
-    ``bar``, ``interval``, ``value``, ``grid``, ``tick``, ``axis-line`` or ``axis``."""
+    ``bar``, ``interval``, ``value``, ``grid``, ``tick``, ``axis-line`` or ``axis``; in the
+    narrow form ``label`` is ``label-above`` (left-aligned, above its bar)."""
 
     kind: str
     x: float = 0.0
@@ -88,6 +92,13 @@ class Layout:
     height: float
     hatched: bool  # whether the legend explains the hatching
     elements: tuple[Element, ...]
+    narrow: bool = False
+    hatch_key: tuple[float, float] = (258.0, 8.0)  # where the legend explains the hatching
+
+    @property
+    def ident(self) -> str:
+        """Unique on the page: the narrow form of a chart has ids of its own."""
+        return f"{self.chart.ident}-narrow" if self.narrow else self.chart.ident
 
 
 def _nice_ticks(top: float, *, percent: bool) -> list[float]:
@@ -112,16 +123,23 @@ def _wrap(label: str, width: int) -> list[str]:
     return textwrap.wrap(one_line(label), width=max(width, 8)) or [""]
 
 
-def layout(chart: Chart) -> Layout:
-    """Measure and place every element of ``chart``."""
+def layout(chart: Chart, *, narrow: bool = False) -> Layout:
+    """Measure and place every element of ``chart``: labels beside the bars, or in the
+    ``narrow`` form above them."""
     bars = chart.bars
+    width = NARROW_WIDTH if narrow else WIDTH
     label_chars = max((len(bar.label) for bar in bars if not bar.heading), default=10)
-    label_width = min(max(label_chars * _CHAR_WIDTH, 80.0), 250.0)
-    wrap_at = int(label_width / _CHAR_WIDTH)
+    if narrow:
+        label_width = width - 2.0 * _GAP
+        wrap_at = int(label_width / _CHAR_WIDTH)
+        plot_left = float(_GAP)
+    else:
+        label_width = min(max(label_chars * _CHAR_WIDTH, 80.0), 250.0)
+        wrap_at = int(label_width / _CHAR_WIDTH)
+        plot_left = _GAP + label_width + _GAP
     value_chars = max((len(bar.shown) for bar in bars if not bar.heading), default=5)
     right_margin = value_chars * _CHAR_WIDTH + 16
-    plot_left = _GAP + label_width + _GAP
-    plot_width = WIDTH - plot_left - right_margin
+    plot_width = width - plot_left - right_margin
     top = max(
         (max(bar.value, bar.upper or 0.0) for bar in bars if bar.value is not None),
         default=0.0,
@@ -132,14 +150,18 @@ def layout(chart: Chart) -> Layout:
     def x_of(value: float) -> float:
         return plot_left + plot_width * max(value, 0.0) / scale_top
 
+    hatched = any(bar.hatched for bar in bars)
+    # In the narrow form the legend of the hatching takes a line of its own.
+    legend_height = _LEGEND_HEIGHT + (22 if narrow and hatched else 0)
+    hatch_key = (float(_GAP), 30.0) if narrow else (258.0, 8.0)
     body: list[Element] = []
-    y = float(_LEGEND_HEIGHT)
+    y = float(legend_height)
     for bar in bars:
         if bar.heading:
-            lines = _wrap(bar.label, int((WIDTH - 2 * _GAP) / _CHAR_WIDTH))
+            lines = _wrap(bar.label, int((width - 2 * _GAP) / _CHAR_WIDTH))
             height = max(_ROW_HEIGHT + 4, len(lines) * _LINE_HEIGHT + 12)
             # A white band hides the grid behind the heading: each group reads as a panel.
-            body.append(Element("band", y=y, width=WIDTH, height=height))
+            body.append(Element("band", y=y, width=width, height=height))
             body += [
                 Element(
                     "heading",
@@ -152,13 +174,23 @@ def layout(chart: Chart) -> Layout:
             y += height
             continue
         lines = _wrap(bar.label, wrap_at)
-        height = max(_ROW_HEIGHT, len(lines) * _LINE_HEIGHT + 9)
-        middle = y + height / 2
-        first = middle - (len(lines) - 1) * _LINE_HEIGHT / 2 + 4.5
-        body += [
-            Element("label", x=plot_left - _GAP, y=first + number * _LINE_HEIGHT, text=line)
-            for number, line in enumerate(lines)
-        ]
+        if narrow:
+            body += [
+                Element(
+                    "label-above", x=plot_left + 2, y=y + (number + 1) * _LINE_HEIGHT, text=line
+                )
+                for number, line in enumerate(lines)
+            ]
+            height = len(lines) * _LINE_HEIGHT + _ROW_HEIGHT
+            middle = y + len(lines) * _LINE_HEIGHT + _ROW_HEIGHT / 2
+        else:
+            height = max(_ROW_HEIGHT, len(lines) * _LINE_HEIGHT + 9)
+            middle = y + height / 2
+            first = middle - (len(lines) - 1) * _LINE_HEIGHT / 2 + 4.5
+            body += [
+                Element("label", x=plot_left - _GAP, y=first + number * _LINE_HEIGHT, text=line)
+                for number, line in enumerate(lines)
+            ]
         if bar.value is None:
             body.append(Element("missing", x=plot_left + 4, y=middle + 4.5, text=bar.shown))
         else:
@@ -189,18 +221,28 @@ def layout(chart: Chart) -> Layout:
     plot_bottom = y + 4
 
     grid: list[Element] = []
-    for tick in ticks:
+    for tick in _thinned(ticks, narrow=narrow):
         x = x_of(tick)
-        grid.append(Element("grid", path=f"M{x:.1f} {_LEGEND_HEIGHT}V{plot_bottom:.1f}"))
+        grid.append(Element("grid", path=f"M{x:.1f} {legend_height}V{plot_bottom:.1f}"))
         grid.append(
             Element("tick", x=x, y=plot_bottom + 16, text=_tick_label(tick, percent=chart.percent))
         )
-    grid.append(Element("axis-line", path=f"M{plot_left:.1f} {_LEGEND_HEIGHT}V{plot_bottom:.1f}"))
+    grid.append(Element("axis-line", path=f"M{plot_left:.1f} {legend_height}V{plot_bottom:.1f}"))
     axis = Element("axis", x=plot_left + plot_width / 2, y=plot_bottom + 36, text=chart.axis)
     return Layout(
         chart=chart,
-        width=WIDTH,
+        width=width,
         height=plot_bottom + _AXIS_HEIGHT,
-        hatched=any(bar.hatched for bar in bars),
+        hatched=hatched,
         elements=(*grid, *body, axis),
+        narrow=narrow,
+        hatch_key=hatch_key,
     )
+
+
+def _thinned(ticks: list[float], *, narrow: bool) -> list[float]:
+    """Every tick, or in the narrow form every other one when there are many (their labels
+    would touch); the bars keep the scale of all of them."""
+    if not narrow or len(ticks) <= 5:
+        return ticks
+    return ticks[::2]

@@ -44,6 +44,7 @@ PAGES = {
     "downloads.md": "downloads.md.j2",
     "cite.md": "cite.md.j2",
     "history.md": "history.md.j2",
+    "glossary.md": "glossary.md.j2",
 }
 TABLE_TEMPLATE = "table.md.j2"
 WORDS_TEMPLATE = "chart-words.txt.j2"

@@ -173,6 +173,16 @@ def link(text: str, url: str) -> str:
     return f"[{md(text)}]({url})" if SAFE_URL.match(url) else md(text)
 
 
+_PLAIN_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
+
+
+def mailto(name: str, email: str) -> str:
+    """A name linked to an email address (a mailto: link), when the address is plain."""
+    if _PLAIN_EMAIL.match(email):
+        return f"[{md(name or email)}](mailto:{email})"
+    return f"{md(name)} ({md(email)})" if name else md(email)
+
+
 def safe_url(url: str) -> str:
     """An https URL from metadata as it is, or "" when it could carry markup."""
     return url if SAFE_URL.match(url) else ""
@@ -301,6 +311,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "link": _escaping(link),
     "path": _escaping(path),
     "url": _escaping(safe_url),
+    "mailto": _escaping(mailto),
     "bibtex": _escaping(bibtex),
     "count": _escaping(count),
     "html_count": _escaping(html_count),

@@ -8,6 +8,7 @@ a page name; two files must not be offered under one name) are made here too.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 import re
@@ -28,6 +29,7 @@ from publisher.model import (
     Package,
     PackageFile,
     PrivacyUnit,
+    Reach,
     Resource,
     Share,
 )
@@ -92,8 +94,11 @@ class TableView:
     used_markers: tuple[str, ...]
     unit: PrivacyUnit | None
     own_file: Download | None
-    figures: tuple[Layout, ...]
+    figures: tuple[Figure, ...]
     extra_fields: tuple[str, ...]  # columns beyond the dimensions and the count contract
+    # How far one person of each unit can move the counts: stated, or implied (no unit).
+    sensitivity: tuple[tuple[PrivacyUnit | None, float], ...] = ()
+    sensitivity_implied: bool = False  # from the published scale and loss, not stated
 
     @property
     def name(self) -> str:
@@ -128,12 +133,61 @@ class TotalFinding:
 
 
 @dataclass(frozen=True)
+class Selection:
+    """Some keys of one breakdown, as a share selects them."""
+
+    dimension: Dimension
+    keys: tuple[str, ...]
+
+    @property
+    def known(self) -> bool:
+        """Every key but the unknown one: the share leaves out what is not known."""
+        unknown = self.dimension.unknown
+        return unknown is not None and set(self.keys) == set(self.dimension.values) - {unknown}
+
+
+@dataclass(frozen=True)
 class ShareView:
+    """A headline share with what it is a share of, in words or as its selections."""
+
     share: Share
     statement: str
+    counts: str = "records"  # what the share's table counts
+    numerator: tuple[Selection, ...] = ()
+    denominator: tuple[Selection, ...] = ()
+    # The breakdowns with an unknown key that the denominator keeps whole.
+    unknown_kept: tuple[Dimension, ...] = ()
     estimate: str = ""  # as printed, in percent; "" when not estimated
     lower: str = ""
     upper: str = ""
+
+
+@dataclass(frozen=True)
+class MarkerView:
+    """A marker and its meaning: the name that starts the meaning ("Low") and the rest."""
+
+    marker: str
+    name: str
+    text: str
+
+
+def _marker_view(marker: str, meaning: str) -> MarkerView:
+    # GSS meanings start with the marker's name ("Low: the noisy count..."): said once.
+    named = re.match(r"^([A-Z][A-Za-z ]{0,30}): (.+)$", meaning.strip(), re.S)
+    if named:
+        return MarkerView(marker, named.group(1), named.group(2))
+    return MarkerView(marker, "", meaning)
+
+
+@dataclass(frozen=True)
+class BoundView:
+    """One per-person limit: a unit, the input it reaches, the tables counting it."""
+
+    unit: PrivacyUnit
+    reach: Reach
+    counts: tuple[str, ...]
+    tables: tuple[TableView, ...]
+    statements: tuple[str, ...]  # what the package says the limit removed
 
 
 @dataclass(frozen=True)
@@ -150,11 +204,44 @@ class Views:
     tables: tuple[TableView, ...]
     shares: tuple[ShareView, ...]
     total_findings: tuple[TotalFinding, ...]
-    shares_figure: Layout | None
+    shares_figure: Figure | None
     downloads: tuple[Download, ...]
     archive: tuple[ArchivedView, ...]
     counts: tuple[str, ...]  # what the tables count, sorted
     consistent_groups: tuple[tuple[str, ...], ...]  # groups of more than one table, by title
+
+    @property
+    def markers(self) -> tuple[MarkerView, ...]:
+        """Every marker of the package, its meaning split into a name and what it says."""
+        return tuple(_marker_view(marker, meaning) for marker, meaning in self.package.markers)
+
+    def marker(self, marker: str) -> MarkerView:
+        return _marker_view(marker, self.package.marker_meaning(marker))
+
+    @property
+    def bounds(self) -> tuple[BoundView, ...]:
+        """Each per-person limit of the release, with what the tables under it count."""
+        found = []
+        for unit in self.package.units:
+            for reach in unit.reaches:
+                tables = tuple(t for t in self.tables if t.resource.input == reach.input)
+                if not tables:
+                    continue
+                statements = tuple(
+                    item.statement
+                    for item in self.package.truncation
+                    if item.input == reach.input and item.statement
+                )
+                counts = tuple(dict.fromkeys(t.resource.counts for t in tables))
+                found.append(BoundView(unit, reach, counts, tables, statements))
+        return tuple(found)
+
+    @property
+    def description_sentence(self) -> str:
+        """The first sentence of the release's description (a page's meta description)."""
+        text = one_line(self.package.description)
+        match = re.match(r"^(.{20,300}?[.!?])(\s|$)", text)
+        return match.group(1) if match else text[:300]
 
     def has_marker(self, marker: str) -> bool:
         return any(name == marker for name, _ in self.package.markers)
@@ -267,7 +354,7 @@ def build_views(package: Package, words: Mapping[str, Words]) -> Views:
     return Views(
         package=package,
         tables=tables,
-        shares=tuple(_share_view(share) for share in package.shares),
+        shares=tuple(_share_view(package, share) for share in package.shares),
         total_findings=_total_findings(package, tables),
         shares_figure=_shares_figure(package, words),
         downloads=downloads,
@@ -324,7 +411,10 @@ def _table_view(
     used.sort(key=lambda marker: order.index(marker) if marker in order else len(order))
     # is_total repeats what the key columns show (the total label): not for readers.
     known = {dimension.name for dimension in dimensions} | {VALUE, MARKER, LOWER, UPPER, TOTAL}
+    sensitivity, implied = _sensitivity(package, resource)
     return TableView(
+        sensitivity=sensitivity,
+        sensitivity_implied=implied,
         resource=resource,
         total=total,
         largest=_largest(package, resource),
@@ -335,6 +425,28 @@ def _table_view(
         figures=_table_figures(package, resource, words),
         extra_fields=tuple(field.name for field in resource.fields if field.name not in known),
     )
+
+
+def _sensitivity(
+    package: Package, resource: Resource
+) -> tuple[tuple[tuple[PrivacyUnit | None, float], ...], bool]:
+    """The table's sensitivity for each unit it concerns, as the package states it; in
+    packages that do not state it, what the published scale and loss imply by the privacy
+    map of the mechanism (rho = sensitivity^2 / (2 scale^2) for Gaussian noise under zCDP,
+    epsilon = sensitivity / scale for Laplace noise), with no unit."""
+    privacy = resource.privacy
+    if privacy is None:
+        return (), False
+    if privacy.sensitivity:
+        units = {unit.name: unit for unit in package.units}
+        return tuple((units.get(name), value) for name, value in privacy.sensitivity), False
+    if privacy.scale is None:
+        return (), False
+    if package.model == "zcdp" and privacy.rho is not None:
+        return ((None, privacy.scale * math.sqrt(2.0 * privacy.rho)),), True
+    if package.model == "pure" and privacy.epsilon is not None:
+        return ((None, privacy.scale * privacy.epsilon),), True
+    return (), False
 
 
 def _all_total(package: Package, row: Row, dimensions: Sequence[Dimension]) -> bool:
@@ -404,12 +516,34 @@ def _input_title(package: Package, input_name: str) -> str:
     return next((title for title in titles if title), "")
 
 
-def _share_view(share: Share) -> ShareView:
+def _share_view(package: Package, share: Share) -> ShareView:
     statement = share.statement.strip().rstrip(".")
+    table = next((table for table in package.tables if table.name == share.table), None)
+    dimensions = {dimension.name: dimension for dimension in table.dimensions} if table else {}
+
+    def selections(selected: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[Selection, ...]:
+        return tuple(
+            Selection(dimensions[column], keys) for column, keys in selected if column in dimensions
+        )
+
+    denominator = selections(share.denominator)
+    restricted = {selection.dimension.name for selection in denominator}
+    view = ShareView(
+        share,
+        statement,
+        counts=table.counts if table else "records",
+        numerator=selections(share.numerator),
+        denominator=denominator,
+        unknown_kept=tuple(
+            dimension
+            for dimension in dimensions.values()
+            if dimension.unknown and dimension.name not in restricted
+        ),
+    )
     if share.estimate is None or share.lower is None or share.upper is None:
-        return ShareView(share, statement)
+        return view
     estimate, lower, upper = percents(share.estimate, share.lower, share.upper)
-    return ShareView(share, statement, estimate, lower, upper)
+    return dataclasses.replace(view, estimate=estimate, lower=lower, upper=upper)
 
 
 # --------------------------------------------------------------------------------------
@@ -492,9 +626,21 @@ def _total_words(package: Package, row: Row | None, words: Mapping[str, Words]) 
     return _said(words, "total_words", package.total_label, _count_bar(row, "", words))
 
 
+@dataclass(frozen=True)
+class Figure:
+    """A chart in its two forms: wide (labels beside the bars) and narrow (for phones)."""
+
+    wide: Layout
+    narrow: Layout
+
+
+def _figure(chart: Chart) -> Figure:
+    return Figure(layout(chart), layout(chart, narrow=True))
+
+
 def _table_figures(
     package: Package, resource: Resource, words: Mapping[str, Words]
-) -> tuple[Layout, ...]:
+) -> tuple[Figure, ...]:
     """The figures of a table page: one chart per breakdown, and for two breakdowns also
     the second within each category of the first, on one scale so bars compare."""
     value_title = resource.field(VALUE).title or _said(words, "value_axis", resource.counts)
@@ -572,10 +718,10 @@ def _table_figures(
                     bars=tuple(bars),
                 )
             )
-    return tuple(layout(chart) for chart in charts)
+    return tuple(_figure(chart) for chart in charts)
 
 
-def _shares_figure(package: Package, words: Mapping[str, Words]) -> Layout | None:
+def _shares_figure(package: Package, words: Mapping[str, Words]) -> Figure | None:
     """The headline shares as a bar chart in percent, with their intervals."""
     bars = []
     for share in package.shares:
@@ -605,7 +751,7 @@ def _shares_figure(package: Package, words: Mapping[str, Words]) -> Layout | Non
         bars=tuple(bars),
         percent=True,
     )
-    return layout(chart)
+    return _figure(chart)
 
 
 def file_name(path: str) -> str:
