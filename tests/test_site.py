@@ -1615,8 +1615,14 @@ def test_the_release_page_has_the_sections_of_a_bulletin() -> None:
     know = section(page, "Things you need to know")
     assert "**What the figures cover.**" in know
     assert "**What “Group-based” means.** " + _md(release["glossary"]["Group-based"]) in know
-    assert "at most 5 records of each person" in know  # counts are of kept records
-    assert "**How to read \\[low\\]** (low): the noisy count was below" in know
+    # Counts are of the records kept for each person, and what the bounds left out.
+    descriptor = demo_descriptor()
+    for unit in descriptor["privacy"]["units"]:
+        for reach in unit["reaches"]:
+            assert _md(reach["bound_text"]) in know
+    for item in descriptor["truncation"]:
+        assert _md(item["statement"]) in know
+    assert f"**How to read \\[low\\]**: {_md(descriptor['markers']['[low]'])}" in know
     assert "(methodology.md)" in section(page, "Quality and methodology")
     assert "(history.md)" in section(page, "Revisions policy")
     assert _md(release["next_update"]) in section(page, "Next release")
@@ -1726,10 +1732,11 @@ def test_wording_glitches_are_gone() -> None:
     assert "\\`" not in pages["downloads.md"]  # no literal backticks
 
 
-def test_the_privacy_statement_is_printed_at_most_once() -> None:
+def test_the_privacy_statement_is_printed_once() -> None:
     statement = _md(demo_descriptor()["privacy"]["statement"])
     text = "\n".join(page.read_text("utf-8") for page in DEMO_PAGES.rglob("*.md"))
-    assert text.count(statement[:120]) <= 1
+    assert text.count(statement) == 1
+    assert statement in section(demo_page("index.md"), "Things you need to know")
 
 
 def _cks20_epsilon(rho: float, delta: float) -> float:
@@ -1753,19 +1760,20 @@ def test_the_stated_conversion_from_rho_gives_the_published_epsilon() -> None:
 
 
 def test_the_sensitivity_and_noise_reproduce_each_tables_loss() -> None:
-    """rho = sensitivity^2 / (2 scale^2), with the sensitivity the per-person limit."""
+    """For each table and each unit it concerns, rho = sensitivity^2 / (2 scale^2), as the
+    methodology says; the sensitivity it shows is the one the package states."""
     descriptor = demo_descriptor()
-    limits = {
-        unit["input"]: unit["max_records_per_person"] for unit in descriptor["privacy"]["units"]
-    }
+    titles = {unit["name"]: unit["title"] for unit in descriptor["privacy"]["units"]}
     page = demo_page("methodology.md")
     for resource in descriptor["resources"]:
         if "table" not in resource:
             continue
-        privacy, limit = resource["privacy"], limits[resource["table"]["input"]]
-        assert limit**2 / (2 * privacy["scale"] ** 2) == pytest.approx(privacy["rho"], 1e-9)
+        privacy = resource["privacy"]
         row = next(line for line in page.splitlines() if f"(tables/{resource['name']}.md)" in line)
-        assert f" | {limit} | " in row  # the sensitivity shown is the limit
+        for unit, loss in privacy["units"].items():
+            sensitivity = privacy["sensitivity"][unit]
+            assert sensitivity**2 / (2 * privacy["scale"] ** 2) == pytest.approx(loss["rho"], 1e-9)
+            assert f"{_md(titles[unit])}: {sensitivity:g}" in row
 
 
 @pytest.mark.parametrize(

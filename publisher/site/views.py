@@ -236,6 +236,15 @@ class Views:
                 found.append(BoundView(unit, reach, counts, tables, statements))
         return tuple(found)
 
+    def reaching(self, input_name: str) -> tuple[tuple[PrivacyUnit, Reach], ...]:
+        """Every privacy unit whose people an input's records depend on, with how."""
+        return tuple(
+            (unit, reach)
+            for unit in self.package.units
+            for reach in unit.reaches
+            if reach.input == input_name
+        )
+
     @property
     def description_sentence(self) -> str:
         """The first sentence of the release's description (a page's meta description)."""
