@@ -68,7 +68,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from publisher import files
+from publisher import files, staging
 from publisher.errors import BudgetError, InputError
 
 __all__ = [
@@ -680,7 +680,7 @@ class Ledger:
         for row in connection.execute(
             "SELECT id, pid FROM releases WHERE status = 'reserved' AND host = ?", (host,)
         ).fetchall():
-            if row["pid"] is not None and not _alive(row["pid"]):
+            if row["pid"] is not None and not staging.alive(row["pid"]):
                 connection.execute(
                     "UPDATE releases SET status = 'failed', failed_at = ?, failure = ? "
                     "WHERE id = ?",
@@ -1173,16 +1173,6 @@ def fingerprint(paths: list[Path], key: bytes) -> str:
 def _combined(inputs: Mapping[str, str]) -> str:
     """One fingerprint for a release's inputs (their keyed fingerprints, by name)."""
     return hashlib.sha256(json.dumps(dict(sorted(inputs.items()))).encode("utf-8")).hexdigest()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, under another user
-    return True
 
 
 def _named_files(paths: list[Path]) -> list[tuple[str, Path]]:

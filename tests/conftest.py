@@ -15,6 +15,7 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
 import itertools
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -150,6 +151,27 @@ def noise_draws(monkeypatch: pytest.MonkeyPatch) -> list[object]:
 
     monkeypatch.setattr(privacy, "measure", measure)
     return calls
+
+
+def run_publisher(
+    *args: str | Path, cwd: Path, script: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``publisher ARGS`` in a process of its own (or ``script``, which runs the command
+    line after patching the library), without PUBLISHER_DEBUG, with its private temporary
+    files in ``cwd/tmp`` where the test can see them."""
+    command = [sys.executable, "-c", script] if script else [sys.executable, "-m", "publisher.cli"]
+    environment = {k: v for k, v in os.environ.items() if k != "PUBLISHER_DEBUG"}
+    (cwd / "tmp").mkdir(exist_ok=True)
+    environment.update(TMPDIR=str(cwd / "tmp"), **(env or {}))
+    return subprocess.run(
+        [*command, *(str(arg) for arg in args)],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=180,
+    )
 
 
 def start_release(spec_path: Path, out_dir: Path, cwd: Path) -> subprocess.Popen[str]:

@@ -12,12 +12,10 @@ fails with an AttributeError instead of being killed, and the test fails: update
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from click.testing import CliRunner
 
 from publisher import ledger, package
 from publisher.cli import cli
-from tests.conftest import admissions_spec, start_release, write_admissions
+from tests.conftest import admissions_spec, run_publisher, start_release, write_admissions
 
 PACKAGE = "published"
 DATASET = "hospital-admissions-test"
@@ -121,21 +119,8 @@ def snapshot(folder: Path) -> dict[str, bytes | None]:
 def run_cli(
     *args: str | Path, cwd: Path, stage: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", KILLER] if stage else [sys.executable, "-m", "publisher.cli"]
-    env = {k: v for k, v in os.environ.items() if k != "PUBLISHER_DEBUG"}
-    env["PUBLISHER_TEST_KILL_AT"] = stage or ""
-    # The release's private temporary files go where the test can see them.
-    (cwd / "tmp").mkdir(exist_ok=True)
-    env["TMPDIR"] = str(cwd / "tmp")
-    return subprocess.run(
-        [*command, *(str(arg) for arg in args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=180,
-    )
+    env = {"PUBLISHER_TEST_KILL_AT": stage or ""}
+    return run_publisher(*args, cwd=cwd, script=KILLER if stage else None, env=env)
 
 
 @pytest.fixture(scope="module")

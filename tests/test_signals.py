@@ -17,7 +17,6 @@ Ctrl-C): the release must still stop, not commit.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import pytest
 import yaml
 
 from publisher import ledger, package
-from tests.conftest import admissions_spec, write_admissions
+from tests.conftest import admissions_spec, run_publisher, write_admissions
 
 PACKAGE = "published"
 
@@ -113,18 +112,8 @@ def write_spec(root: Path, version: str) -> Path:
 def run(
     root: Path, *args: str | Path, stage: str, signame: str
 ) -> subprocess.CompletedProcess[str]:
-    (root / "tmp").mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if k != "PUBLISHER_DEBUG"}
-    env.update(TEST_STAGE=stage, TEST_SIGNAL=signame, TMPDIR=str(root / "tmp"))
-    return subprocess.run(
-        [sys.executable, "-c", WRAPPER, *(str(arg) for arg in args)],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=180,
-    )
+    env = {"TEST_STAGE": stage, "TEST_SIGNAL": signame}
+    return run_publisher(*args, cwd=root, script=WRAPPER, env=env)
 
 
 def snapshot(folder: Path) -> dict[str, bytes | None]:
@@ -140,13 +129,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("history")
     write_admissions(root)
     spec_path = write_spec(root, "0.1.0")
-    first = subprocess.run(
-        [sys.executable, "-m", "publisher.cli", "release", str(spec_path), "--out", PACKAGE],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    first = run_publisher("release", spec_path, "--out", PACKAGE, cwd=root)
     assert first.returncode == 0, first.stderr
     write_spec(root, "0.2.0")
     return root
@@ -252,13 +235,7 @@ def test_the_staging_folder_of_a_killed_release_is_removed_by_the_next(project: 
     (abandoned / "data").mkdir(parents=True)
     (abandoned / "data" / "table.csv").write_text("unpublished\n", encoding="utf-8")
 
-    result = subprocess.run(
-        [sys.executable, "-m", "publisher.cli", "release", "release.yaml", "--out", PACKAGE],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_publisher("release", "release.yaml", "--out", PACKAGE, cwd=project)
 
     assert result.returncode == 0, result.stderr
     assert not abandoned.exists()
