@@ -81,7 +81,7 @@ class Limits:
 
     # The tables of one input are estimated together, by a dense least-squares projection
     # over all their cells: its time grows with the cube of the cells, its memory with the
-    # square (5,000 cells take about 30 s and 1.5 GB on two cores).
+    # square (5,000 cells: about a minute and 1.5 GB on two cores for the projection alone).
     cells_per_table: int = 5_000
     cells_per_input: int = 5_000
     cells_per_release: int = 20_000
