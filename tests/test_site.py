@@ -441,6 +441,7 @@ def test_pages_layout(package: Path, tmp_path: Path) -> None:
     assert relative == {
         "README.md",
         "publisher.css",
+        "publisher.js",
         "index.md",
         "methodology.md",
         "data-dictionary.md",

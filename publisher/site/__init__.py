@@ -16,7 +16,8 @@ The modules, in the order a page is made:
 - :mod:`~publisher.site.render` sets up the templates and renders every page.
 - :mod:`~publisher.site.build` writes the pages and verified copies of the package's
   files into the generated folder, and builds the site with MkDocs.
-- ``assets/publisher.css``: the stylesheet, copied into the generated folder.
+- ``assets/``: the stylesheet and a small script (the note shown when the site is opened
+  from disk), copied into the generated folder.
 
 The site never sees the microdata, and the output is byte-stable (no timestamps other
 than the package's own), so a test compares freshly generated pages with the committed

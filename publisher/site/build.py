@@ -1,7 +1,8 @@
 """Writing the pages and building the site: folders replaced whole, only when ours.
 
-``generate_pages`` writes the rendered pages, the stylesheet and verified copies of the
-package's files into the generated folder (``docs/release/``), replacing it atomically.
+``generate_pages`` writes the rendered pages, the stylesheet, the script and verified
+copies of the package's files into the generated folder (``docs/release/``), replacing it
+atomically.
 ``build_site`` runs a strict MkDocs build of the project, or of a temporary copy of it,
 into a staging folder and swaps the result into place.
 
@@ -48,9 +49,10 @@ SITE_MARKER_TEXT = (
     "Built by `publisher site`. The next build replaces this whole folder: keep nothing "
     "else here.\n"
 )
-#: The stylesheet, shipped with the package and copied into the generated folder;
-#: mkdocs.yml lists it in extra_css.
+#: The stylesheet and the script, shipped with the package and copied into the generated
+#: folder; mkdocs.yml lists them in extra_css and extra_javascript.
 STYLESHEET = "publisher.css"
+SCRIPT = "publisher.js"
 MKDOCS_TIMEOUT_SECONDS = 600
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -139,11 +141,11 @@ def generate_pages(package_dir: Path, pages_dir: Path) -> list[Path]:
     no links followed, every file's bytes matched with its checksum). ``pages_dir`` is
     replaced as a whole, atomically: it holds a ``README.md`` marking it as generated,
     the release page (``index.md``), ``methodology.md``, ``data-dictionary.md``,
-    ``downloads.md``, ``cite.md``, ``history.md``, ``tables/index.md``, one
-    ``tables/<name>.md`` per table, the stylesheet, and copies of every file the package
-    offers (a Markdown file is copied with ``.txt`` added, since MkDocs would make a page
-    of it) and of the zip and metadata of every earlier version it keeps. The output is
-    byte-stable: the same package always gives the same bytes.
+    ``downloads.md``, ``cite.md``, ``history.md``, ``glossary.md``, ``tables/index.md``,
+    one ``tables/<name>.md`` per table, the stylesheet and the script, and copies of every
+    file the package offers (a Markdown file is copied with ``.txt`` added, since MkDocs
+    would make a page of it) and of the zip and metadata of every earlier version it keeps.
+    The output is byte-stable: the same package always gives the same bytes.
 
     Returns the paths written, sorted. Raises :class:`PackageError` if the package is
     missing, incomplete or untrustworthy, or if ``pages_dir`` holds files not written by
@@ -156,7 +158,8 @@ def generate_pages(package_dir: Path, pages_dir: Path) -> list[Path]:
             f"{pages_dir}: {refused}: it would be replaced, so choose an empty or generated folder"
         )
     pages = render_pages(package)
-    pages[STYLESHEET] = _stylesheet()
+    pages[STYLESHEET] = _asset(STYLESHEET)
+    pages[SCRIPT] = _asset(SCRIPT)
     files = [
         *package.files,
         *(item for version in package.archive for item in (*version.zips, version.descriptor)),
@@ -179,8 +182,8 @@ def generate_pages(package_dir: Path, pages_dir: Path) -> list[Path]:
     return sorted(pages_dir / relative for relative in [*pages, *copies])
 
 
-def _stylesheet() -> str:
-    return resources.files("publisher.site").joinpath("assets", STYLESHEET).read_text("utf-8")
+def _asset(name: str) -> str:
+    return resources.files("publisher.site").joinpath("assets", name).read_text("utf-8")
 
 
 # --------------------------------------------------------------------------------------
@@ -339,6 +342,7 @@ def _standalone_config(package: model.Package) -> dict[str, Any]:
             "features": ["navigation.indexes", "navigation.footer"],
         },
         "extra_css": [STYLESHEET],
+        "extra_javascript": [SCRIPT],
         "exclude_docs": f"/{MARKER_FILE}\n",
         "markdown_extensions": [
             "admonition",

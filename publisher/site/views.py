@@ -124,7 +124,7 @@ class TableView:
 
 @dataclass(frozen=True)
 class TotalFinding:
-    """One total of the key findings: tables of the same input share theirs."""
+    """One total of the main points: tables of the same input share theirs."""
 
     first: TableView
     tables: int
