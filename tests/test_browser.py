@@ -443,8 +443,16 @@ def test_served_the_note_about_search_stays_hidden_and_search_finds_sentences(
         try:
             page.goto(base + "index.html", wait_until="load")
             assert not page.locator(".publisher-offline").is_visible()
-            page.fill("input.md-search__input", "environment")
-            page.wait_for_selector(".md-search-result__item")
+            # A query typed before the search worker has loaded its index is not run.
+            page.wait_for_function(
+                "!document.querySelector('.md-search-result__meta').textContent"
+                ".includes('Initializing')",
+                timeout=4 * PAGE_TIMEOUT_MS,
+            )
+            # Typed as a reader types (the theme reacts to key presses, not to a filled value).
+            page.click("input.md-search__input")
+            page.keyboard.type("environment")
+            page.wait_for_selector(".md-search-result__item", timeout=4 * PAGE_TIMEOUT_MS)
             snippets = page.locator(".md-search-result__item").all_inner_texts()
         finally:
             context.close()
