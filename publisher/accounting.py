@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass, field, replace
+from functools import cached_property, lru_cache
 from typing import Any, Literal
 
 from opendp.domains import atom_domain, vector_domain
@@ -48,6 +48,7 @@ from opendp.measurements import make_gaussian, make_laplace
 from opendp.metrics import l1_distance, l2_distance
 from opendp.mod import enable_features
 
+from publisher import strategy
 from publisher.spec import ReleaseSpec
 
 __all__ = [
@@ -56,8 +57,10 @@ __all__ = [
     "Planned",
     "account",
     "calibrated",
+    "design_of",
     "histogram_bins",
     "ledger_name",
+    "unit_bounds",
     "unit_totals",
 ]
 
@@ -69,7 +72,9 @@ LINKED_REFERENCE_FACTOR = 4
 # A move by the own person (removed) and one other own person (let in).
 _LINKED_OWN_SENSITIVITY = 2
 
-Kind = Literal["table", "truncation", "bounds"]
+Kind = Literal["table", "design", "truncation", "bounds"]
+# The strategy of pure DP: each table measured alone at its part of the loss.
+ALONE = "each table alone"
 
 
 def unit_totals(losses: Iterable[Mapping[str, float]]) -> dict[str, float]:
@@ -84,7 +89,7 @@ def unit_totals(losses: Iterable[Mapping[str, float]]) -> dict[str, float]:
 def ledger_name(name: str, kind: Kind) -> str:
     """The name under which the ledger records a measurement's loss (table names are
     slugs, so an estimate's name cannot clash with one)."""
-    if kind == "table":
+    if kind in ("table", "design"):
         return name
     return f"{name} (truncation estimate)" if kind == "truncation" else f"{name} (bounds)"
 
@@ -153,6 +158,8 @@ class Accounting:
 
     model: str
     measurements: tuple[Planned, ...]
+    # Under zCDP, each input's measurement strategy (its queries are among ``measurements``).
+    designs: dict[str, strategy.Design] = field(default_factory=dict)
 
     @cached_property
     def unit_losses(self) -> dict[str, float]:
@@ -164,8 +171,18 @@ class Accounting:
         """The release's loss: what the unit that loses most loses."""
         return max(self.unit_losses.values(), default=0.0)
 
-    def table(self, name: str) -> Planned:
-        return next(p for p in self.measurements if p.kind == "table" and p.name == name)
+    @property
+    def strategies(self) -> dict[str, str]:
+        """How each input's tables are measured, as the ledger records it."""
+        inputs = dict.fromkeys(p.input for p in self.measurements if p.kind in ("table", "design"))
+        return {
+            name: self.designs[name].method if name in self.designs else ALONE for name in inputs
+        }
+
+    def table(self, name: str) -> Planned | None:
+        """The measurement of a table alone (pure DP), or None when its input's strategy
+        measures it together with the input's other tables (zCDP)."""
+        return next((p for p in self.measurements if p.kind == "table" and p.name == name), None)
 
     def truncation(self, input_name: str) -> Planned | None:
         return next(
@@ -225,26 +242,89 @@ def calibrated(
     )
 
 
+def unit_bounds(spec: ReleaseSpec, input_name: str) -> dict[str, int]:
+    """How many records of an input one person of each unit can move (see the module
+    docstring): the sensitivity, per record moved, of any count vector of the input."""
+    return _table_sensitivity(spec, input_name)
+
+
+@lru_cache(maxsize=64)
+def _design(workload: strategy.Workload, objective: strategy.Objective) -> strategy.Design:
+    return strategy.plan(workload, "zcdp", objective)
+
+
+def design_of(
+    spec: ReleaseSpec, input_name: str, table_losses: Mapping[str, float] | None = None
+) -> strategy.Design:
+    """The measurement strategy of one input's tables under zCDP (:mod:`publisher.strategy`):
+    the tables' weights (their parts of the loss) are their priorities in the spec's
+    objective."""
+    table_losses = table_losses or {}
+    workload = strategy.workload_from_spec(spec, input_name)
+    weights = {
+        table.name: table_losses.get(table.name, spec.table_loss(table))
+        for table in spec.tables
+        if table.input == input_name
+    }
+    smallest = min(weights.values())
+    workload = strategy.Workload(
+        workload.attributes,
+        tuple(
+            replace(marginal, weight=weights[marginal.name] / smallest)
+            for marginal in workload.marginals
+        ),
+    )
+    return _design(workload, spec.privacy.objective)
+
+
 def account(spec: ReleaseSpec, table_losses: dict[str, float] | None = None) -> Accounting:
     """Plan every measurement of ``spec``: allocations, sensitivities, scales and losses.
 
-    ``table_losses`` replaces the allocation of the tables it names (``plan --target``).
+    Under zCDP each input's tables are measured together by the queries of its strategy
+    (:func:`design_of`), which share the input's part of the loss (its tables' parts);
+    under pure DP each table is measured alone at its part (today's split: no L1 optimum
+    is known). ``table_losses`` replaces the parts of the tables it names (``plan
+    --target``).
     """
     table_losses = table_losses or {}
     measurements = []
-    for table in spec.tables:
-        cells = math.prod(len(spec.category_of(table, column).values) for column in table.by)
-        measurements.append(
-            calibrated(
-                spec,
-                table.name,
-                "table",
-                table.input,
-                cells,
-                table_losses.get(table.name, spec.table_loss(table)),
-                _table_sensitivity(spec, table.input),
+    designs = {}
+    for input_name in spec.inputs:
+        tables = [table for table in spec.tables if table.input == input_name]
+        if not tables:
+            continue
+        losses = [table_losses.get(table.name, spec.table_loss(table)) for table in tables]
+        if spec.privacy.model == "zcdp":
+            design = design_of(spec, input_name, table_losses)
+            designs[input_name] = design
+            bounds = unit_bounds(spec, input_name)
+            allocation = math.fsum(losses)
+            for query in design.queries:
+                measurements.append(
+                    calibrated(
+                        spec,
+                        f"{input_name}: {query.name}",
+                        "design",
+                        input_name,
+                        query.size,
+                        allocation * query.share,
+                        {unit: query.distance("zcdp", bound) for unit, bound in bounds.items()},
+                    )
+                )
+            continue
+        for table, loss in zip(tables, losses, strict=True):
+            cells = math.prod(len(spec.category_of(table, column).values) for column in table.by)
+            measurements.append(
+                calibrated(
+                    spec,
+                    table.name,
+                    "table",
+                    table.input,
+                    cells,
+                    loss,
+                    _table_sensitivity(spec, table.input),
+                )
             )
-        )
     for input_name in spec.truncation_inputs:
         cells, sensitivity = _truncation_sensitivity(spec, input_name)
         measurements.append(
@@ -258,4 +338,4 @@ def account(spec: ReleaseSpec, table_losses: dict[str, float] | None = None) -> 
                 sensitivity,
             )
         )
-    return Accounting(spec.privacy.model, tuple(measurements))
+    return Accounting(spec.privacy.model, tuple(measurements), designs)

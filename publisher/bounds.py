@@ -20,6 +20,7 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from publisher import accounting, intervals, privacy
+from publisher.plan import largest_margins
 from publisher.postprocess import Figure
 from publisher.privacy import BoundsMeasurement
 from publisher.spec import ReleaseSpec
@@ -35,7 +36,7 @@ class Candidate:
     people_over: Figure | None  # histogram: people with more records than the bound
     records_left_out: Figure | None  # histogram: their records beyond it (at the least)
     left_out: Figure | None  # linked: people counted under the largest candidate only
-    margin: float  # the 95% margin of one cell of the input's first table, at this bound
+    margin: float  # the largest 95% margin of the input's first table's cells, at this bound
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,8 @@ class BoundsReport:
                 title=f"{item.title}: {_what(item)}",
                 title_justify="left",
                 caption=(
-                    f"Estimates with 95% intervals, from noisy counts. The margin is of one "
-                    f"cell of {item.table} at the spec's loss. The spec's bound is marked *."
+                    f"Estimates with 95% intervals, from noisy counts. The margin is the largest "
+                    f"of {item.table}'s cells at the spec's loss. The spec's bound is marked *."
                 ),
                 caption_justify="left",
             )
@@ -136,11 +137,12 @@ def _combination(
 
 
 def _margin(spec: ReleaseSpec, input_name: str, table_name: str, sensitivity: int) -> float:
-    """One cell's 95% margin in ``table_name`` if its input's largest sensitivity were
-    ``sensitivity`` (the noise grows with it, at the spec's loss)."""
-    planned = accounting.account(spec).table(table_name)
-    scale = planned.scale * sensitivity / max(planned.sensitivity.values())
-    return privacy.noise_accuracy(planned.distribution, scale)
+    """The largest 95% margin of ``table_name``'s cells if its input's largest sensitivity
+    were ``sensitivity``: every noise scale, and so every margin, grows in proportion to it
+    at the spec's loss (:func:`publisher.plan.largest_margins` gives today's)."""
+    current = max(accounting.unit_bounds(spec, input_name).values())
+    today = largest_margins(spec, accounting.account(spec), {table_name})[table_name]
+    return today * sensitivity / current
 
 
 def _input_bounds(spec: ReleaseSpec, measurement: BoundsMeasurement) -> InputBounds:

@@ -241,7 +241,7 @@ def release(spec_path: Path, out_dir: Path) -> None:
         result = pipeline.release(spec_path, out_dir, step)
     measured = result.measurements
     name = "rho" if measured.model == "zcdp" else "epsilon"
-    _say(f"Released {len(measured.tables)} tables to {result.package_dir}")
+    _say(f"Released {len(result.tables)} tables to {result.package_dir}")
     _say(
         f"Privacy loss spent: {name} = {measured.total_loss:.4g} "
         f"(epsilon = {measured.epsilon:.4g}, delta = {measured.delta:.0e})"

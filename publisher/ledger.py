@@ -39,11 +39,14 @@ Schema (``PRAGMA application_id`` = :data:`APPLICATION_ID`, ``PRAGMA user_versio
              UNIQUE(dataset, version))
     release_tables(release FK, name, planned_loss, loss, PK(release, name))
     release_units(release FK, unit, planned_loss, loss, PK(release, unit))
-    release_inputs(release FK, name, fingerprint, PK(release, name))
+    release_inputs(release FK, name, fingerprint, strategy, PK(release, name))
     release_files(release FK, path, sha256, PK(release, path))
 
-Version 1 ledgers are upgraded when opened for writing; their old fingerprints, plain
-hashes, are blanked.
+``release_inputs.strategy`` says how the input's tables were measured (the method of
+:mod:`publisher.strategy`'s design under zCDP, "each table alone" under pure DP).
+
+Earlier ledgers are upgraded when opened for writing: version 1's old fingerprints, plain
+hashes, are blanked; version 2 gains the strategy column (NULL for its releases).
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ __all__ = [
     "report",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # "PBLG" in ASCII: marks the file as a publisher ledger, so another SQLite file is refused.
 APPLICATION_ID = 0x50424C47
 # Relative tolerance on loss sums, so that 0.5 + 0.5 fits a cap of 1.0 despite rounding.
@@ -162,6 +165,7 @@ CREATE TABLE release_inputs (
     release INTEGER NOT NULL REFERENCES releases (id),
     name TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
+    strategy TEXT,
     PRIMARY KEY (release, name)
 );
 CREATE INDEX release_inputs_by_fingerprint ON release_inputs (fingerprint);
@@ -174,6 +178,10 @@ ALTER TABLE releases ADD COLUMN pid INTEGER;
 ALTER TABLE releases ADD COLUMN host TEXT;
 ALTER TABLE releases ADD COLUMN reason TEXT;
 UPDATE releases SET fingerprint = '';
+"""
+# Schema version 3 records how each input's tables were measured (release_inputs.strategy).
+_UPGRADE_2_TO_3 = """
+ALTER TABLE release_inputs ADD COLUMN strategy TEXT;
 """
 _TABLES = {
     "meta",
@@ -248,6 +256,8 @@ class SpendRequest:
     kind: Kind = "release"
     # Why the release deliberately starts a new dataset on inputs another dataset released.
     new_dataset_reason: str | None = None
+    # Input name -> how its tables are measured (recorded; see the module docstring).
+    strategies: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.model not in UNIT:
@@ -360,6 +370,7 @@ class SpendRecord:
     planned_table_losses: dict[str, float]
     unit_losses: dict[str, float]  # accounted once committed, planned otherwise
     inputs: dict[str, str]  # input name -> keyed fingerprint (never printed)
+    strategies: dict[str, str]  # input name -> how its tables were measured (schema 3)
     spec_hash: str
     publisher_version: str
     opendp_version: str
@@ -564,6 +575,13 @@ class Ledger:
             if create:
                 self._create(connection, _UPGRADE_1_TO_2 + _SCHEMA_2)
             return True
+        if schema_version == 2 and tables >= _TABLES:
+            if self.read_only:
+                return False  # readable as it is: its releases have no strategy
+            if create:
+                connection.execute(_UPGRADE_2_TO_3.strip().rstrip(";"))
+                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            return True
         if schema_version != SCHEMA_VERSION or not tables >= _TABLES:
             raise BudgetError(
                 f"{self.path}: the ledger's schema is incomplete (version {schema_version}); "
@@ -659,8 +677,11 @@ class Ledger:
             [(row_id, unit, loss) for unit, loss in request.unit_losses.items()],
         )
         connection.executemany(
-            "INSERT INTO release_inputs (release, name, fingerprint) VALUES (?, ?, ?)",
-            [(row_id, name, value) for name, value in request.inputs.items()],
+            "INSERT INTO release_inputs (release, name, fingerprint, strategy) VALUES (?, ?, ?, ?)",
+            [
+                (row_id, name, value, request.strategies.get(name))
+                for name, value in request.inputs.items()
+            ],
         )
         return Reservation(
             id=row_id,
@@ -928,6 +949,7 @@ class Ledger:
                 item["loss"],
             )
         inputs: dict[int, dict[str, str]] = {}
+        strategies: dict[int, dict[str, str]] = {}
         for item in connection.execute(
             "SELECT i.* FROM release_inputs AS i JOIN releases AS r ON r.id = i.release "
             "WHERE (:id IS NULL OR r.id = :id) AND (:dataset IS NULL OR r.dataset = :dataset) "
@@ -935,6 +957,8 @@ class Ledger:
             parameters,
         ):
             inputs.setdefault(item["release"], {})[item["name"]] = item["fingerprint"]
+            if "strategy" in item.keys() and item["strategy"] is not None:  # noqa: SIM118 (a Row)
+                strategies.setdefault(item["release"], {})[item["name"]] = item["strategy"]
         files: dict[int, dict[str, str]] = {}
         for file in connection.execute(
             "SELECT f.* FROM release_files AS f JOIN releases AS r ON r.id = f.release "
@@ -969,6 +993,7 @@ class Ledger:
                         for name, (planned_loss, loss) in units.get(row["id"], {}).items()
                     },
                     inputs=inputs.get(row["id"], {}),
+                    strategies=strategies.get(row["id"], {}),
                     spec_hash=row["spec_hash"],
                     publisher_version=row["publisher_version"],
                     opendp_version=row["opendp_version"],
@@ -1109,6 +1134,7 @@ def _release_dict(record: SpendRecord) -> dict[str, Any]:
         "loss": record.loss,
         "reserved_loss": record.reserved_loss,
         "unit_losses": record.unit_losses,
+        "strategies": record.strategies,
         "table_losses": record.table_losses,
         "planned_table_losses": record.planned_table_losses,
         "reserved_at": record.reserved_at,

@@ -71,6 +71,7 @@ SHARES_RESOURCE = "headline-shares"
 # The column of every table of counts that says whether a row is a total (tidy data).
 TOTAL_FLAG = "is_total"
 UNROUNDED = "unrounded"
+NOISY_MEASUREMENTS = "noisy-measurements"
 PROFILE = "https://datapackage.org/profiles/2.0/datapackage.json"
 
 
@@ -450,6 +451,10 @@ def _build(content: ReleaseContent, staging: Path) -> None:
         resources.append(_shares_resource(content, path))
     if content.unrounded is not None:
         (data_dir / UNROUNDED).mkdir()
+        if content.measurements.designs:
+            path = data_dir / UNROUNDED / f"{NOISY_MEASUREMENTS}.csv"
+            _noisy_frame(content).write_csv(path, line_terminator="\n")
+            resources.append(_noisy_measurements_resource(content, path))
         for table in content.spec.tables:
             path = data_dir / UNROUNDED / f"{table.name}.csv"
             with_flag(content.unrounded[table.name], list(table.by), total_label).write_csv(
@@ -625,7 +630,6 @@ def _csv_resource(name: str, path: Path, title: str, description: str) -> dict[s
 def _table_resource(content: ReleaseContent, table: Table, path: Path) -> dict[str, Any]:
     spec = content.spec
     rules = spec.disclosure
-    noisy = content.measurements.table(table.name)
     total_label = rules.total_label if table.totals else None
     dimensions = []
     fields: list[dict[str, Any]] = []
@@ -686,7 +690,7 @@ def _table_resource(content: ReleaseContent, table: Table, path: Path) -> dict[s
     ]
     resource = _csv_resource(table.name, path, table.title, table.description)
     resource["schema"] = {"fields": fields, "missingValues": [""], "primaryKey": list(table.by)}
-    resource["privacy"] = guarantee.table_privacy(spec, noisy)
+    resource["privacy"] = guarantee.table_privacy(spec, content.measurements, table)
     resource["table"] = {
         "input": table.input,
         "counts": counted,
@@ -749,7 +753,23 @@ def generated_names(spec: ReleaseSpec) -> set[str]:
     names = {SHARES_RESOURCE} if spec.shares else set()
     if spec.disclosure.unrounded_estimates:
         names |= {_unrounded_name(table.name) for table in spec.tables}
+        if spec.privacy.model == "zcdp":
+            names.add(NOISY_MEASUREMENTS)
     return names
+
+
+def _noisy_frame(content: ReleaseContent) -> pl.DataFrame:
+    rows = [
+        (query.name, position, value)
+        for design in content.measurements.designs
+        for query in design.queries
+        for position, value in enumerate(query.noisy)
+    ]
+    return pl.DataFrame(
+        rows,
+        schema={"measurement": pl.String, "position": pl.Int64, "noisy_answer": pl.Int64},
+        orient="row",
+    )
 
 
 def _unrounded_name(table: str) -> str:
@@ -801,18 +821,21 @@ def _unrounded_resource(content: ReleaseContent, table: Table, path: Path) -> di
             ),
             "constraints": {"required": True, "minimum": 0},
         },
-        {
-            "name": "noisy_count",
-            "type": "integer",
-            "title": "Noisy count as drawn",
-            "description": (
-                f"The count OpenDP released for the cell: the exact count plus "
-                f"{noisy.distribution.lower()} noise of scale {noisy.scale:.6g}. Empty on "
-                "total rows, which are not measured but estimated."
-            ),
-        },
-        _total_flag_field(total_label),
     ]
+    if noisy is not None:  # measured alone: the noisy count of each cell, as drawn
+        fields.append(
+            {
+                "name": "noisy_count",
+                "type": "integer",
+                "title": "Noisy count as drawn",
+                "description": (
+                    f"The count OpenDP released for the cell: the exact count plus "
+                    f"{noisy.distribution.lower()} noise of scale {noisy.scale:.6g}. Empty on "
+                    "total rows, which are not measured but estimated."
+                ),
+            }
+        )
+    fields.append(_total_flag_field(total_label))
     resource = _csv_resource(
         _unrounded_name(table.name),
         path,
@@ -823,10 +846,61 @@ def _unrounded_resource(content: ReleaseContent, table: Table, path: Path) -> di
     )
     resource["path"] = f"data/{UNROUNDED}/{path.name}"
     resource["schema"] = {"fields": fields, "missingValues": [""], "primaryKey": list(table.by)}
+    resource["unrounded"] = (
+        {"table": table.name, "distribution": noisy.distribution, "scale": noisy.scale}
+        if noisy is not None
+        else {"table": table.name, "noisy_measurements": NOISY_MEASUREMENTS}
+    )
+    return resource
+
+
+def _noisy_measurements_resource(content: ReleaseContent, path: Path) -> dict[str, Any]:
+    """The noisy answers of every strategy's queries, as OpenDP drew them (zCDP)."""
+    designs = content.measurements.designs
+    names = [query.name for design in designs for query in design.queries]
+    resource = _csv_resource(
+        NOISY_MEASUREMENTS,
+        path,
+        "Noisy measurements as drawn",
+        "For analysts: the noisy answers of the integer queries each input's tables were "
+        "measured with, as OpenDP drew them, one row per answer. The queries are public: "
+        "publisher's strategy.plan regenerates them from the release spec (the method is in "
+        "privacy.measurements); every unrounded estimate is their least-squares estimate.",
+    )
+    resource["path"] = f"data/{UNROUNDED}/{path.name}"
+    resource["schema"] = {
+        "fields": [
+            {
+                "name": "measurement",
+                "type": "string",
+                "title": "Measurement",
+                "description": "The noisy vector the answer belongs to.",
+                "constraints": {"required": True, "enum": names},
+            },
+            {
+                "name": "position",
+                "type": "integer",
+                "title": "Position",
+                "description": "The answer's position in its vector, from 0.",
+                "constraints": {"required": True, "minimum": 0},
+            },
+            {
+                "name": "noisy_answer",
+                "type": "integer",
+                "title": "Noisy answer",
+                "description": "The exact integer answer plus OpenDP's integer noise.",
+                "constraints": {"required": True},
+            },
+        ],
+        "missingValues": [""],
+        "primaryKey": ["measurement", "position"],
+    }
     resource["unrounded"] = {
-        "table": table.name,
-        "distribution": noisy.distribution,
-        "scale": noisy.scale,
+        "measurements": [
+            {"name": query.name, "distribution": query.distribution, "scale": query.scale}
+            for design in designs
+            for query in design.queries
+        ]
     }
     return resource
 

@@ -52,6 +52,7 @@ class ReleaseResult:
     package_dir: Path
     measurements: privacy.Measurements
     shares: list[ShareEstimate]
+    tables: tuple[str, ...]  # the names of the published tables
 
 
 def check(spec_path: Path, progress: Progress = quiet) -> CheckResult:
@@ -211,7 +212,9 @@ def _release(
             f"the release had already finished: the package is published in {package_dir} "
             "and recorded in the ledger",
         ) from None
-    return ReleaseResult(package_dir, measurements, content.shares)
+    return ReleaseResult(
+        package_dir, measurements, content.shares, tuple(t.name for t in content.spec.tables)
+    )
 
 
 def _check_previous_against_ledger(
@@ -316,12 +319,15 @@ def _spend_request(
         publisher_version=version("publisher"),
         opendp_version=version("opendp"),
         new_dataset_reason=privacy_spec.new_dataset_reason,
+        strategies=planned.strategies,
     )
 
 
 def measured_losses(measurements: privacy.Measurements) -> dict[str, float]:
     """What each measurement costs the unit it costs most, by the names the ledger keeps."""
     losses = {table.name: table.loss for table in measurements.tables}
+    for design in measurements.designs:
+        losses |= {query.name: max(query.unit_losses.values()) for query in design.queries}
     for item in measurements.truncation:
         losses[accounting.ledger_name(item.input, "truncation")] = max(item.unit_losses.values())
     return losses
@@ -358,11 +364,13 @@ def _content(
             provisional=release_spec.release.status == "provisional",
             previous=previous.tables.get(table.name) if previous and revises else None,
         )
-        unrounded[table.name] = with_totals.join(
-            measurements.table(table.name).noisy_counts,
-            on=list(table.by),
-            how="left",
-            maintain_order="left",
+        own = measurements.table(table.name)
+        unrounded[table.name] = (
+            with_totals
+            if own is None  # measured with its input's other tables by their strategy
+            else with_totals.join(
+                own.noisy_counts, on=list(table.by), how="left", maintain_order="left"
+            )
         )
     shares = [
         postprocess.estimate_share(share, estimates[share.table]) for share in release_spec.shares

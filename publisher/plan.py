@@ -13,16 +13,19 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
+import numpy as np
+import numpy.typing as npt
 from rich.console import Group
 from rich.table import Table as RichTable
 from rich.text import Text
 
-from publisher import accounting, intervals, postprocess, privacy
+from publisher import accounting, intervals, postprocess, privacy, strategy
 from publisher.errors import SpecError
-from publisher.spec import ReleaseSpec
+from publisher.spec import LIMITS, ReleaseSpec
 
-__all__ = ["Plan", "TablePlan", "advice", "parse_targets", "plan"]
+__all__ = ["Plan", "TablePlan", "advice", "largest_margins", "parse_targets", "plan"]
 
 
 @dataclass(frozen=True)
@@ -31,12 +34,14 @@ class TablePlan:
 
     name: str
     loss: float  # its part of each unit's loss (rho or epsilon)
-    unit_losses: dict[str, float]  # what it costs each unit it concerns (OpenDP's maps)
-    distribution: str  # as OpenDP names it
-    scale: float
-    margin_noise: float  # OpenDP's 95% accuracy of one cell's noise, as measured
-    margin_estimate: float  # the largest margin of the table's rows after estimation
-    margin_published: float  # the largest half-width a published interval can have
+    measured: str  # "alone" (pure DP), or the input's strategy ("optimum") it is measured by
+    margin_estimate: float  # the largest margin of the table's cells after estimation
+    margin_published: float  # the largest half-width a cell's published interval can have
+    # The largest cell margin, at the same loss, under the optimum for the same tables
+    # (zCDP; None under pure DP, where no optimum is known) and with today's per-table
+    # measurement (each table alone at its part, all estimated together).
+    margin_optimum: float | None
+    margin_per_table: float | None
     target: float | None = None
 
 
@@ -84,28 +89,41 @@ class Plan:
             if self.loss_name == "rho"
             else "\N{GREEK SMALL LETTER EPSILON}"
         )
+        optimum = self.model == "zcdp"
         table = RichTable(
             title="Privacy loss and expected 95% margins of error (counts)",
-            caption=f"Noise: {self.tables[0].distribution}. 'One cell' is the noise of a "
-            "measured cell; 'after estimation' the largest margin of the table's cells once "
-            "all tables of its input are estimated together; 'as published' the widest "
-            "half-width a cell's published interval can have, its bounds rounded outward.",
+            caption="'Planned' is the largest margin of the table's cells once all tables of "
+            "its input are estimated together; 'as published' the widest half-width a "
+            "cell's published interval can have, its bounds rounded outward. "
+            + (
+                "'Optimum' is the margin under the best strategy of Gaussian measurements "
+                "for privacy.objective at the same loss; 'one by one' the margin when each "
+                "table is measured alone at its part and all are estimated together."
+                if optimum
+                else "Under pure DP each table is measured alone at its part (Laplace noise)."
+            ),
         )
         table.add_column("Table", overflow="fold")
-        for header in (f"Loss ({unit})", "Noise scale"):
-            table.add_column(header, justify="right")
-        for header in ("One cell", "After estimation", "As published", "Target"):
+        table.add_column(f"Loss ({unit})", justify="right")
+        headers = ["Planned", "As published"]
+        if optimum:
+            headers += ["Optimum", "One by one"]
+        for header in (*headers, "Target"):
             table.add_column(header, justify="right")
         for row in self.tables:
-            table.add_row(
+            cells = [
                 row.name,
                 f"{row.loss:.4g}",
-                f"{row.scale:.3g}",
-                f"\N{PLUS-MINUS SIGN}{row.margin_noise:.0f}",
                 f"\N{PLUS-MINUS SIGN}{row.margin_estimate:.1f}",
                 f"\N{PLUS-MINUS SIGN}{row.margin_published:.1f}",
-                "" if row.target is None else f"\N{PLUS-MINUS SIGN}{row.target:g}",
-            )
+            ]
+            if optimum:
+                cells += [
+                    _margin_text(row.margin_optimum),
+                    _margin_text(row.margin_per_table),
+                ]
+            cells.append("" if row.target is None else f"\N{PLUS-MINUS SIGN}{row.target:g}")
+            table.add_row(*cells)
         lines = [
             f"For each {self.unit_titles[name]}: {self.loss_name} = {loss:.4g}"
             for name, loss in self.unit_losses.items()
@@ -136,13 +154,17 @@ class Plan:
         return {table.name: round(table.loss / smallest, 6) for table in self.tables}
 
 
+def _margin_text(margin: float | None) -> str:
+    return "" if margin is None else f"\N{PLUS-MINUS SIGN}{margin:.1f}"
+
+
 def _published_half_width(margin: float, base: int) -> float:
     """The widest half-width an interval of margin ``margin`` can have once its bounds are
     rounded outward to ``base``: its width is ``round_up(2 margin)`` or a base more."""
     return (intervals.round_up(2.0 * margin, base) + base) / 2.0
 
 
-def _largest_margins(
+def largest_margins(
     spec: ReleaseSpec, plan: accounting.Accounting, names: set[str] | None = None
 ) -> dict[str, float]:
     """The largest margin of each table's cells (``names`` only, when given), from the
@@ -169,23 +191,24 @@ def _plan(
     names: set[str] | None = None,
 ) -> Plan:
     planned = accounting.account(spec, table_losses)
-    margins = _largest_margins(spec, planned, names)
+    margins = largest_margins(spec, planned, names)
     base = spec.disclosure.rounding_base
     tables = []
+    compared = _compared(spec, table_losses, names)
     for table in spec.tables:
         if table.name not in margins:
             continue
-        item = planned.table(table.name)
+        design = planned.designs.get(table.input)
+        optimum, per_table = compared.get(table.name, (None, None))
         tables.append(
             TablePlan(
                 name=table.name,
-                loss=item.allocation,
-                unit_losses=dict(item.unit_losses),
-                distribution=item.distribution,
-                scale=item.scale,
-                margin_noise=privacy.noise_accuracy(item.distribution, item.scale),
+                loss=table_losses.get(table.name, spec.table_loss(table)),
+                measured="alone" if design is None else design.method,
                 margin_estimate=margins[table.name],
                 margin_published=_published_half_width(margins[table.name], base),
+                margin_optimum=optimum,
+                margin_per_table=per_table,
                 target=targets.get(table.name),
             )
         )
@@ -206,6 +229,56 @@ def _plan(
         ),
         meets_targets=total <= spec.privacy.cap_loss * (1 + 1e-9),
     )
+
+
+def _largest_margin(variances: npt.NDArray[np.float64], base: int) -> float:
+    """The margin of the least precise of cells with these variances (normal errors)."""
+    return intervals.margin(intervals.Smooth("normal", math.sqrt(float(variances.max()))), base)
+
+
+@lru_cache(maxsize=64)
+def _optimum(
+    workload: strategy.Workload, objective: strategy.Objective
+) -> strategy.Strategy | None:
+    """The optimal strategy of sensitivity 1 for the workload, None when its blocks are too
+    large for the exact optimiser (the plan then has no optimum to compare with)."""
+    try:
+        return strategy.optimal(workload, objective).normalised()
+    except ValueError:
+        return None
+
+
+def _compared(
+    spec: ReleaseSpec, table_losses: dict[str, float], names: set[str] | None
+) -> dict[str, tuple[float | None, float | None]]:
+    """Under zCDP, per table: its largest cell margin under the optimum for the spec's
+    objective, and with each table measured alone at its part, at the same loss (see
+    :mod:`publisher.strategy`). Empty under pure DP, where the tables are measured alone."""
+    base = spec.disclosure.rounding_base
+    out: dict[str, tuple[float | None, float | None]] = {}
+    if spec.privacy.model != "zcdp":
+        return out
+    for input_name in spec.inputs:
+        tables = [table for table in spec.tables if table.input == input_name]
+        if not tables or (names is not None and not any(t.name in names for t in tables)):
+            continue
+        workload = strategy.workload_from_spec(spec, input_name)
+        bound = max(accounting.unit_bounds(spec, input_name).values())
+        parts = [table_losses.get(t.name, spec.table_loss(t)) for t in tables]
+        one_by_one = strategy.Design.marginals(
+            workload, list(workload.marginals), parts, "zcdp"
+        ).strategy([bound * bound / (2.0 * part) for part in parts])
+        design = accounting.design_of(spec, input_name, table_losses)
+        best = _optimum(design.structure.workload, spec.privacy.objective)
+        optimum = None if best is None else best.scaled(bound * bound / (2.0 * math.fsum(parts)))
+        for table in tables:
+            out[table.name] = (
+                None
+                if optimum is None
+                else _largest_margin(optimum.cell_variances(table.name), base),
+                _largest_margin(one_by_one.cell_variances(table.name), base),
+            )
+    return out
 
 
 def _meets(result: Plan, targets: dict[str, float]) -> bool:
@@ -243,13 +316,21 @@ def _solve(spec: ReleaseSpec, targets: dict[str, float]) -> dict[str, float]:
     for _ in range(4):
         moved = False
         for name in targets:
-            low, high = 0.0, 1.0
-            for _ in range(14):
-                middle = (low + high) / 2.0
-                if meets({**losses, name: losses[name] * middle}):
-                    high = middle
-                else:
-                    low = middle
+            # The printed weights are the losses over the smallest, and a spec's weight is
+            # at most LIMITS.weight[1]: a table measured with others may need little loss
+            # of its own, never less than that allows.
+            others = [loss for other, loss in losses.items() if other != name]
+            floor = min(1.0, max(others, default=0.0) / LIMITS.weight[1] / losses[name])
+            if meets({**losses, name: losses[name] * floor}):
+                high = floor
+            else:
+                low, high = floor, 1.0
+                for _ in range(14):
+                    middle = (low + high) / 2.0
+                    if meets({**losses, name: losses[name] * middle}):
+                        high = middle
+                    else:
+                        low = middle
             if high < 0.999:
                 losses[name] *= high
                 moved = True

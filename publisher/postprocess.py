@@ -35,7 +35,9 @@ from publisher import intervals
 from publisher.privacy import (
     CONFIDENCE,
     NOISY_COUNT,
+    DesignMeasurement,
     Measurements,
+    NoisyTable,
     TruncationMeasurement,
     keys_of,
     noise_variance,
@@ -98,29 +100,31 @@ class TableEstimates:
     by: tuple[str, ...]
     cells: pl.DataFrame  # the key columns, then ``estimate`` (Float64), in key order
     covariance: Matrix  # cells x cells
-    weights: Matrix  # cells x the input's measured counts: estimate = weights @ noisy
-    noise: Noise  # of the input's measured counts
+    # cells x the input's measured counts (estimate = weights @ noisy) and their noise,
+    # when the tables were measured as they are (pure DP); None for a strategy's queries,
+    # whose estimates mix integers scaled far finer than the noise (continuous, normal).
+    weights: Matrix | None
+    noise: Noise | None
     quantile: float  # 95% half-width in standard deviations, for ratios (Fieller)
 
     def margins(self, combinations: Matrix, base: int) -> tuple[Matrix, Matrix]:
         """For each linear combination of the cells (rows of ``combinations``): its
         standard error and the margin whose outward-rounded 95% interval covers the true
         value with at least 95% probability (see :mod:`publisher.intervals`)."""
-        over_noise = combinations @ self.weights
         errors = np.sqrt(
             np.maximum(np.einsum("ij,jk,ik->i", combinations, self.covariance, combinations), 0.0)
         )
-        margins = np.asarray(
-            [
-                intervals.margin(
-                    intervals.error_model(
-                        row, self.noise.distributions, self.noise.scales, self.noise.variances
-                    ),
-                    base,
-                )
-                for row in over_noise
+        if self.weights is None or self.noise is None:
+            models: list[intervals.ErrorModel] = [
+                intervals.Smooth("normal", float(error)) for error in errors
             ]
-        )
+        else:
+            noise = self.noise
+            models = [
+                intervals.error_model(row, noise.distributions, noise.scales, noise.variances)
+                for row in combinations @ self.weights
+            ]
+        margins = np.asarray([intervals.margin(model, base) for model in models])
         return errors, margins
 
 
@@ -207,7 +211,11 @@ def consistent_estimates(
         tables = [table for table in spec.tables if table.input == input_name]
         if not tables or (names is not None and not any(t.name in names for t in tables)):
             continue
-        noisy = [measurements.table(table.name) for table in tables]
+        design = measurements.design(input_name)
+        if design is not None:
+            estimates |= _strategy_estimates(spec, tables, design)
+            continue
+        noisy = [_own(measurements, table.name) for table in tables]
         weights, covariance = projection(spec, tables, [t.variance for t in noisy])
         observed = np.concatenate(
             [t.noisy_counts[NOISY_COUNT].to_numpy().astype(float) for t in noisy]
@@ -230,6 +238,37 @@ def consistent_estimates(
             )
             start = stop
     return estimates
+
+
+def _own(measurements: Measurements, name: str) -> NoisyTable:
+    table = measurements.table(name)
+    if table is None:
+        raise KeyError(f"table {name!r} was not measured on its own")
+    return table
+
+
+def _strategy_estimates(
+    spec: ReleaseSpec, tables: list[Table], measured: DesignMeasurement
+) -> dict[str, TableEstimates]:
+    """The least-squares estimates of an input's tables from its strategy's noisy answers,
+    with their exact covariance (:meth:`strategy.Design.estimate`)."""
+    noisy = [np.asarray(query.noisy, dtype=float) for query in measured.queries]
+    variances = [query.variance for query in measured.queries]
+    fitted = measured.design.estimate(noisy, variances)
+    return {
+        table.name: TableEstimates(
+            name=table.name,
+            by=tuple(table.by),
+            cells=keys_of(spec, table).with_columns(
+                pl.Series(ESTIMATE, np.asarray(fitted.cells(table.name)).ravel(), dtype=pl.Float64)
+            ),
+            covariance=np.asarray(fitted.covariance(table.name)),
+            weights=None,
+            noise=None,
+            quantile=_Z,
+        )
+        for table in tables
+    }
 
 
 def with_totals(

@@ -60,7 +60,7 @@ from opendp.metrics import absolute_distance, frame_distance, symmetric_id_dista
 from opendp.mod import enable_features
 from opendp.transformations import make_stable_lazyframe
 
-from publisher import accounting, ingest, staging
+from publisher import accounting, ingest, staging, strategy
 from publisher.accounting import Accounting, Planned, histogram_bins
 from publisher.progress import Progress, quiet
 from publisher.spec import ReleaseSpec, Table
@@ -153,8 +153,42 @@ class TruncationMeasurement:
 
 
 @dataclass(frozen=True)
+class NoisyQuery:
+    """One noisy vector of a strategy's integer queries, as OpenDP released it."""
+
+    name: str  # the ledger's name for it ("crimes: residuals")
+    noisy: tuple[int, ...]
+    distribution: str
+    scale: float
+    unit_losses: dict[str, float]
+    sensitivity: dict[str, int]  # OpenDP's input distance for one person of each unit
+
+    @property
+    def variance(self) -> float:
+        return noise_variance(self.distribution, self.scale)
+
+
+@dataclass(frozen=True)
+class DesignMeasurement:
+    """An input's tables measured together by its strategy (zCDP): what was measured
+    (:class:`strategy.Design`, public) and the noisy answers of its queries."""
+
+    input: str
+    design: strategy.Design
+    queries: tuple[NoisyQuery, ...]
+
+    @property
+    def unit_losses(self) -> dict[str, float]:
+        return accounting.unit_totals(query.unit_losses for query in self.queries)
+
+
+@dataclass(frozen=True)
 class Measurements:
-    """Everything released by OpenDP for one release, and its accounting per unit."""
+    """Everything released by OpenDP for one release, and its accounting per unit.
+
+    Under zCDP each input's tables are measured together (``designs``); under pure DP each
+    table is measured alone (``tables``).
+    """
 
     model: str  # "zcdp" or "pure"
     tables: tuple[NoisyTable, ...]
@@ -162,6 +196,7 @@ class Measurements:
     unit_losses: dict[str, float]  # each unit's loss over every measurement (OpenDP's maps)
     delta: float  # the delta at which zCDP losses are stated as (epsilon, delta)
     opendp_version: str
+    designs: tuple[DesignMeasurement, ...] = ()
 
     @property
     def total_loss(self) -> float:
@@ -176,8 +211,12 @@ class Measurements:
     def unit_epsilon(self, unit: str) -> float:
         return epsilon_delta(self.model, self.unit_losses[unit], self.delta)[0]
 
-    def table(self, name: str) -> NoisyTable:
-        return next(table for table in self.tables if table.name == name)
+    def table(self, name: str) -> NoisyTable | None:
+        """A table's own noisy counts (pure DP), None when measured with its input (zCDP)."""
+        return next((table for table in self.tables if table.name == name), None)
+
+    def design(self, input_name: str) -> DesignMeasurement | None:
+        return next((item for item in self.designs if item.input == input_name), None)
 
 
 def noise_variance(distribution: str, scale: float) -> float:
@@ -229,6 +268,9 @@ class BoundedInput:
 
     tables: dict[str, Int64Array]  # table name -> counts in the order of keys_of
     truncation: Int64Array | None  # the exact vector of its truncation estimate, if any
+    # Counts by every key combination of the base columns the tables use (one axis each,
+    # in the order of ``strategy.workload_from_spec``): what a strategy's queries combine.
+    leaves: Int64Array | None = None
 
 
 def linked_projection(
@@ -406,10 +448,32 @@ def bound_input(
                 bins = len(histogram_bins(source.max_records_per_person))
                 estimate = _histogram(shuffled, source.identifier, bins)
             counts = {table.name: _table_counts(spec, table, kept) for table in tables}
-        return BoundedInput(counts, estimate)
+            return BoundedInput(counts, estimate, _leaf_counts(spec, input_name, kept))
     return BoundedInput(
-        {table.name: _table_counts(spec, table, kept) for table in tables}, estimate
+        {table.name: _table_counts(spec, table, kept) for table in tables},
+        estimate,
+        _leaf_counts(spec, input_name, kept),
     )
+
+
+def _leaf_counts(spec: ReleaseSpec, input_name: str, kept: pl.LazyFrame) -> Int64Array | None:
+    """Exact counts of the kept records by every key combination of the input's base
+    columns that its tables use (zeros included), as the strategy's workload orders them;
+    None when the input has no table."""
+    if not any(table.input == input_name for table in spec.tables):
+        return None
+    attributes = strategy.workload_from_spec(spec, input_name).attributes
+    names = [name for name, _ in attributes]
+    counted = (
+        kept.group_by(names)
+        .agg(pl.len().alias("__count"))
+        .with_columns(pl.col(names).to_physical())
+        .collect()
+    )
+    leaves = np.zeros(tuple(size for _, size in attributes), dtype=np.int64)
+    index = tuple(counted[name].to_numpy() for name in names)
+    np.add.at(leaves, index, counted["__count"].to_numpy().astype(np.int64))
+    return leaves
 
 
 @contextmanager
@@ -562,8 +626,28 @@ def _measurements(
     """The release's measurements from each planned measurement's noisy (or placeholder)
     values, keyed by (kind, name)."""
     tables = tuple(
-        _noisy_table(spec, plan.table(table.name), values[("table", table.name)])
-        for table in spec.tables
+        _noisy_table(spec, planned, values[("table", planned.name)])
+        for planned in plan.measurements
+        if planned.kind == "table"
+    )
+    designs = tuple(
+        DesignMeasurement(
+            input=input_name,
+            design=design,
+            queries=tuple(
+                NoisyQuery(
+                    name=planned.name,
+                    noisy=tuple(values[("design", planned.name)]),
+                    distribution=planned.distribution,
+                    scale=planned.scale,
+                    unit_losses=dict(planned.unit_losses),
+                    sensitivity=dict(planned.sensitivity),
+                )
+                for planned in plan.of_input(input_name)
+                if planned.kind == "design"
+            ),
+        )
+        for input_name, design in plan.designs.items()
     )
     truncation_measurements = tuple(
         _truncation_measurement(spec, planned, values[("truncation", planned.name)])
@@ -577,6 +661,7 @@ def _measurements(
         unit_losses=dict(plan.unit_losses),
         delta=spec.privacy.delta,
         opendp_version=version("opendp"),
+        designs=designs,
     )
 
 
@@ -600,12 +685,31 @@ def measure(
                 continue
             progress(f"Bounding {input_name}", None)
             bounded = bound_input(spec, input_name, frames[input_name], private)
+            exact = _exact_answers(plan, input_name, bounded)
             for done, item in enumerate(planned):
                 progress(f"Measuring the {input_name} tables", done / len(planned))
-                exact = bounded.tables[item.name] if item.kind == "table" else bounded.truncation
-                assert exact is not None  # an input with a planned estimate has one
-                values[(item.kind, item.name)] = _noisy(item, exact)
+                values[(item.kind, item.name)] = _noisy(item, exact[(item.kind, item.name)])
     return _measurements(spec, plan, values)
+
+
+def _exact_answers(
+    plan: Accounting, input_name: str, bounded: BoundedInput
+) -> dict[tuple[str, str], Int64Array]:
+    """The exact vector each planned measurement of an input adds noise to."""
+    answers: dict[tuple[str, str], Int64Array] = {}
+    design = plan.designs.get(input_name)
+    if design is not None:
+        assert bounded.leaves is not None  # an input with tables has leaf counts
+        vectors = design.answers(design.leaf_counts(bounded.leaves))
+        names = [item.name for item in plan.of_input(input_name) if item.kind == "design"]
+        answers |= {("design", name): vector for name, vector in zip(names, vectors, strict=True)}
+    for item in plan.of_input(input_name):
+        if item.kind == "table":
+            answers[("table", item.name)] = bounded.tables[item.name]
+        elif item.kind == "truncation":
+            assert bounded.truncation is not None  # an input with a planned estimate has one
+            answers[("truncation", item.name)] = bounded.truncation
+    return answers
 
 
 def placeholder(
@@ -622,12 +726,23 @@ def placeholder(
     plan = plan or accounting.account(spec)
     rules = spec.disclosure
     cycle = [-2, 0, max(rules.threshold // 2, 1), 40 * (rules.threshold + rules.rounding_base)]
+
+    def counts(size: int) -> list[int]:
+        return [cycle[index % len(cycle)] + index if varied else 0 for index in range(size)]
+
     values: dict[tuple[str, str], Sequence[int]] = {
-        (item.kind, item.name): [
-            cycle[index % len(cycle)] + index if varied else 0 for index in range(item.cells)
-        ]
-        for item in plan.measurements
+        (item.kind, item.name): counts(item.cells) for item in plan.measurements
     }
+    # A strategy's queries answer for counts by key: varied counts by key, so the tables
+    # estimated from them vary as a table measured alone would.
+    for input_name, design in plan.designs.items():
+        shape = tuple(size for _, size in strategy.workload_from_spec(spec, input_name).attributes)
+        leaves = np.asarray(counts(math.prod(shape)), dtype=np.int64).reshape(shape)
+        answers = design.answers(design.leaf_counts(leaves))
+        names = [item.name for item in plan.of_input(input_name) if item.kind == "design"]
+        values |= {
+            ("design", name): answer.tolist() for name, answer in zip(names, answers, strict=True)
+        }
     return _measurements(spec, plan, values)
 
 

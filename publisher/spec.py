@@ -239,6 +239,9 @@ class Privacy(_Model):
     units: Annotated[dict[Slug, Unit], Field(min_length=1)]
     # The part of the loss spent estimating what the per-person bounds left out.
     truncation_share: Annotated[float, Number, Field(ge=0, le=0.5)] = 0.05
+    # What the measurement strategy minimises (zCDP): the weighted mean variance of the
+    # tables' cells ("total"), or the largest weighted variance of any cell ("worst_cell").
+    objective: Literal["total", "worst_cell"] = "total"
     # The private budget ledger (SQLite), relative to the spec; never inside a package.
     ledger: Text = "ledger.sqlite"
     # Releases of one dataset share its cap; defaults to the release id.

@@ -414,3 +414,93 @@ def test_the_audit_catches_suspects_counted_without_the_victim_bound() -> None:
 
     print(f"no victim bound: claimed {planned.loss:g}, audit {audit}")
     assert audit.epsilon_lower_bound > planned.loss, audit
+
+
+# --- zCDP: an input's tables measured together by their strategy ---------------------------
+
+RHO = 0.5
+RUNS_GAUSSIAN = 4_000
+Z_AUDIT = 3.29  # one-sided normal quantile at ALPHA / 2
+
+
+def strategy_spec() -> ReleaseSpec:
+    """The admissions release under zCDP: both tables measured by one strategy."""
+    raw = admissions_spec(
+        privacy={"model": "zcdp", "rho": RHO, "cap": {"rho": 2.0}, "truncation_share": 0}
+    )
+    raw["shares"] = []
+    raw["inputs"]["admissions"]["max_records_per_person"] = MAX_RECORDS  # type: ignore[index]
+    return parse(yaml.safe_dump(raw, sort_keys=False))
+
+
+def strategy_answers(spec: ReleaseSpec, data: pl.LazyFrame, *, bounded: bool = True) -> np.ndarray:
+    """The exact integer answers the release adds noise to, through the release's own
+    path (bounds, counts by key, the design's queries); ``bounded=False`` skips the bound
+    on records per person (the broken mechanism)."""
+    design = accounting.account(spec).designs["admissions"]
+    if bounded:
+        leaves = privacy.bound_input(spec, "admissions", data, order_seed=1).leaves
+    else:
+        counted = data.group_by("ward", "outcome").len().collect()
+        leaves = np.zeros((len(WARDS), len(spec.categories["outcome"].values)), dtype=np.int64)
+        wards = spec.categories["ward"].values
+        outcomes = spec.categories["outcome"].values
+        for ward, outcome, count in counted.iter_rows():
+            leaves[wards.index(ward), outcomes.index(outcome)] += count
+    assert leaves is not None
+    (answers,) = design.answers(design.leaf_counts(leaves))
+    return answers
+
+
+def gaussian_audit(
+    planned: accounting.Planned, base: np.ndarray, neighbour: np.ndarray, runs: int
+) -> float:
+    """A lower confidence bound (1 - ALPHA) on mu, the shift between the two output
+    distributions in noise standard deviations along the direction that separates them
+    best (the difference of the exact answers): Gaussian noise whose loss is rho has
+    mu = sqrt(2 rho) at most. Both the shift and the standard deviation are estimated from
+    OpenDP's releases; the bound takes the shift's sampling error at Z_AUDIT."""
+    direction = (neighbour - base).astype(float)
+    direction /= np.linalg.norm(direction)
+    measurement = planned.measurement()
+    on_base = np.array(
+        [direction @ np.asarray(measurement(base.tolist()), float) for _ in range(runs)]
+    )
+    on_neighbour = np.array(
+        [direction @ np.asarray(measurement(neighbour.tolist()), float) for _ in range(runs)]
+    )
+    deviation = math.sqrt((on_base.var(ddof=1) + on_neighbour.var(ddof=1)) / 2)
+    shift = on_neighbour.mean() - on_base.mean()
+    return float((shift - Z_AUDIT * deviation * math.sqrt(2 / runs)) / deviation)
+
+
+def test_the_strategy_s_measurement_keeps_its_claimed_rho() -> None:
+    """The exact answers of the design's queries move by at most the distance the
+    accounting states when one patient with many records joins (truncation holds through
+    the strategy), and OpenDP's noisy answers show no more than the claimed rho."""
+    spec = strategy_spec()
+    plan = accounting.account(spec)
+    (planned,) = [item for item in plan.measurements if item.kind == "design"]
+    claimed = planned.unit_losses["patient"]
+    assert claimed == pytest.approx(RHO)
+    base, neighbour = (strategy_answers(spec, d) for d in frames())
+    moved = float(np.linalg.norm((neighbour - base).astype(float)))
+    assert 0 < moved <= planned.sensitivity["patient"]
+
+    mu = gaussian_audit(planned, base, neighbour, RUNS_GAUSSIAN)
+
+    print(f"strategy: claimed rho {claimed:g} (mu {math.sqrt(2 * claimed):.3f}), audit mu {mu:.3f}")
+    assert mu <= math.sqrt(2 * claimed)
+
+
+def test_the_audit_catches_a_strategy_without_truncation() -> None:
+    """Flagged: the same queries and noise on counts that were not bounded per patient
+    (the added patient moves EXCESS times the bound)."""
+    spec = strategy_spec()
+    (planned,) = [p for p in accounting.account(spec).measurements if p.kind == "design"]
+    base, neighbour = (strategy_answers(spec, d, bounded=False) for d in frames())
+
+    mu = gaussian_audit(planned, base, neighbour, RUNS_BROKEN)
+
+    print(f"strategy without truncation: claimed rho {planned.loss:g}, audit mu {mu:.3f}")
+    assert mu > math.sqrt(2 * planned.loss)

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import yaml
 
-from publisher import accounting, disclosure, postprocess, privacy
+from publisher import accounting, disclosure, postprocess, privacy, strategy
 from publisher.spec import ReleaseSpec, parse
 
 TRIALS = 400
@@ -102,6 +102,13 @@ def exact_counts(release_spec: ReleaseSpec, name: str) -> list[int]:
     return counts
 
 
+def leaf_counts(release_spec: ReleaseSpec) -> np.ndarray[Any, Any]:
+    """The true counts by every key combination, in the strategy's order of attributes."""
+    names = [name for name, _ in strategy.workload_from_spec(release_spec, "x").attributes]
+    assert names == ["a", "b"]
+    return TRUTH.astype(np.int64)
+
+
 def cell_class(truth: int, total: bool) -> str:
     if total:
         return "totals"
@@ -117,12 +124,21 @@ def coverage(model: str, together: bool) -> dict[str, tuple[int, int]]:
     """(covered, intervals) per class over TRIALS simulated releases."""
     release_spec = spec(model, together)
     plan = accounting.account(release_spec)
-    exact = {item.name: exact_counts(release_spec, item.name) for item in plan.measurements}
-    measurements = {item.name: item.measurement() for item in plan.measurements}
+    # The exact vectors the release adds noise to, by its own path from the true counts:
+    # each table's cells (pure DP) or the strategy's queries (zCDP).
+    bounded = privacy.BoundedInput(
+        {t.name: np.asarray(exact_counts(release_spec, t.name)) for t in release_spec.tables},
+        None,
+        leaf_counts(release_spec),
+    )
+    exact = {
+        key: vector.tolist() for key, vector in privacy._exact_answers(plan, "x", bounded).items()
+    }
+    measurements = {(item.kind, item.name): item.measurement() for item in plan.measurements}
     true_share = TRUTH[A.index("a3")].sum() / TRUTH.sum()
     tally = {name: [0, 0] for name in CLASSES}
     for _ in range(TRIALS):
-        values = {("table", name): measurements[name](exact[name]) for name in exact}
+        values = {key: measurements[key](exact[key]) for key in exact}
         measured = privacy._measurements(release_spec, plan, values)
         estimates = postprocess.consistent_estimates(release_spec, measured)
         for table in release_spec.tables:

@@ -39,19 +39,19 @@ def test_each_unit_s_loss_is_the_sum_of_opendp_s_maps(
     units = {unit["name"]: unit for unit in descriptor["privacy"]["units"]}
     assert set(units) == {"victim", "suspect"}
     for name, unit in units.items():
-        parts = [*unit["tables"].values(), *unit["truncation"].values()]
+        parts = [*unit["tables"].values(), *unit["inputs"].values(), *unit["truncation"].values()]
         assert unit["rho"] == pytest.approx(math.fsum(parts), rel=1e-12)
         assert unit["rho"] == measured.unit_losses[name]
         epsilon, delta = privacy.epsilon_delta("zcdp", unit["rho"], 1e-7)
         assert (unit["epsilon"], unit["delta"]) == (epsilon, delta)
-        for table, loss in unit["tables"].items():
-            assert loss == measured.table(table).unit_losses[name]
-    # Every table concerns the victims; only the suspects tables concern suspects.
-    assert set(units["victim"]["tables"]) == {t.name for t in measured.tables}
-    assert set(units["suspect"]["tables"]) == {
-        "suspects-by-age-band-and-sex",
-        "suspects-by-ethnicity",
-    }
+        assert unit["tables"] == {}  # under zCDP every input's tables are measured together
+        for input_name, loss in unit["inputs"].items():
+            design = measured.design(input_name)
+            assert design is not None
+            assert loss == math.fsum(q.unit_losses[name] for q in design.queries)
+    # Every input concerns the victims; only the suspects input concerns suspects.
+    assert set(units["victim"]["inputs"]) == {"crimes", "victims", "suspects"}
+    assert set(units["suspect"]["inputs"]) == {"suspects"}
     # The release's loss is the largest of any person, and no more than the spec's.
     assert descriptor["privacy"]["loss"]["rho"] == max(measured.unit_losses.values())
     assert measured.total_loss <= 0.5 * (1 + 1e-9)

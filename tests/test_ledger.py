@@ -568,6 +568,7 @@ def test_the_report_as_json_has_the_documented_keys(tmp_path: Path) -> None:
         "loss",
         "reserved_loss",
         "unit_losses",
+        "strategies",
         "table_losses",
         "planned_table_losses",
         "reserved_at",
@@ -759,3 +760,28 @@ def test_a_ledger_of_schema_1_is_upgraded_and_its_plain_fingerprints_blanked(
         assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert connection.execute("SELECT fingerprint FROM releases").fetchone()[0] == ""
     book.reserve(request(version="1.1.0"))
+
+
+def test_the_ledger_records_how_each_input_was_measured(tmp_path: Path) -> None:
+    book = Ledger(tmp_path / "ledger.sqlite")
+    book.reserve(request(strategies={"admissions": "optimum"}))
+    (record,) = book.spends()
+    assert record.strategies == {"admissions": "optimum"}
+    (dataset,) = json.loads(report(book.path).to_json())["datasets"]
+    assert dataset["releases"][0]["strategies"] == {"admissions": "optimum"}
+
+
+def test_a_ledger_of_schema_2_gains_the_strategy_column(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    Ledger(path).reserve(request())
+    with sqlite3.connect(path) as connection:  # make it what the previous publisher wrote
+        connection.execute("ALTER TABLE release_inputs DROP COLUMN strategy")
+        connection.execute("PRAGMA user_version = 2")
+
+    (record,) = Ledger(path, read_only=True).spends()  # readable as it is
+    assert record.strategies == {}
+    book = Ledger(path)
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    book.reserve(request(version="1.1.0", strategies={"admissions": "residual planner"}))
+    assert [r.strategies for r in book.spends()] == [{}, {"admissions": "residual planner"}]

@@ -64,10 +64,23 @@ def test_privacy_statement_matches_opendp_accounting(released: pipeline.ReleaseR
     assert privacy["loss"]["rho"] == measured.total_loss  # type: ignore[index]
     assert privacy["loss"]["epsilon"] == measured.epsilon  # type: ignore[index]
     tables = [r for r in meta["resources"] if "privacy" in r]  # type: ignore[attr-defined]
+    # Both tables measured together by the input's strategy: each names that measurement
+    # and its loss, which they share (counted once).
+    (measurement,) = privacy["measurements"]  # type: ignore[index]
+    assert measurement["input"] == "admissions"
+    assert measurement["tables"] == [r["name"] for r in tables]
+    for resource in tables:
+        assert resource["privacy"]["measured"] == "with its input's tables"
+        assert resource["privacy"]["method"] == measurement["method"] == "optimum"
+        assert resource["privacy"]["units"] == measurement["units"]
     (estimate,) = meta["truncation"]  # type: ignore[misc]
-    spent = [r["privacy"]["units"]["patient"]["rho"] for r in tables]
-    spent.append(estimate["units"]["patient"]["rho"])
+    spent = [measurement["units"]["patient"]["rho"], estimate["units"]["patient"]["rho"]]
     assert math.fsum(spent) == pytest.approx(measured.total_loss)
+    design = measured.design("admissions")
+    assert design is not None
+    assert [
+        (q["name"], q["size"], q["scale"], q["sensitivity"]) for q in measurement["queries"]
+    ] == [(q.name, len(q.noisy), q.scale, q.sensitivity) for q in design.queries]
     (unit,) = privacy["units"]  # type: ignore[index]
     assert (unit["name"], unit["rho"]) == ("patient", measured.unit_losses["patient"])
     (reach,) = unit["reaches"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,38 +19,74 @@ from publisher.errors import SpecError
 from publisher.postprocess import MARGIN, consistent_estimates, with_totals
 from publisher.spec import parse
 from tests.conftest import admissions_rows, admissions_spec
-from tests.test_postprocess import SPEC, simulated_release
 from tests.test_privacy import frame
 
 
-def test_the_plan_has_the_release_s_scales_and_losses() -> None:
+def test_the_plan_has_the_release_s_losses() -> None:
     spec = parse(yaml.safe_dump(admissions_spec()))
     planned = planner.plan(spec)
     measured = privacy.measure(spec, frame(admissions_rows()))
+    design = measured.design("admissions")
+    assert design is not None and measured.tables == ()
     for table in planned.tables:
-        released = measured.table(table.name)
-        assert table.loss == pytest.approx(released.loss)
-        assert table.scale == pytest.approx(released.scale, rel=1e-6)
-        assert table.distribution == released.distribution
-        assert table.margin_noise == pytest.approx(released.margin_95)
+        assert table.measured == design.design.method == "optimum"
+        assert table.loss == pytest.approx(spec.table_loss(spec.table(table.name)))
+    # The tables' parts are what the strategy's measurement spends, all together.
+    assert math.fsum(t.loss for t in planned.tables) == pytest.approx(design.unit_losses["patient"])
     assert planned.total_loss == pytest.approx(measured.total_loss)
     assert planned.unit_losses == pytest.approx(measured.unit_losses)
     assert planned.epsilon == pytest.approx(measured.epsilon)
 
 
+def test_under_pure_dp_each_table_is_measured_alone_as_planned() -> None:
+    raw = admissions_spec(privacy={"model": "pure", "epsilon": 1.0, "cap": {"epsilon": 4.0}})
+    spec = parse(yaml.safe_dump(raw))
+    planned = planner.plan(spec)
+    measured = privacy.measure(spec, frame(admissions_rows()))
+    assert measured.designs == ()
+    for table in planned.tables:
+        released = measured.table(table.name)
+        assert released is not None
+        assert table.measured == "alone"
+        assert table.loss == pytest.approx(released.loss)
+        assert table.margin_optimum is None and table.margin_per_table is None
+    assert planned.total_loss == pytest.approx(measured.total_loss)
+
+
+def test_the_plan_compares_the_strategy_with_the_optimum_and_one_by_one() -> None:
+    spec = parse(yaml.safe_dump(admissions_spec()))
+    for table in planner.plan(spec).tables:
+        assert table.margin_optimum is not None and table.margin_per_table is not None
+        # The integer design is the optimum, to its rounding (margins within 1%).
+        assert table.margin_estimate == pytest.approx(table.margin_optimum, rel=0.01)
+    # With one table, the optimum is to measure it: all three agree.
+    raw = admissions_spec()
+    raw["tables"] = raw["tables"][:1]  # type: ignore[index]
+    raw["shares"] = []
+    (alone,) = planner.plan(parse(yaml.safe_dump(raw))).tables
+    assert alone.margin_estimate == pytest.approx(alone.margin_optimum, rel=1e-6)
+    assert alone.margin_estimate == pytest.approx(alone.margin_per_table, rel=1e-6)
+
+
 def test_planned_margins_are_those_the_release_publishes() -> None:
     # Margins depend on the noise only: the plan runs the release's own estimation, so its
     # margins are the release's, and no published interval of a table's cells is wider
-    # than the plan says, whatever the noise (checked on 100 simulated releases).
-    planned = {table.name: table for table in planner.plan(SPEC).tables}
-    for _ in range(100):
-        estimates = consistent_estimates(SPEC, simulated_release())
-        for table in SPEC.tables:
-            order = {column: SPEC.category_of(table, column).values for column in table.by}
-            cells = with_totals(estimates[table.name], order=order, total_label=None, base=5)
+    # than the plan says, whatever the noise (checked on simulated releases).
+    spec = parse(yaml.safe_dump(admissions_spec()))
+    rules = spec.disclosure
+    planned = {table.name: table for table in planner.plan(spec).tables}
+    for _ in range(30):
+        estimates = consistent_estimates(spec, privacy.measure(spec, frame(admissions_rows())))
+        for table in spec.tables:
+            order = {column: spec.category_of(table, column).values for column in table.by}
+            cells = with_totals(
+                estimates[table.name], order=order, total_label=None, base=rules.rounding_base
+            )
             margins = cells[MARGIN].to_numpy()
             assert margins.max() == pytest.approx(planned[table.name].margin_estimate)
-            published = disclosure.apply(cells, list(table.by), base=5, threshold=10)
+            published = disclosure.apply(
+                cells, list(table.by), base=rules.rounding_base, threshold=rules.threshold
+            )
             half_widths = (published["upper_95"] - published["lower_95"]).to_numpy() / 2
             assert half_widths.max() <= planned[table.name].margin_published
 
@@ -98,7 +135,8 @@ def test_the_cli_prints_the_plan_and_refuses_targets_beyond_the_cap(tmp_path: Pa
     raw = admissions_spec()
     raw["privacy"]["cap"] = {"rho": 0.6}  # type: ignore[index]
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    result = CliRunner().invoke(cli, ["plan", str(path), "--target", "admissions-by-ward=5"])
+    both = ["--target", "admissions-by-ward=5", "--target", "admissions-by-ward-and-outcome=5"]
+    result = CliRunner().invoke(cli, ["plan", str(path), *both])
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: ") and "above the lifetime cap" in result.stderr
     ok = CliRunner().invoke(cli, ["plan", str(path), "--json"])

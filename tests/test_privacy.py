@@ -10,7 +10,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from publisher import privacy
+from publisher import postprocess, privacy, strategy
 from publisher.spec import ReleaseSpec, parse
 from tests.conftest import WARDS, admissions_rows, admissions_spec
 
@@ -24,12 +24,27 @@ def frame(rows: list[tuple[str, str, str]]) -> dict[str, pl.LazyFrame]:
     return {"admissions": data.lazy()}
 
 
+PURE = {"model": "pure", "epsilon": 1.0, "cap": {"epsilon": 2.0}}
+
+
+def with_burns(**overrides: object) -> ReleaseSpec:
+    # "Burns" is a declared ward with no admissions at all: it must still be measured.
+    spec = admissions_spec(**overrides)
+    spec["categories"]["ward"]["values"] = [*WARDS, "Burns"]  # type: ignore[index]
+    return parse(yaml.safe_dump(spec))
+
+
 @pytest.fixture(scope="module")
 def released() -> tuple[ReleaseSpec, privacy.Measurements]:
-    # "Burns" is a declared ward with no admissions at all: it must still be measured.
-    spec = admissions_spec()
-    spec["categories"]["ward"]["values"] = [*WARDS, "Burns"]  # type: ignore[index]
-    release_spec = parse(yaml.safe_dump(spec))
+    """Pure DP: each table measured alone."""
+    release_spec = with_burns(privacy=PURE)
+    return release_spec, privacy.measure(release_spec, frame(admissions_rows()))
+
+
+@pytest.fixture(scope="module")
+def strategy_released() -> tuple[ReleaseSpec, privacy.Measurements]:
+    """zCDP: the tables measured together by their strategy."""
+    release_spec = with_burns()
     return release_spec, privacy.measure(release_spec, frame(admissions_rows()))
 
 
@@ -39,23 +54,43 @@ def test_every_public_key_combination_is_measured_in_spec_order(
     spec, measured = released
     for table in spec.tables:
         keys = privacy.keys_of(spec, table)
-        noisy = measured.table(table.name).noisy_counts
-        assert noisy.select(table.by).equals(keys)
-        assert noisy[privacy.NOISY_COUNT].null_count() == 0
-        assert noisy[privacy.NOISY_COUNT].dtype == pl.Int64
-    burns = measured.table("admissions-by-ward").noisy_counts.filter(pl.col("ward") == "Burns")
-    assert burns.height == 1
+        noisy = measured.table(table.name)
+        assert noisy is not None
+        assert noisy.noisy_counts.select(table.by).equals(keys)
+        assert noisy.noisy_counts[privacy.NOISY_COUNT].null_count() == 0
+        assert noisy.noisy_counts[privacy.NOISY_COUNT].dtype == pl.Int64
+    one_way = measured.table("admissions-by-ward")
+    assert one_way is not None
+    assert one_way.noisy_counts.filter(pl.col("ward") == "Burns").height == 1
+
+
+def test_the_strategy_counts_every_public_key_combination_in_spec_order() -> None:
+    # The strategy's queries combine the exact counts by every key combination of the
+    # columns the tables use, empty ones (Burns) included, in the categories' order.
+    spec = with_burns()
+    bounded = privacy.bound_input(spec, "admissions", frame(admissions_rows())["admissions"])
+    attributes = strategy.workload_from_spec(spec, "admissions").attributes
+    assert [name for name, _ in attributes] == ["outcome", "ward"]
+    outcomes = spec.categories["outcome"].values
+    wards = spec.categories["ward"].values
+    assert bounded.leaves is not None
+    assert bounded.leaves.shape == (len(outcomes), len(wards))
+    assert bounded.leaves[:, wards.index("Burns")].sum() == 0
+    by_ward_and_outcome = bounded.tables["admissions-by-ward-and-outcome"]
+    assert (bounded.leaves.T.ravel() == by_ward_and_outcome).all()
 
 
 def test_losses_come_from_opendp_and_add_up_to_the_spec(
     released: tuple[ReleaseSpec, privacy.Measurements],
 ) -> None:
     spec, measured = released
+    plan = privacy.accounting.account(spec)
     for table in spec.tables:
         noisy = measured.table(table.name)
+        planned = plan.table(table.name)
+        assert noisy is not None and planned is not None
         assert noisy.unit_losses == {"patient": pytest.approx(spec.table_loss(table))}
-        measurement = privacy.accounting.account(spec).table(table.name).measurement()
-        assert noisy.loss == pytest.approx(measurement.map(2))  # OpenDP's map at k = 2
+        assert noisy.loss == pytest.approx(planned.measurement().map(2))  # OpenDP's map, k = 2
     (estimate,) = measured.truncation
     assert estimate.unit_losses == {"patient": pytest.approx(spec.truncation_loss("admissions"))}
     tables = math.fsum(t.loss for t in measured.tables)
@@ -64,26 +99,57 @@ def test_losses_come_from_opendp_and_add_up_to_the_spec(
     assert measured.total_loss == pytest.approx(spec.privacy.loss)
 
 
-def test_gaussian_scale_follows_from_the_per_person_bound(
-    released: tuple[ReleaseSpec, privacy.Measurements],
+def test_the_strategy_s_losses_come_from_opendp_and_add_up_to_the_spec(
+    strategy_released: tuple[ReleaseSpec, privacy.Measurements],
 ) -> None:
-    # One person keeps at most k records, so the L2 sensitivity of a count table is k and
-    # zCDP gives sigma = k / sqrt(2 rho). OpenDP derives this; we check the wiring.
-    spec, measured = released
+    spec, measured = strategy_released
+    assert measured.tables == ()
+    design = measured.design("admissions")
+    assert design is not None
+    plan = privacy.accounting.account(spec)
+    tables = math.fsum(spec.table_loss(table) for table in spec.tables)
+    for query in design.queries:
+        (planned,) = [p for p in plan.measurements if p.name == query.name]
+        # Its share of the tables' loss, by OpenDP's map at the query's sensitivity.
+        share = next(q.share for q in design.design.queries if query.name.endswith(q.name))
+        assert query.unit_losses == {"patient": pytest.approx(tables * share)}
+        assert query.unit_losses["patient"] == planned.measurement().map(
+            query.sensitivity["patient"]
+        )
+    (estimate,) = measured.truncation
+    assert design.unit_losses["patient"] + estimate.unit_losses["patient"] == pytest.approx(
+        spec.privacy.loss
+    )
+    assert measured.total_loss == pytest.approx(spec.privacy.loss)
+
+
+def test_the_strategy_s_gaussian_scale_follows_from_the_per_person_bound(
+    strategy_released: tuple[ReleaseSpec, privacy.Measurements],
+) -> None:
+    # One person keeps at most k records; a query vector whose columns have squared norm
+    # at most n moves by at most k sqrt(n) (rounded up to OpenDP's integer distance), and
+    # zCDP gives sigma = distance / sqrt(2 rho_query). OpenDP derives rho; we check wiring.
+    spec, measured = strategy_released
     k = spec.inputs["admissions"].max_records_per_person
-    for table in spec.tables:
-        noisy = measured.table(table.name)
+    design = measured.design("admissions")
+    assert design is not None
+    tables = math.fsum(spec.table_loss(table) for table in spec.tables)
+    for noisy, query in zip(design.queries, design.design.queries, strict=True):
         assert noisy.distribution == "Integer Gaussian"
-        assert noisy.scale == pytest.approx(k / math.sqrt(2 * spec.table_loss(table)), rel=1e-6)
-        assert noisy.margin_95 == pytest.approx(1.96 * noisy.scale, abs=1.5)
+        distance = math.isqrt(k * k * query.norm - 1) + 1
+        assert noisy.sensitivity == {"patient": distance}
+        assert noisy.scale == pytest.approx(
+            distance / math.sqrt(2 * tables * query.share), rel=1e-6
+        )
 
 
 def test_pure_dp_uses_laplace_with_the_l1_bound() -> None:
-    spec = spec_with(privacy={"model": "pure", "epsilon": 1.0, "cap": {"epsilon": 2.0}})
+    spec = spec_with(privacy=PURE)
     measured = privacy.measure(spec, frame(admissions_rows(200)))
     k = spec.inputs["admissions"].max_records_per_person
     for table in spec.tables:
         noisy = measured.table(table.name)
+        assert noisy is not None
         assert noisy.distribution == "Integer Laplace"
         assert noisy.scale == pytest.approx(k / spec.table_loss(table), rel=1e-6)
     assert measured.epsilon == pytest.approx(1.0)
@@ -91,34 +157,33 @@ def test_pure_dp_uses_laplace_with_the_l1_bound() -> None:
 
 def test_truncation_bounds_what_one_person_adds() -> None:
     # One patient with 300 admissions to Oncology and nobody else there: after truncation
-    # to k = 2 records, the Oncology count is about 2, far from 300. The tolerance is
-    # 8 sigma of OpenDP's noise (failure probability about 1e-15).
+    # to k = 2 records, the estimated Oncology count is about 2, far from 300. The
+    # tolerance is 8 standard errors of the estimate (failure probability about 1e-15).
     rows = [r for r in admissions_rows() if r[1] != "Oncology"]
     rows += [("P99999", "Oncology", "Discharged")] * 300
     spec = spec_with(privacy={"model": "zcdp", "rho": 0.5, "cap": {"rho": 1.0}})
     measured = privacy.measure(spec, frame(rows))
-    table = measured.table("admissions-by-ward")
-    oncology = table.noisy_counts.filter(pl.col("ward") == "Oncology")[privacy.NOISY_COUNT][0]
-    assert abs(oncology - 2) <= 8 * table.scale
+    estimates = postprocess.consistent_estimates(spec, measured)["admissions-by-ward"]
+    oncology = WARDS.index("Oncology")
+    estimate = estimates.cells[postprocess.ESTIMATE][oncology]
+    assert abs(estimate - 2) <= 8 * math.sqrt(estimates.covariance[oncology, oncology])
 
 
 def test_counts_are_signed_so_empty_cells_can_go_negative() -> None:
-    # 4 empty wards x 3 outcomes, twice over: the chance that none of 24 independent
-    # zero-centred noisy zeros is negative is below 0.62**24, about 1e-5.
-    spec = admissions_spec(privacy={"model": "zcdp", "rho": 0.01, "cap": {"rho": 1.0}})
+    # 4 empty wards x 3 outcomes, twice over, each measured alone (pure DP): the chance
+    # that none of 24 independent zero-centred noisy zeros is negative is below 0.62**24,
+    # about 1e-5.
+    spec = admissions_spec(privacy={"model": "pure", "epsilon": 0.02, "cap": {"epsilon": 1.0}})
     spec["categories"]["ward"]["values"] = [*WARDS, "W1", "W2", "W3", "W4"]  # type: ignore[index]
     measured = privacy.measure(parse(yaml.safe_dump(spec)), frame(admissions_rows()))
-    empty = pl.concat(
-        t.noisy_counts.filter(pl.col("ward").str.starts_with("W")).select(privacy.NOISY_COUNT)
-        for t in measured.tables
-        if t.name == "admissions-by-ward-and-outcome"
-    )
-    assert empty.height == 12
-    one_way = measured.table("admissions-by-ward").noisy_counts
     empties = [
-        *empty[privacy.NOISY_COUNT],
-        *one_way.filter(pl.col("ward").str.starts_with("W"))[privacy.NOISY_COUNT],
+        value
+        for table in measured.tables
+        for value in table.noisy_counts.filter(pl.col("ward").str.starts_with("W"))[
+            privacy.NOISY_COUNT
+        ]
     ]
+    assert len(empties) == 16
     assert min(empties) < 0
 
 

@@ -281,8 +281,9 @@ def test_a_release_reports_its_stages_and_how_far_each_has_gone(
     assert reading[0] == 0.0
     assert reading[-1] == 1.0
     measuring = [fraction for step, fraction in reports if step.startswith("Measuring")]
-    # Before each of the two tables and the estimate of what the bound left out.
-    assert measuring == pytest.approx([0.0, 1 / 3, 2 / 3])
+    # Before the strategy's measurement of both tables and before the estimate of what the
+    # bound left out.
+    assert measuring == pytest.approx([0.0, 1 / 2])
 
 
 def test_a_failure_after_the_spend_names_the_package_folder_not_its_staging(
