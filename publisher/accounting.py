@@ -250,7 +250,16 @@ def unit_bounds(spec: ReleaseSpec, input_name: str) -> dict[str, int]:
 
 @lru_cache(maxsize=64)
 def _design(workload: strategy.Workload, objective: strategy.Objective) -> strategy.Design:
-    return strategy.plan(workload, "zcdp", objective)
+    """The optimal strategy, or, should its integer queries not be buildable (a workload
+    beyond what 64-bit integers resolve), each table measured alone at its part: never
+    worse than a strategy that cannot be used, and said so in the method."""
+    try:
+        return strategy.plan(workload, "zcdp", objective)
+    except ValueError:
+        marginals = list(workload.marginals)
+        return strategy.Design.marginals(
+            workload, marginals, [m.weight for m in marginals], "zcdp", method=ALONE
+        )
 
 
 def design_of(

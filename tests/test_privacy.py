@@ -279,3 +279,28 @@ def test_the_linked_projection_keeps_its_bounds_when_a_person_is_removed(
     others_stopped = [o for o in after if counted[o] and not after[o]]
     others_started = [o for o in after if after[o] and not counted[o]]
     assert not others_stopped and len(others_started) <= 1
+
+
+def test_a_strategy_that_cannot_be_built_falls_back_to_each_table_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def unbuildable(*_: object, **__: object) -> None:
+        raise ValueError("the design's integer queries would need more than 64 bits")
+
+    monkeypatch.setattr(strategy, "plan", unbuildable)
+    privacy.accounting._design.cache_clear()
+    try:
+        spec = spec_with()
+        measured = privacy.measure(spec, frame(admissions_rows()))
+    finally:
+        privacy.accounting._design.cache_clear()
+    design = measured.design("admissions")
+    assert design is not None
+    assert design.design.method == privacy.accounting.ALONE
+    # Each table alone, at its part of the loss, with the counts' own sensitivity.
+    k = spec.inputs["admissions"].max_records_per_person
+    for query, table in zip(design.queries, spec.tables, strict=True):
+        assert query.sensitivity == {"patient": k}
+        assert query.unit_losses["patient"] == pytest.approx(spec.table_loss(table))
+    estimates = postprocess.consistent_estimates(spec, measured)
+    assert set(estimates) == {table.name for table in spec.tables}
