@@ -7,10 +7,13 @@ The modules, in the order data flows through them (see DESIGN.md):
   and staged for the measurements (identifiers hashed).
 - ``staging``: private temporary folders for those working copies.
 - ``ledger``: the private SQLite privacy-budget ledger: reserve before noise, commit after.
+- ``accounting``: what each measurement costs each privacy unit (OpenDP's privacy maps),
+  from public parameters only; under zCDP an input's measurements are its strategy's.
 - ``privacy``: differentially private counts with OpenDP (the only module that counts
   rows; ``ingest`` only checks them).
-- ``postprocess``: consistent estimates (generalised least squares), totals and headline
-  shares with intervals, from noisy values only.
+- ``postprocess``: consistent estimates (least squares, from the strategy's answers or
+  the tables' noisy cells), totals and headline shares with intervals, from noisy values
+  only.
 - ``disclosure``: rounding, thresholds and GSS markers.
 - ``package``: the Frictionless data package, validated and swapped into place atomically.
 - ``model``: a written package read back once and checked (paths, links, checksums), for

@@ -758,6 +758,26 @@ def generated_names(spec: ReleaseSpec) -> set[str]:
     return names
 
 
+def _estimation_text(measured: Measurements) -> str:
+    """How the published figures were made from what OpenDP drew, as the descriptor says."""
+    made = (
+        "The tables of each input are measured together by the optimal strategy for them "
+        "(privacy.measurements: public integer queries of the input's counts, chosen from "
+        "the spec alone, with Gaussian noise) and every figure is the least squares estimate "
+        "from the queries' noisy answers"
+        if measured.designs
+        else "Each table is measured alone, and the tables of each input are estimated "
+        "together from all their noisy cells, weighted by their noise variances"
+    )
+    return (
+        f"{made}: the estimates agree on every shared total and margin and are unbiased. "
+        "Each count's 95% interval comes from the exact distribution of its estimate's "
+        "noise; its bounds are rounded outward to the base, and it is wide enough that, "
+        "whatever the true count of the records kept, the published interval contains it "
+        "with at least 95% probability."
+    )
+
+
 def _noisy_frame(content: ReleaseContent) -> pl.DataFrame:
     rows = [
         (query.name, position, value)
@@ -1136,16 +1156,8 @@ def _descriptor(content: ReleaseContent, resources: list[dict[str, Any]]) -> dic
             "total_label": spec.disclosure.total_label,
         },
         "estimation": {
-            "method": "generalised least squares",
-            "description": (
-                "The tables of each input are estimated together from all their noisy cells, "
-                "weighted by their noise variances: the estimates agree on every shared "
-                "total and margin and are unbiased. Each count's 95% interval comes from the "
-                "exact distribution of its estimate's noise; its bounds are rounded outward "
-                "to the base, and it is wide enough that, whatever the true count of the "
-                "records kept, the published interval contains it with at least 95% "
-                "probability."
-            ),
+            "method": "least squares",
+            "description": _estimation_text(measured),
             "groups": [
                 {"input": name, "tables": [t.name for t in spec.tables if t.input == name]}
                 for name in spec.inputs

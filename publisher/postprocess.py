@@ -18,6 +18,12 @@ cross-classification is never built. The estimates are unbiased, agree across ta
 (every total, force -> region -> all), and have the least variance of any unbiased linear
 estimate (Gauss-Markov). They are not forced to be non-negative, which would bias small
 cells upwards; a negative or small estimate is published as a marker instead.
+
+Under zCDP the tables of an input are not measured cell by cell but by the queries of
+their strategy (:mod:`publisher.strategy`); the least squares estimate from those noisy
+answers and its exact covariance are :meth:`strategy.Design.estimate`'s, and intervals
+are normal (the estimates mix integers scaled far finer than the noise). The projection
+above serves pure DP, where each table is measured alone.
 """
 
 from __future__ import annotations

@@ -465,13 +465,21 @@ def _read_package(package_dir: Path) -> _Package:
 
 def _unit_tables(descriptor: dict[str, Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """The tables each privacy unit appears in: ``tables`` as a list or as a mapping of
-    table to loss (the descriptor may say either)."""
+    table to loss (the descriptor may say either), and the tables of the ``inputs`` whose
+    tables were measured together (each resource's ``table.input``)."""
+    by_input: dict[str, list[str]] = {}
+    for resource in descriptor.get("resources") or []:
+        table = resource.get("table") if isinstance(resource, dict) else None
+        if isinstance(table, dict) and isinstance(table.get("input"), str):
+            by_input.setdefault(table["input"], []).append(str(resource.get("name")))
     found = []
     for unit in (descriptor.get("privacy") or {}).get("units") or []:
         if isinstance(unit, dict):
             name = unit.get("title") or unit.get("name") or unit.get("input") or ""
-            tables = unit.get("tables") or ()
-            found.append((str(name), tuple(str(table) for table in tables)))
+            tables = [str(table) for table in unit.get("tables") or ()]
+            for input_name in unit.get("inputs") or ():
+                tables += [t for t in by_input.get(str(input_name), []) if t not in tables]
+            found.append((str(name), tuple(tables)))
     return tuple(found)
 
 

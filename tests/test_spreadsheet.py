@@ -256,11 +256,19 @@ def test_tables_refer_to_notes_that_exist(
     assert descriptor["truncation"]
     for estimate in descriptor["truncation"]:
         assert estimate["statement"] in texts
+    # The privacy unit's note, on every table it concerns (under zCDP the tables of an
+    # input are measured together: the unit's tables come from its inputs).
+    (unit_note,) = [str(row[0]) for row in notes if "Privacy unit: patient" in str(row[1])]
     for name in [n for n in book if n.startswith("Table_")]:
         lines = " ".join(str(cell) for cell in book[name][0].tolist())
         referenced = set(re.findall(r"\[(note \d+)\]", lines))
         assert referenced, name
         assert referenced <= numbers, name
+    titles = sheet_of(book)
+    for resource in descriptor["resources"]:
+        if "table" in resource:  # a table of counts
+            lines = " ".join(str(cell) for cell in book[titles[resource["title"]]][0].tolist())
+            assert f"[{unit_note}]" in lines, resource["name"]
 
 
 def test_the_same_package_gives_the_same_bytes(
