@@ -57,6 +57,8 @@ __all__ = [
     "Dimension",
     "Field",
     "Link",
+    "MeasuredQuery",
+    "Measurement",
     "Package",
     "PackageFile",
     "PrivacyUnit",
@@ -149,6 +151,36 @@ class TablePrivacy:
     # what the table costs them (rho, or epsilon under pure DP).
     sensitivity: tuple[tuple[str, float], ...] = ()
     unit_losses: tuple[tuple[str, float], ...] = ()
+    # "alone" (its own noise, above), "with its input's tables" (by the measurement of
+    # ``Package.measurements`` for its input, whose loss the tables share), or "" (older).
+    measured: str = ""
+    method: str = ""  # the strategy of that measurement ("optimum")
+
+
+@dataclass(frozen=True)
+class MeasuredQuery:
+    """One noisy vector of a measurement: its size, noise and sensitivity per unit."""
+
+    name: str
+    size: int | None
+    distribution: str
+    scale: float | None
+    sensitivity: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """An input's tables measured together by one strategy (zCDP): what it cost each
+    unit, and its queries."""
+
+    input: str
+    title: str
+    tables: tuple[str, ...]
+    method: str
+    objective: str
+    unit_losses: tuple[tuple[str, float], ...]
+    queries: tuple[MeasuredQuery, ...]
+    notes: tuple[str, ...] = ()  # what the planner says about how close to optimal it is
 
 
 @dataclass(frozen=True)
@@ -206,6 +238,8 @@ class PrivacyUnit:
     reaches: tuple[Reach, ...]
     tables: tuple[tuple[str, float | None], ...]  # table name -> its loss for this unit
     per_input: bool = False  # read from the older shape: one "unit" per input
+    # Input name -> what measuring its tables together cost this unit.
+    inputs: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -321,6 +355,7 @@ class Package:
     units: tuple[PrivacyUnit, ...]
     statement: str
     truncation: tuple[Truncation, ...]
+    measurements: tuple[Measurement, ...]
     rounding_base: int
     threshold: int
     total_label: str
@@ -786,6 +821,10 @@ def _package(
         units=units,
         statement=reader.text(privacy, "statement", "privacy."),
         truncation=truncation,
+        measurements=tuple(
+            _read_measurement(reader, reader.mapping(item, f"privacy.measurements[{index}]"), index)
+            for index, item in enumerate(reader.items(privacy, "measurements", "privacy."))
+        ),
         rounding_base=rounding_base or 1,
         threshold=threshold or 0,
         total_label=total_label,
@@ -864,6 +903,46 @@ def _read_unit(reader: _Reader, obj: Mapping[str, Any], index: int) -> PrivacyUn
         reaches=reaches,
         tables=tables,
         per_input=not ("reaches" in obj or "name" in obj),
+        inputs=reader.numbers(obj, "inputs", where),
+    )
+
+
+def _unit_losses(
+    reader: _Reader, obj: Mapping[str, Any], where: str
+) -> tuple[tuple[str, float], ...]:
+    """``units``: per unit, a mapping with its ``rho`` (zCDP) or ``epsilon``."""
+    found = []
+    for unit, item in reader.mapping(obj.get("units"), f"{where}units", required=False).items():
+        entry = reader.mapping(item, f"{where}units.{unit}")
+        loss = reader.number(entry, "rho" if "rho" in entry else "epsilon", f"{where}units.{unit}.")
+        if loss is not None:
+            found.append((str(unit), loss))
+    return tuple(found)
+
+
+def _read_measurement(reader: _Reader, obj: Mapping[str, Any], index: int) -> Measurement:
+    where = f"privacy.measurements[{index}]."
+    return Measurement(
+        input=reader.text(obj, "input", where, required=True),
+        title=reader.text(obj, "title", where),
+        tables=tuple(str(name) for name in reader.items(obj, "tables", where)),
+        method=reader.text(obj, "method", where),
+        objective=reader.text(obj, "objective", where),
+        notes=tuple(str(note) for note in reader.items(obj, "notes", where)),
+        unit_losses=_unit_losses(reader, obj, where),
+        queries=tuple(
+            MeasuredQuery(
+                name=reader.text(query, "name", f"{where}queries[{position}]."),
+                size=reader.whole(query, "size", f"{where}queries[{position}]."),
+                distribution=reader.text(query, "distribution", f"{where}queries[{position}]."),
+                scale=reader.number(query, "scale", f"{where}queries[{position}]."),
+                sensitivity=reader.numbers(query, "sensitivity", f"{where}queries[{position}]."),
+            )
+            for position, query in enumerate(
+                reader.mapping(item, f"{where}queries[{position}]")
+                for position, item in enumerate(reader.items(obj, "queries", where))
+            )
+        ),
     )
 
 
@@ -1116,20 +1195,9 @@ def _read_resource(reader: _Reader, files: _Files, obj: Mapping[str, Any], index
         scale=reader.number(privacy_obj, "scale", f"{where}privacy."),
         margin_95=reader.number(privacy_obj, "margin_95", f"{where}privacy."),
         sensitivity=reader.numbers(privacy_obj, "sensitivity", f"{where}privacy."),
-        unit_losses=tuple(
-            (unit, loss)
-            for unit, item in reader.mapping(
-                privacy_obj.get("units"), f"{where}privacy.units", required=False
-            ).items()
-            if (
-                loss := reader.number(
-                    reader.mapping(item, f"{where}privacy.units.{unit}"),
-                    "rho" if "rho" in item else "epsilon",
-                    f"{where}privacy.units.{unit}.",
-                )
-            )
-            is not None
-        ),
+        unit_losses=_unit_losses(reader, privacy_obj, f"{where}privacy."),
+        measured=reader.text(privacy_obj, "measured", f"{where}privacy."),
+        method=reader.text(privacy_obj, "method", f"{where}privacy."),
     )
     return Resource(
         name=name,

@@ -1760,17 +1760,38 @@ def test_the_stated_conversion_from_rho_gives_the_published_epsilon() -> None:
         assert _cks20_epsilon(loss["rho"], loss["delta"]) == pytest.approx(loss["epsilon"], 1e-6)
 
 
-def test_the_sensitivity_and_noise_reproduce_each_tables_loss() -> None:
-    """For each table and each unit it concerns, rho = sensitivity^2 / (2 scale^2), as the
-    methodology says; the sensitivity it shows is the one the package states."""
+def test_the_sensitivity_and_noise_reproduce_each_measurement_s_loss() -> None:
+    """For each measurement and each unit it concerns, rho = sensitivity^2 / (2 scale^2),
+    as the methodology says (summed over a measurement's queries); the sensitivity it
+    shows is the one the package states. Tables measured alone have a row of their own,
+    tables measured together share their input's."""
     descriptor = demo_descriptor()
-    titles = {unit["name"]: unit["title"] for unit in descriptor["privacy"]["units"]}
+    privacy_section = descriptor["privacy"]
+    titles = {unit["name"]: unit["title"] for unit in privacy_section["units"]}
     page = demo_page("methodology.md")
+    rows = [line for line in page.splitlines() if line.startswith("| [")]
+    joint = privacy_section.get("measurements", [])
+    assert joint, "the demo is zCDP: its inputs' tables are measured together"
+    for item in joint:
+        title = _md(item["title"])
+        (row,) = [line for line in rows if line.startswith(f"| [{title}: ")]
+        for unit, loss in item["units"].items():
+            rho = math.fsum(
+                q["sensitivity"][unit] ** 2 / (2 * q["scale"] ** 2) for q in item["queries"]
+            )
+            assert rho == pytest.approx(loss["rho"], 1e-9)
+            for query in item["queries"]:
+                assert f"{_md(titles[unit])}: {query['sensitivity'][unit]:,}" in row
+        for name in item["tables"]:
+            assert not [line for line in rows if f"(tables/{name}.md)" in line]
+            table_page = demo_page(f"tables/{name}.md")
+            assert "this table was measured together with" in table_page
+            assert "(../methodology.md#how-the-tables-are-measured)" in table_page
     for resource in descriptor["resources"]:
-        if "table" not in resource:
+        if "table" not in resource or resource["privacy"].get("measured") != "alone":
             continue
         privacy = resource["privacy"]
-        row = next(line for line in page.splitlines() if f"(tables/{resource['name']}.md)" in line)
+        row = next(line for line in rows if f"(tables/{resource['name']}.md)" in line)
         for unit, loss in privacy["units"].items():
             sensitivity = privacy["sensitivity"][unit]
             assert sensitivity**2 / (2 * privacy["scale"] ** 2) == pytest.approx(loss["rho"], 1e-9)

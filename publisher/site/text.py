@@ -221,6 +221,8 @@ def loss(value: float | None) -> str:
             if mantissa == "1"
             else f"{mantissa} \N{MULTIPLICATION SIGN} 10{superscript}"
         )
+    if abs(value) >= 1e6:  # a noise scale in a strategy's integer units: 5,165,210
+        return f"{value:,.0f}"
     return f"{value:g}"
 
 

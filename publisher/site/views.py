@@ -26,6 +26,8 @@ from publisher.model import (
     VALUE,
     ArchivedVersion,
     Dimension,
+    MeasuredQuery,
+    Measurement,
     Package,
     PackageFile,
     PrivacyUnit,
@@ -120,6 +122,20 @@ class TableView:
         if not widths:
             return None
         return math.floor(widths[len(widths) // 2]), math.floor(widths[-1])
+
+
+@dataclass(frozen=True)
+class MeasurementView:
+    """An input's tables measured together (zCDP): the tables, and per query its noise
+    and how far one person of each unit can move its answers."""
+
+    measurement: Measurement
+    tables: tuple[TableView, ...]
+    unit_losses: tuple[tuple[PrivacyUnit | None, float], ...]
+    queries: tuple[tuple[MeasuredQuery, tuple[tuple[PrivacyUnit | None, float], ...]], ...]
+
+    def unit_loss(self, unit: PrivacyUnit) -> float | None:
+        return next((loss for found, loss in self.unit_losses if found == unit), None)
 
 
 @dataclass(frozen=True)
@@ -315,6 +331,33 @@ class Views:
     @property
     def any_renamed(self) -> bool:
         return any(item.renamed for item in self.downloads)
+
+    @property
+    def measurements(self) -> tuple[MeasurementView, ...]:
+        """The package's joint measurements, each with its tables and units."""
+        units = {unit.name: unit for unit in self.package.units}
+        by_name = {table.name: table for table in self.tables}
+        return tuple(
+            MeasurementView(
+                measurement=item,
+                tables=tuple(by_name[name] for name in item.tables if name in by_name),
+                unit_losses=tuple((units.get(name), loss) for name, loss in item.unit_losses),
+                queries=tuple(
+                    (query, tuple((units.get(name), value) for name, value in query.sensitivity))
+                    for query in item.queries
+                ),
+            )
+            for item in self.package.measurements
+        )
+
+    @property
+    def tables_alone(self) -> tuple[TableView, ...]:
+        """The tables with a noise of their own (not measured with their input's)."""
+        joint = {name for item in self.package.measurements for name in item.tables}
+        return tuple(table for table in self.tables if table.name not in joint)
+
+    def measurement_of(self, table: TableView) -> MeasurementView | None:
+        return next((item for item in self.measurements if table in item.tables), None)
 
     def unit_tables(self, unit: PrivacyUnit) -> tuple[TableView, ...]:
         """The tables a privacy unit's inputs feed."""
