@@ -286,14 +286,17 @@ def design_of(
     return _design(workload, spec.privacy.objective)
 
 
-def account(spec: ReleaseSpec, table_losses: dict[str, float] | None = None) -> Accounting:
+def account(
+    spec: ReleaseSpec, table_losses: dict[str, float] | None = None, *, one_by_one: bool = False
+) -> Accounting:
     """Plan every measurement of ``spec``: allocations, sensitivities, scales and losses.
 
     Under zCDP each input's tables are measured together by the queries of its strategy
     (:func:`design_of`), which share the input's part of the loss (its tables' parts);
     under pure DP each table is measured alone at its part (today's split: no L1 optimum
     is known). ``table_losses`` replaces the parts of the tables it names (``plan
-    --target``).
+    --target``); ``one_by_one`` measures each table alone under zCDP too (what ``plan``
+    compares the strategy with).
     """
     table_losses = table_losses or {}
     measurements = []
@@ -303,7 +306,7 @@ def account(spec: ReleaseSpec, table_losses: dict[str, float] | None = None) -> 
         if not tables:
             continue
         losses = [table_losses.get(table.name, spec.table_loss(table)) for table in tables]
-        if spec.privacy.model == "zcdp":
+        if spec.privacy.model == "zcdp" and not one_by_one:
             design = design_of(spec, input_name, table_losses)
             designs[input_name] = design
             bounds = unit_bounds(spec, input_name)

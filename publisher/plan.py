@@ -252,22 +252,23 @@ def _compared(
     spec: ReleaseSpec, table_losses: dict[str, float], names: set[str] | None
 ) -> dict[str, tuple[float | None, float | None]]:
     """Under zCDP, per table: its largest cell margin under the optimum for the spec's
-    objective, and with each table measured alone at its part, at the same loss (see
-    :mod:`publisher.strategy`). Empty under pure DP, where the tables are measured alone."""
-    base = spec.disclosure.rounding_base
-    out: dict[str, tuple[float | None, float | None]] = {}
+    objective, and with each table measured alone at its part and all estimated together
+    (the release's own code, as a release measured that way would publish), at the same
+    loss (see :mod:`publisher.strategy`). Empty under pure DP, where tables are measured
+    alone."""
     if spec.privacy.model != "zcdp":
-        return out
+        return {}
+    base = spec.disclosure.rounding_base
+    one_by_one = largest_margins(
+        spec, accounting.account(spec, table_losses, one_by_one=True), names
+    )
+    out: dict[str, tuple[float | None, float | None]] = {}
     for input_name in spec.inputs:
         tables = [table for table in spec.tables if table.input == input_name]
         if not tables or (names is not None and not any(t.name in names for t in tables)):
             continue
-        workload = strategy.workload_from_spec(spec, input_name)
         bound = max(accounting.unit_bounds(spec, input_name).values())
         parts = [table_losses.get(t.name, spec.table_loss(t)) for t in tables]
-        one_by_one = strategy.Design.marginals(
-            workload, list(workload.marginals), parts, "zcdp"
-        ).strategy([bound * bound / (2.0 * part) for part in parts])
         design = accounting.design_of(spec, input_name, table_losses)
         best = _optimum(design.structure.workload, spec.privacy.objective)
         optimum = None if best is None else best.scaled(bound * bound / (2.0 * math.fsum(parts)))
@@ -276,7 +277,7 @@ def _compared(
                 None
                 if optimum is None
                 else _largest_margin(optimum.cell_variances(table.name), base),
-                _largest_margin(one_by_one.cell_variances(table.name), base),
+                one_by_one.get(table.name),
             )
     return out
 
