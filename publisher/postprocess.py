@@ -118,7 +118,8 @@ class TableEstimates:
         standard error and the margin whose outward-rounded 95% interval covers the true
         value with at least 95% probability (see :mod:`publisher.intervals`)."""
         errors = np.sqrt(
-            np.maximum(np.einsum("ij,jk,ik->i", combinations, self.covariance, combinations), 0.0)
+            # The diagonal of C V C^T, through BLAS (an einsum here is not).
+            np.maximum(((combinations @ self.covariance) * combinations).sum(axis=1), 0.0)
         )
         if self.weights is None or self.noise is None:
             models: list[intervals.ErrorModel] = [

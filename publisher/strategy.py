@@ -726,7 +726,7 @@ class Strategy:
         """The variance of each of the table's totals (:func:`margin_weights`)."""
         marginal = self.structure.resolve(table).marginal
         weights = margin_weights(marginal)
-        return np.asarray(np.einsum("ij,jk,ik->i", weights, self.covariance(table), weights))
+        return np.asarray(((weights @ self.covariance(table)) * weights).sum(axis=1))
 
     def value(self, objective: Objective) -> float:
         """The objective over each table's published figures (cells, and totals when
