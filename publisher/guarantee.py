@@ -57,13 +57,13 @@ def bound_text(spec: ReleaseSpec, input_name: str, reach: Reach) -> str:
     if reach.through:
         own = spec.unit(source.unit).title
         return (
-            f"{name}: each {own} counted once, and at most {reach.bound} of them per {title} "
-            f"(linked through {reach.path})"
+            f"{name}: each {own} counted once, and at most {reach.bound} of them per {title}, "
+            f"chosen at random (linked through {reach.path})"
         )
     if source.linked_units:
         return f"{name}: each {title} counted once"
     assert reach.bound is not None  # an input's own bound is always set
-    return f"{name}: at most {_records(reach.bound)} per {title}"
+    return f"{name}: at most {_records(reach.bound)} per {title}, chosen at random"
 
 
 def _unit_entry(spec: ReleaseSpec, measured: Measurements, unit: str) -> dict[str, Any]:

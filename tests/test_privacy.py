@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import polars as pl
 import pytest
 import yaml
@@ -304,3 +305,43 @@ def test_a_strategy_that_cannot_be_built_falls_back_to_each_table_alone(
         assert query.unit_losses["patient"] == pytest.approx(spec.table_loss(table))
     estimates = postprocess.consistent_estimates(spec, measured)
     assert set(estimates) == {table.name for table in spec.tables}
+
+
+def test_the_records_a_person_keeps_are_chosen_at_random() -> None:
+    # One patient with 8 records in 8 different cells, k = 2: over 40 releases every one
+    # of the 8 is kept at least once (a given record is never kept with probability
+    # (3/4)^40, about 1e-5; for any of the 8, below 1e-4), and each time exactly 2 are.
+    spec = spec_with()
+    cells = [(ward, outcome) for ward in WARDS for outcome in ("Discharged", "Transferred")]
+    rows = [("P-MANY", ward, outcome) for ward, outcome in cells]
+    others = admissions_rows(60)
+    base = privacy.bound_input(spec, "admissions", frame(others)["admissions"]).leaves
+    seen = np.zeros_like(base)
+    for _ in range(40):
+        leaves = privacy.bound_input(spec, "admissions", frame(others + rows)["admissions"]).leaves
+        assert leaves is not None and base is not None
+        kept = leaves - base
+        assert kept.sum() == 2 and kept.max() == 1
+        seen += kept
+    attributes = [name for name, _ in strategy.workload_from_spec(spec, "admissions").attributes]
+    outcomes = spec.categories["outcome"].values
+    for ward, outcome in cells:
+        index = {"ward": WARDS.index(ward), "outcome": outcomes.index(outcome)}
+        assert seen[tuple(index[name] for name in attributes)] > 0, (ward, outcome)
+
+
+def test_the_people_a_linked_person_keeps_are_chosen_at_random() -> None:
+    # One child victim with a suspect in each of the 4 wards, at most 2 counted per
+    # victim: over 30 releases (a fresh random order each) every ward's suspect is counted
+    # at least once; a greedy matching in the data's order would always pick the same two.
+    from tests.test_audit import VICTIMS_CAP, linked_spec, suspect_records
+
+    spec = linked_spec()
+    victims = {"V-MANY": [(f"S-{ward}", ward) for ward in WARDS]}
+    seen = np.zeros(len(WARDS), dtype=np.int64)
+    for _ in range(30):
+        counts = privacy.bound_input(spec, "suspects", suspect_records(victims)).tables
+        kept = counts["suspects-by-ward"]
+        assert kept.sum() == VICTIMS_CAP
+        seen += kept
+    assert (seen > 0).all(), seen
