@@ -75,6 +75,15 @@ def _say(text: str, *, err: bool = False) -> None:
     click.echo(printable(text), err=err)
 
 
+_ENGINE = click.option(
+    "--engine",
+    type=click.Choice(["auto", "polars", "duckdb", "spark"]),
+    default=None,
+    help="Where the inputs are read, checked and counted (overrides the spec's engine.name): "
+    "polars in memory, duckdb out of core, spark on a Spark session; auto chooses by size.",
+)
+
+
 @click.group(cls=_Group)
 @click.version_option(package_name="publisher")
 def cli() -> None:
@@ -99,12 +108,13 @@ def demo(out_dir: Path, crimes: int, seed: int) -> None:
 
 @cli.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
-def check(spec_path: Path) -> None:
+@_ENGINE
+def check(spec_path: Path, engine: str | None) -> None:
     """Check a release spec and its inputs. Spends no privacy budget."""
     from publisher import pipeline
 
     with _progress() as step:
-        result = pipeline.check(spec_path, step)
+        result = pipeline.check(spec_path, step, engine)
     caution = result.spec.privacy.caution
     if caution:
         _say(f"Caution: {caution}", err=True)
@@ -154,7 +164,8 @@ def plan(spec_path: Path, targets: tuple[str, ...], as_json: bool) -> None:
     help="The privacy loss to spend, in the spec's model (rho for zcdp, epsilon for pure).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def bounds(spec_path: Path, loss: float, as_json: bool) -> None:
+@_ENGINE
+def bounds(spec_path: Path, loss: float, as_json: bool, engine: str | None) -> None:
     """Measure what candidate per-person bounds would leave out, to choose them.
 
     Spends LOSS from the dataset's cap (recorded in the ledger like a release): the
@@ -163,7 +174,7 @@ def bounds(spec_path: Path, loss: float, as_json: bool) -> None:
     from publisher import pipeline
 
     with _progress() as step:
-        report = pipeline.bounds(spec_path, loss, step)
+        report = pipeline.bounds(spec_path, loss, step, engine)
     if as_json:
         click.echo(report.to_json())
     else:
@@ -233,12 +244,13 @@ def _print(*renderables: Any) -> None:
     type=click.Path(path_type=Path),
     help="Package directory to write (replaced atomically).",
 )
-def release(spec_path: Path, out_dir: Path) -> None:
+@_ENGINE
+def release(spec_path: Path, out_dir: Path, engine: str | None) -> None:
     """Release the tables of SPEC as a validated data package."""
     from publisher import pipeline
 
     with _progress() as step:
-        result = pipeline.release(spec_path, out_dir, step)
+        result = pipeline.release(spec_path, out_dir, step, engine)
     measured = result.measurements
     name = "rho" if measured.model == "zcdp" else "epsilon"
     _say(f"Released {len(result.tables)} tables to {result.package_dir}")

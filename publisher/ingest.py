@@ -190,8 +190,8 @@ def _open(spec: ReleaseSpec, name: str) -> tuple[Path, list[str], int]:
     where = f"{path} (inputs.{name}.path)"
     if not path.is_relative_to(spec.base_dir.resolve()):
         raise InputError(
-            f"{spec.base_dir / source.path} (inputs.{name}.path): leads outside the spec's "
-            "folder (through a symbolic link); copy or move the data into the spec's folder"
+            f"{spec.base_dir / (source.path or '.')} (inputs.{name}.path): leads outside the "
+            "spec's folder (through a symbolic link); copy or move the data into the spec's folder"
         )
     try:
         mode = os.stat(path).st_mode
@@ -642,15 +642,39 @@ def _person_problems(spec: ReleaseSpec, name: str, frames: dict[str, pl.LazyFram
         .collect(engine="streaming")
         .row(0, named=True)
     )
-    where = f"{spec.input_path(name)} (inputs.{name})"
     return [
-        f"{where}: column '{column}' differs between the records of {count:,} "
-        f"{'person' if count == 1 else 'people'} (the same {source.identifier}); counted "
-        f"once each for inputs.{name}.linked_units, every "
-        "person needs one value on all their records: make the records agree"
-        for column, count in differing.items()
-        if count
+        person_problem(spec, name, column, count) for column, count in differing.items() if count
     ]
+
+
+def person_problem(spec: ReleaseSpec, name: str, column: str, count: int) -> str:
+    """A column that differs between the records of ``count`` people of a linked input."""
+    identifier = spec.inputs[name].identifier
+    return (
+        f"{spec.input_path(name)} (inputs.{name}): column '{column}' differs between the "
+        f"records of {count:,} {'person' if count == 1 else 'people'} (the same "
+        f"{identifier}); counted once each for inputs.{name}.linked_units, every person "
+        "needs one value on all their records: make the records agree"
+    )
+
+
+def repeated_key_problem(spec: ReleaseSpec, target: str, count: int) -> str:
+    """A referenced column with ``count`` repeated values."""
+    target_input, target_column = target.split(".", 1)
+    return (
+        f"{spec.input_path(target_input)} (inputs.{target_input}): column "
+        f"'{target_column}' is referenced as {target} but has {count:,} repeated "
+        "values; a reference must point at one record: make the column a key"
+    )
+
+
+def unmatched_problem(spec: ReleaseSpec, name: str, column: str, count: int) -> str:
+    """A reference column with ``count`` values that match nothing."""
+    target = spec.inputs[name].references[column]
+    return (
+        f"{spec.input_path(name)} (inputs.{name}): column '{column}' has {count:,} "
+        f"values that match no {target}; fix the rows or the reference"
+    )
 
 
 def _reference_problems(spec: ReleaseSpec, frames: dict[str, pl.LazyFrame]) -> list[str]:
@@ -672,11 +696,7 @@ def _reference_problems(spec: ReleaseSpec, frames: dict[str, pl.LazyFrame]) -> l
             .item()
         )
         if repeated:
-            problems.append(
-                f"{spec.input_path(target_input)} (inputs.{target_input}): column "
-                f"'{target_column}' is referenced as {target} but has {repeated:,} repeated "
-                "values; a reference must point at one record: make the column a key"
-            )
+            problems.append(repeated_key_problem(spec, target, repeated))
     for name, source in spec.inputs.items():
         for column, target in source.references.items():
             target_input, target_column = target.split(".", 1)
@@ -689,8 +709,5 @@ def _reference_problems(spec: ReleaseSpec, frames: dict[str, pl.LazyFrame]) -> l
             )
             count = int(unmatched.collect(engine="streaming").item())
             if count:
-                problems.append(
-                    f"{spec.input_path(name)} (inputs.{name}): column '{column}' has {count:,} "
-                    f"values that match no {target}; fix the rows or the reference"
-                )
+                problems.append(unmatched_problem(spec, name, column, count))
     return problems

@@ -599,8 +599,14 @@ class Ledger:
         connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    def fingerprints(self, paths: Mapping[str, Path]) -> dict[str, str]:
-        """Each input's keyed fingerprint (see :func:`fingerprint`), with this ledger's key."""
+    def fingerprints(
+        self, paths: Mapping[str, Path], digests: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """Each input's keyed fingerprint (see :func:`fingerprint`), with this ledger's key.
+
+        An input in ``digests`` (a Spark table, digested where it lives: no file here) is
+        fingerprinted by its digest instead of its files, keyed the same way.
+        """
 
         def key(connection: sqlite3.Connection) -> bytes:
             row = connection.execute("SELECT value FROM meta WHERE key = ?", (_KEY,)).fetchone()
@@ -609,7 +615,17 @@ class Ledger:
             return bytes(row[0])
 
         secret = self._run(key, write=False)
-        return {name: fingerprint([path], secret) for name, path in paths.items()}
+        digests = digests or {}
+        return {
+            name: (
+                hmac.new(
+                    secret, b"publisher-table-digest-v1\0" + digests[name].encode(), "sha256"
+                ).hexdigest()
+                if name in digests
+                else fingerprint([path], secret)
+            )
+            for name, path in paths.items()
+        }
 
     # -- spending -----------------------------------------------------------------------
 

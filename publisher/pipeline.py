@@ -14,12 +14,10 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-import polars as pl
-
 from publisher import (
     accounting,
     disclosure,
-    ingest,
+    engines,
     interrupts,
     ledger,
     package,
@@ -55,23 +53,29 @@ class ReleaseResult:
     tables: tuple[str, ...]  # the names of the published tables
 
 
-def check(spec_path: Path, progress: Progress = quiet) -> CheckResult:
-    """Validate the spec, every input against it, and that the ledger would accept the
-    release (version not yet released, room under the cap). Spends nothing."""
+def check(spec_path: Path, progress: Progress = quiet, engine: str | None = None) -> CheckResult:
+    """Validate the spec, every input against it (on the ``engine`` the release would run
+    on, see :func:`engines.choose`), and that the ledger would accept the release (version
+    not yet released, room under the cap). Spends nothing."""
     progress = _observed(progress)
     release_spec = spec.load(spec_path)
-    rows = dict(ingest.check(release_spec, progress))
-    _preview(release_spec, spec_path, progress)
+    checked = engines.get(engines.choose(release_spec, engine)).check(release_spec, progress)
+    _preview(release_spec, spec_path, progress, checked.digests)
     rehearse(release_spec, spec_path, None, progress)
-    return CheckResult(release_spec, rows)
+    return CheckResult(release_spec, dict(checked.rows))
 
 
-def _preview(release_spec: spec.ReleaseSpec, spec_path: Path, progress: Progress) -> None:
+def _preview(
+    release_spec: spec.ReleaseSpec,
+    spec_path: Path,
+    progress: Progress,
+    digests: dict[str, str] | None = None,
+) -> None:
     """Whether the ledger would accept the release (version, cap), without changing it."""
     if release_spec.ledger_path.exists():
         progress("Checking the ledger", None)
         book = ledger.Ledger(release_spec.ledger_path, read_only=True)
-        book.preview(_spend_request(release_spec, spec_path, book))
+        book.preview(_spend_request(release_spec, spec_path, book, digests))
 
 
 def rehearse(
@@ -111,7 +115,9 @@ def rehearse(
             ) from None
 
 
-def release(spec_path: Path, out_dir: Path, progress: Progress = quiet) -> ReleaseResult:
+def release(
+    spec_path: Path, out_dir: Path, progress: Progress = quiet, engine: str | None = None
+) -> ReleaseResult:
     """Run a release of ``spec_path`` into ``out_dir`` (replaced atomically on success).
 
     Every check comes first; the whole loss is then reserved in the ledger before any noise
@@ -121,6 +127,9 @@ def release(spec_path: Path, out_dir: Path, progress: Progress = quiet) -> Relea
     An interrupt (see :mod:`interrupts`) ends it at the next stage boundary: before the
     reservation nothing is recorded, after it the release is recorded as failed; the
     swap of the package and its commit in the ledger are never separated.
+
+    The inputs are read, checked and counted by ``engine`` (``--engine``; by default as
+    the spec's ``engine.name`` says, see :func:`engines.choose`).
     """
     progress = _observed(progress)
     release_spec = spec.load(spec_path)
@@ -130,18 +139,18 @@ def release(spec_path: Path, out_dir: Path, progress: Progress = quiet) -> Relea
         progress("Checking the package to be replaced", None)
     previous = package.previous_release(out_dir)
     _check_previous_against_ledger(release_spec, previous)
-    with ingest.load(release_spec, progress) as frames:
+    with engines.get(engines.choose(release_spec, engine)).load(release_spec, progress) as loaded:
         # What ``check`` does, then the reserve (which checks the ledger as check's
         # preview does, and resolves a reservation whose process is gone): nothing the
         # spec or the inputs cause can fail after it.
         rehearse(release_spec, spec_path, previous, progress)
-        return _release(release_spec, spec_path, frames, out_dir, previous, progress)
+        return _release(release_spec, spec_path, loaded, out_dir, previous, progress)
 
 
 def _release(
     release_spec: spec.ReleaseSpec,
     spec_path: Path,
-    frames: dict[str, pl.LazyFrame],
+    loaded: engines.Loaded,
     out_dir: Path,
     previous: package.PreviousRelease | None,
     progress: Progress,
@@ -151,13 +160,13 @@ def _release(
     # An interrupt between the reservation and the ``try`` that fails it would leave the
     # release reserved for ever: it is held back until the ``try`` has begun.
     with interrupts.deferred():
-        reservation = book.reserve(_spend_request(release_spec, spec_path, book))
+        reservation = book.reserve(_spend_request(release_spec, spec_path, book, loaded.digests()))
     staged: Path | None = None
     drawn = False
     try:
         interrupts.checkpoint()
         drawn = True  # from here on, noise may have been drawn
-        measurements = privacy.measure(release_spec, frames, progress)
+        measurements = privacy.measure(release_spec, loaded, progress)
         interrupts.checkpoint()  # an interrupt lost in OpenDP's native code is raised here
         # OpenDP's accounting must fit what was reserved before anything is published.
         reservation.check(
@@ -298,13 +307,18 @@ def _failure_reason(error: BaseException) -> str:
 
 
 def _spend_request(
-    release_spec: spec.ReleaseSpec, spec_path: Path, book: ledger.Ledger
+    release_spec: spec.ReleaseSpec,
+    spec_path: Path,
+    book: ledger.Ledger,
+    digests: dict[str, str] | None = None,
 ) -> ledger.SpendRequest:
     privacy_spec = release_spec.privacy
     planned = accounting.account(release_spec)
     return ledger.SpendRequest(
         dataset=release_spec.dataset_id,
-        inputs=book.fingerprints({n: release_spec.input_path(n) for n in release_spec.inputs}),
+        inputs=book.fingerprints(
+            {n: release_spec.input_path(n) for n in release_spec.inputs}, digests
+        ),
         release_id=release_spec.release.id,
         version=release_spec.release.version,
         model=privacy_spec.model,
@@ -401,7 +415,9 @@ def _observed(progress: Progress) -> Progress:
     return report
 
 
-def bounds(spec_path: Path, loss: float, progress: Progress = quiet) -> bounds_module.BoundsReport:
+def bounds(
+    spec_path: Path, loss: float, progress: Progress = quiet, engine: str | None = None
+) -> bounds_module.BoundsReport:
     """``publisher bounds``: spend ``loss`` (recorded in the ledger, like a release) to
     measure what candidate per-person bounds would leave out, and report it."""
     release_spec = spec.load(spec_path)
@@ -417,10 +433,10 @@ def bounds(spec_path: Path, loss: float, progress: Progress = quiet) -> bounds_m
             f"{spec_path}: no input has a bound to choose (each person has one row in every "
             "input with a table)"
         )
-    with ingest.load(release_spec, progress) as frames:
+    with engines.get(engines.choose(release_spec, engine)).load(release_spec, progress) as loaded:
         book = ledger.Ledger(release_spec.ledger_path)
         request = dataclasses.replace(
-            _spend_request(release_spec, spec_path, book),
+            _spend_request(release_spec, spec_path, book, loaded.digests()),
             kind="bounds",
             version="bounds-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ"),
             loss=loss,
@@ -434,7 +450,7 @@ def bounds(spec_path: Path, loss: float, progress: Progress = quiet) -> bounds_m
             reservation = book.reserve(request)
         try:
             progress("Measuring the bounds", None)
-            measured = privacy.measure_bounds(release_spec, frames, plan)
+            measured = privacy.measure_bounds(release_spec, loaded, plan)
             spent = {accounting.ledger_name(item.name, "bounds"): item.loss for item in plan}
             book.commit(
                 reservation,

@@ -1,4 +1,4 @@
-"""Differentially private counts with OpenDP: the only module that counts row-level data.
+"""Differentially private counts with OpenDP: the only module that draws noise.
 
 Who is protected. The spec declares privacy units (for the demo: each child victim, each
 suspect). A neighbouring dataset removes one person of a unit and, along the inputs'
@@ -9,10 +9,11 @@ its identifier and, through its references, by the units of the inputs it points
 
 How each input is bounded, before anything is counted:
 
-- An input reached only by its own unit is truncated once by OpenDP's truncation
-  transformation to ``max_records_per_person`` records of each person, taken in a random
-  order (so a random choice of each person's records is kept); OpenDP's stability map
-  gives how many kept records one person can change.
+- An input reached only by its own unit is truncated once to ``max_records_per_person``
+  records of each person, taken in a keyed random order (so a random choice of each
+  person's records is kept): on Polars by OpenDP's truncation transformation, whose
+  stability map gives how many kept records one person can change (:func:`truncation`),
+  in SQL by the same rule (``row_number() <= k`` per person).
 - An input also reached by a linked unit (suspect records, reached by victims through
   their crimes) counts each own person once, and at most ``m`` own people per linked
   person, by :func:`linked_projection`, a greedy matching in a random order whose bounds
@@ -26,6 +27,10 @@ the vector's sensitivity for that unit. Counts are signed: negative noisy counts
 Each input whose bounds can leave records out also gets a small noisy measurement of how
 much they left out (see :mod:`publisher.accounting`), so the release can say so.
 
+The bounding and the counting run on an engine (:mod:`publisher.engines`: Polars in
+memory, DuckDB out of core, or Spark), which returns exact counts only; the noise and the
+accounting are OpenDP's, here and in :mod:`publisher.accounting`, whatever the engine.
+
 Nothing private leaves this module but noisy counts and the public description of their
 noise.
 """
@@ -33,10 +38,7 @@ noise.
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -60,8 +62,9 @@ from opendp.metrics import absolute_distance, frame_distance, symmetric_id_dista
 from opendp.mod import enable_features
 from opendp.transformations import make_stable_lazyframe
 
-from publisher import accounting, ingest, staging, strategy
+from publisher import accounting, engines, ingest, staging, strategy
 from publisher.accounting import Accounting, Planned, histogram_bins
+from publisher.engines import LeafCounts, Loaded
 from publisher.progress import Progress, quiet
 from publisher.spec import ReleaseSpec, Table
 
@@ -80,6 +83,7 @@ __all__ = [
     "placeholder",
     "prepare",
     "truncation",
+    "truncation_bound",
 ]
 
 # Features are enabled once, here, explicitly: "contrib" gives the Polars and vector
@@ -266,11 +270,18 @@ def epsilon_delta(model: str, loss: float, delta: float) -> tuple[float, float]:
 class BoundedInput:
     """The exact counts an input's measurements need, from its bounded records."""
 
+    leaves: LeafCounts  # the kept records over the input's base columns (every table a sum)
     tables: dict[str, Int64Array]  # table name -> counts in the order of keys_of
     truncation: Int64Array | None  # the exact vector of its truncation estimate, if any
-    # Counts by every key combination of the base columns the tables use (one axis each,
-    # in the order of ``strategy.workload_from_spec``): what a strategy's queries combine.
-    leaves: Int64Array | None = None
+
+    def workload_leaves(self, spec: ReleaseSpec, input_name: str) -> Int64Array:
+        """Counts by every key combination of the base columns the input's tables use (one
+        axis each, zeros included, in the order of ``strategy.workload_from_spec``): what
+        a strategy's queries combine."""
+        attributes = strategy.workload_from_spec(spec, input_name).attributes
+        sizes = [size for _, size in attributes]
+        axes = [self.leaves.columns.index(name) for name, _ in attributes]
+        return self.leaves.table(axes, sizes).reshape(sizes)
 
 
 def linked_projection(
@@ -330,186 +341,39 @@ def linked_projection(
     return [np.frombuffer(bytes(done), dtype=np.uint8).astype(bool) for done in counted]
 
 
-def _order_seed() -> int:
-    """A fresh random seed for the order of a linked projection. The order is not part of
-    the guarantee (it holds for every order); it keeps the choice of who is counted from
-    following the data's own order."""
-    return int.from_bytes(os.urandom(8), "little") >> 1
-
-
-def _edges(frame: pl.LazyFrame, own: str, linked: str, seed: int) -> pl.DataFrame:
-    """The distinct (own person, linked person) pairs of a linked input, in a random order
-    (a seeded hash of the pair), with the people numbered from 0."""
-    return (
-        frame.select(pl.col(own).alias("own"), pl.col(linked).alias("linked"))
-        .unique()
-        .with_columns(pl.struct("own", "linked").hash(seed=seed).alias("order"))
-        .sort("order")
-        .with_columns(
-            (pl.col("own").rank("dense") - 1).cast(pl.Int64).alias("own_code"),
-            (pl.col("linked").rank("dense") - 1).cast(pl.Int64).alias("linked_code"),
-        )
-        .collect()
-    )
-
-
-def _linked_counts(
-    spec: ReleaseSpec, input_name: str, frame: pl.LazyFrame, seed: int
-) -> tuple[pl.DataFrame, int]:
-    """The own people a linked input counts (one row each, with their columns), and its
-    truncation estimate: those a bound ``LINKED_REFERENCE_FACTOR`` times larger would
-    count and the release's bound does not."""
-    source = spec.inputs[input_name]
-    ((unit, linked),) = source.linked_units.items()
-    identifier = source.identifier
-    link = ingest.linked_column(unit)
-    edges = _edges(frame, identifier, link, seed)
-    own_people = edges["own"].n_unique()
-    linked_people = edges["linked"].n_unique()
-    cap = linked.max_records_per_person
-    counted, reference = linked_projection(
-        edges["own_code"].to_numpy(),
-        edges["linked_code"].to_numpy(),
-        own_people,
-        linked_people,
-        [cap, accounting.LINKED_REFERENCE_FACTOR * cap],
-    )
-    codes = edges.select("own", "own_code").unique()
-    kept_codes = pl.Series("own_code", np.flatnonzero(counted), dtype=pl.Int64)
-    kept = codes.join(kept_codes.to_frame(), on="own_code", how="semi").select("own")
-    columns = list(source.columns)
-    people = (
-        frame.group_by(identifier)
-        .agg(pl.col(columns).first())
-        .join(kept.lazy(), left_on=identifier, right_on="own", how="semi")
-        .collect()
-    )
-    return people, int(reference.sum()) - int(counted.sum())
-
-
-def _table_counts(spec: ReleaseSpec, table: Table, kept: pl.LazyFrame) -> Int64Array:
-    """Exact counts of the kept records for every key combination, in key order."""
-    by = list(table.by)
-    keys = keys_of(spec, table).with_row_index("__position")
-    counted = (
-        kept.group_by(by)
-        .agg(pl.len().alias("__count"))
-        .with_columns(pl.col(by).cast(pl.String))
-        .collect()
-    )
-    joined = keys.join(counted, on=by, how="left", nulls_equal=True).sort("__position")
-    return joined["__count"].fill_null(0).cast(pl.Int64).to_numpy()
-
-
-def _histogram(frame: pl.LazyFrame, identifier: str, bins: int) -> Int64Array:
-    """People by their number of records: one bin per count from 1, the last bin for that
-    many records or more (so ``bins`` bins)."""
-    per_person = (
-        frame.group_by(identifier)
-        .agg(pl.len().clip(upper_bound=bins).alias("records"))
-        .group_by("records")
-        .agg(pl.len().alias("people"))
-        .collect(engine="streaming")
-    )
-    counts = np.zeros(bins, dtype=np.int64)
-    for records, people in per_person.iter_rows():
-        counts[int(records) - 1] = int(people)
-    return counts
-
-
 def bound_input(
     spec: ReleaseSpec,
     input_name: str,
-    frame: pl.LazyFrame,
+    inputs: Loaded | pl.LazyFrame,
     private: Path | None = None,
     *,
     order_seed: int | None = None,
+    engine: str = "polars",
 ) -> BoundedInput:
-    """Bound the records of one input as the module docstring says and count them.
+    """Bound the records of one input as the module docstring says and count them, on
+    the engine that holds ``inputs`` (see :mod:`publisher.engines`).
 
-    ``frame`` is the input as :func:`ingest.load` stages it (or as :func:`prepare` makes
-    it). ``private`` is a private folder for working copies (in memory when None).
-    ``order_seed`` fixes the random order of a linked projection (for the audit).
+    ``inputs`` is what an engine's ``load`` gives, or one input as :func:`ingest.load`
+    stages it (or as :func:`prepare` makes it), counted by ``engine``. ``private`` is a
+    private folder for working copies (made and removed here when None). ``order_seed``
+    fixes the keyed random order (for the audit and the tests of the engines).
     """
-    source = spec.inputs[input_name]
-    tables = [table for table in spec.tables if table.input == input_name]
-    wants_estimate = input_name in spec.truncation_inputs
-    prepared = prepare(spec, input_name, frame)
-    estimate: Int64Array | None = None
-    if source.linked_units:
-        people, left_out = _linked_counts(
-            spec, input_name, prepared, _order_seed() if order_seed is None else order_seed
-        )
-        kept = people.lazy()
-        estimate = np.asarray([left_out], dtype=np.int64) if wants_estimate else None
+    seed = engines.random_seed() if order_seed is None else order_seed
+    estimate = input_name in spec.truncation_inputs
+    if isinstance(inputs, Loaded):
+        counted = inputs.counts(spec, input_name, estimate=estimate, seed=seed)
     else:
-        with _truncated(spec, input_name, prepared, private) as (kept, shuffled):
-            if wants_estimate:
-                bins = len(histogram_bins(source.max_records_per_person))
-                estimate = _histogram(shuffled, source.identifier, bins)
-            counts = {table.name: _table_counts(spec, table, kept) for table in tables}
-            return BoundedInput(counts, estimate, _leaf_counts(spec, input_name, kept))
-    return BoundedInput(
-        {table.name: _table_counts(spec, table, kept) for table in tables},
-        estimate,
-        _leaf_counts(spec, input_name, kept),
-    )
+        with engines.from_frames(spec, engine, {input_name: inputs}, private) as loaded:
+            counted = loaded.counts(spec, input_name, estimate=estimate, seed=seed)
+    tables = {
+        table.name: engines.table_counts(spec, input_name, counted.leaves, table.by)
+        for table in spec.tables
+        if table.input == input_name
+    }
+    return BoundedInput(counted.leaves, tables, counted.truncation)
 
 
-def _leaf_counts(spec: ReleaseSpec, input_name: str, kept: pl.LazyFrame) -> Int64Array | None:
-    """Exact counts of the kept records by every key combination of the input's base
-    columns that its tables use (zeros included), as the strategy's workload orders them;
-    None when the input has no table."""
-    if not any(table.input == input_name for table in spec.tables):
-        return None
-    attributes = strategy.workload_from_spec(spec, input_name).attributes
-    names = [name for name, _ in attributes]
-    counted = (
-        kept.group_by(names)
-        .agg(pl.len().alias("__count"))
-        .with_columns(pl.col(names).to_physical())
-        .collect()
-    )
-    leaves = np.zeros(tuple(size for _, size in attributes), dtype=np.int64)
-    index = tuple(counted[name].to_numpy() for name in names)
-    np.add.at(leaves, index, counted["__count"].to_numpy().astype(np.int64))
-    return leaves
-
-
-@contextmanager
-def _truncated(
-    spec: ReleaseSpec, input_name: str, frame: pl.LazyFrame, private: Path | None
-) -> Iterator[tuple[pl.LazyFrame, pl.LazyFrame]]:
-    """The input's records in a random order, and those OpenDP's truncation keeps of them
-    (so a random choice of each person's records is kept): staged in a folder of their own
-    in ``private``, removed on exit (or kept in memory when ``private`` is None)."""
-    shuffled_frame = frame.collect(engine="streaming").sample(fraction=1.0, shuffle=True)
-    folder = None if private is None else Path(tempfile.mkdtemp(prefix="input-", dir=private))
-    try:
-        if folder is None:
-            shuffled = shuffled_frame.lazy()
-        else:
-            # Not named after the input: names come from the spec.
-            shuffled_frame.write_parquet(folder / "shuffled.parquet")
-            del shuffled_frame
-            shuffled = pl.scan_parquet(folder / "shuffled.parquet")
-        truncate = truncation(spec, input_name, shuffled.collect_schema())
-        bound = _truncation_bound(truncate)
-        if bound != spec.inputs[input_name].max_records_per_person:
-            raise AssertionError(f"OpenDP's truncation bounds one person to {bound} records")
-        kept = truncate(shuffled).collect()
-        if folder is None:
-            yield kept.lazy(), shuffled
-        else:
-            kept.write_parquet(folder / "truncated.parquet")
-            del kept
-            yield pl.scan_parquet(folder / "truncated.parquet"), shuffled
-    finally:
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _truncation_bound(truncate: Any) -> int:
+def truncation_bound(truncate: Any) -> int:
     """How many kept records one person can change, by OpenDP's stability map."""
     (bound,) = truncate.map(ONE_PERSON)
     return int(bound.per_group)
@@ -667,7 +531,7 @@ def _measurements(
 
 def measure(
     spec: ReleaseSpec,
-    frames: dict[str, pl.LazyFrame],
+    frames: Loaded | Mapping[str, pl.LazyFrame],
     progress: Progress = quiet,
 ) -> Measurements:
     """Release every measurement of the spec with OpenDP. This spends the spec's loss.
@@ -684,8 +548,8 @@ def measure(
             if not planned:
                 continue
             progress(f"Bounding {input_name}", None)
-            bounded = bound_input(spec, input_name, frames[input_name], private)
-            exact = _exact_answers(plan, input_name, bounded)
+            bounded = bound_input(spec, input_name, _input(frames, input_name), private)
+            exact = _exact_answers(spec, plan, input_name, bounded)
             for done, item in enumerate(planned):
                 progress(f"Measuring the {input_name} tables", done / len(planned))
                 values[(item.kind, item.name)] = _noisy(item, exact[(item.kind, item.name)])
@@ -693,14 +557,13 @@ def measure(
 
 
 def _exact_answers(
-    plan: Accounting, input_name: str, bounded: BoundedInput
+    spec: ReleaseSpec, plan: Accounting, input_name: str, bounded: BoundedInput
 ) -> dict[tuple[str, str], Int64Array]:
     """The exact vector each planned measurement of an input adds noise to."""
     answers: dict[tuple[str, str], Int64Array] = {}
     design = plan.designs.get(input_name)
     if design is not None:
-        assert bounded.leaves is not None  # an input with tables has leaf counts
-        vectors = design.answers(design.leaf_counts(bounded.leaves))
+        vectors = design.answers(design.leaf_counts(bounded.workload_leaves(spec, input_name)))
         names = [item.name for item in plan.of_input(input_name) if item.kind == "design"]
         answers |= {("design", name): vector for name, vector in zip(names, vectors, strict=True)}
     for item in plan.of_input(input_name):
@@ -810,21 +673,35 @@ def bounds_plan(spec: ReleaseSpec, loss: float) -> list[Planned]:
     return planned
 
 
+def _input(frames: Loaded | Mapping[str, pl.LazyFrame], input_name: str) -> Loaded | pl.LazyFrame:
+    """One input of ``frames``: an engine's loaded inputs, or the staged frame."""
+    return frames if isinstance(frames, Loaded) else frames[input_name]
+
+
+@contextmanager
+def _loaded(spec: ReleaseSpec, frames: Loaded | Mapping[str, pl.LazyFrame]) -> Iterator[Loaded]:
+    """``frames`` as an engine's loaded inputs (staged frames: counted by Polars)."""
+    if isinstance(frames, Loaded):
+        yield frames
+    else:
+        with engines.from_frames(spec, "polars", dict(frames), None) as loaded:
+            yield loaded
+
+
 def measure_bounds(
-    spec: ReleaseSpec, frames: dict[str, pl.LazyFrame], plan: list[Planned]
+    spec: ReleaseSpec, frames: Loaded | Mapping[str, pl.LazyFrame], plan: list[Planned]
 ) -> list[BoundsMeasurement]:
     """Draw the measurements of :func:`bounds_plan` with OpenDP. This spends their loss."""
     results = []
-    with staging.private_folder():
+    with _loaded(spec, frames) as loaded:
         for input_name in dict.fromkeys(item.input for item in plan):
             items = [item for item in plan if item.input == input_name]
             source = spec.inputs[input_name]
-            prepared = prepare(spec, input_name, frames[input_name])
             unit_losses = accounting.unit_totals(item.unit_losses for item in items)
             if not source.linked_units:
                 (item,) = items
                 top = item.cells - 1
-                exact = _histogram(prepared, source.identifier, item.cells)
+                exact = loaded.histogram(spec, input_name, item.cells)
                 results.append(
                     BoundsMeasurement(
                         input=input_name,
@@ -839,7 +716,9 @@ def measure_bounds(
                 )
                 continue
             ((unit, _),) = source.linked_units.items()
-            counted = _linked_counted(spec, input_name, prepared, LINKED_CANDIDATES)
+            counted = loaded.linked_counted(
+                spec, input_name, LINKED_CANDIDATES, engines.random_seed()
+            )
             values = [
                 _noisy(item, np.asarray([count], dtype=np.int64))[0]
                 for item, count in zip(items, counted, strict=True)
@@ -857,20 +736,3 @@ def measure_bounds(
                 )
             )
     return results
-
-
-def _linked_counted(
-    spec: ReleaseSpec, input_name: str, frame: pl.LazyFrame, caps: Sequence[int]
-) -> list[int]:
-    """How many own people the linked projection counts under each of ``caps``."""
-    source = spec.inputs[input_name]
-    ((unit, _),) = source.linked_units.items()
-    edges = _edges(frame, source.identifier, ingest.linked_column(unit), _order_seed())
-    counted = linked_projection(
-        edges["own_code"].to_numpy(),
-        edges["linked_code"].to_numpy(),
-        edges["own"].n_unique(),
-        edges["linked"].n_unique(),
-        list(caps),
-    )
-    return [int(mask.sum()) for mask in counted]

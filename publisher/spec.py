@@ -34,6 +34,7 @@ __all__ = [
     "LIMITS",
     "Category",
     "Column",
+    "EngineSettings",
     "Hop",
     "Input",
     "Link",
@@ -44,6 +45,7 @@ __all__ = [
     "Release",
     "ReleaseSpec",
     "Share",
+    "SparkSettings",
     "Table",
     "Unit",
     "load",
@@ -367,9 +369,11 @@ class LinkedUnit(_Model):
 class Input(_Model):
     """A private microdata file, the privacy unit its identifier names, and its bounds."""
 
-    path: Text
-    format: Literal["csv", "parquet", "duckdb"] = "csv"
-    # With format duckdb: the table (or view) of the database file to read.
+    # The file (or Parquet folder); a Spark table (format spark) has none.
+    path: Text | None = None
+    format: Literal["csv", "parquet", "duckdb", "spark"] = "csv"
+    # With format duckdb: the table (or view) of the database file to read. With format
+    # spark: the table as Spark SQL names it in the session's catalog.
     table: str | None = None
     title: str = ""
     description: str = ""
@@ -422,6 +426,29 @@ class Disclosure(_Model):
     unrounded_estimates: bool = False
 
 
+class SparkSettings(_Model):
+    """How the release manager's Spark session is made (engine spark)."""
+
+    # The cluster: local[N], spark://HOST:PORT, yarn, k8s://...; without it, Spark's own
+    # default (spark-submit's --master or the SPARK_* environment, else local).
+    master: Text | None = None
+    # Spark configuration properties, as in spark-defaults.conf.
+    config: dict[Text, Text] = {}
+
+
+class EngineSettings(_Model):
+    """Where the private computation runs (see ``publisher.engines``)."""
+
+    name: Literal["auto", "polars", "duckdb", "spark"] = "auto"
+    # DuckDB: the memory it may use before it spills to the private temporary folder.
+    memory_limit: Annotated[
+        str, Field(pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+    ] = "2GB"
+    # DuckDB: how many threads (all cores by default).
+    threads: Annotated[int, Number, Field(ge=1, le=1024)] | None = None
+    spark: SparkSettings = SparkSettings()
+
+
 class ReleaseSpec(_Model):
     """A whole release spec. ``base_dir`` is the folder relative paths start from."""
 
@@ -432,6 +459,7 @@ class ReleaseSpec(_Model):
     tables: Annotated[list[Table], Field(min_length=1)]
     shares: list[Share] = []
     disclosure: Disclosure = Disclosure()
+    engine: EngineSettings = EngineSettings()
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     @property
@@ -443,7 +471,8 @@ class ReleaseSpec(_Model):
         return self.privacy.dataset or self.release.id
 
     def input_path(self, name: str) -> Path:
-        return (self.base_dir / self.inputs[name].path).resolve()
+        """An input's file or folder (a Spark table's is the spec's folder: it has none)."""
+        return (self.base_dir / (self.inputs[name].path or ".")).resolve()
 
     def table(self, name: str) -> Table:
         return next(table for table in self.tables if table.name == name)
@@ -659,7 +688,15 @@ def _reference_problems(spec: ReleaseSpec) -> list[_Problem]:
                     )
                 )
             problems.extend(_derived_problems(spec, name, column_name, column))
-        relative = Path(source.path)
+        if (source.path is None) != (source.format == "spark"):
+            problems.append(
+                _Problem(
+                    f"inputs.{name}.path",
+                    "a file input needs its path; a Spark table (format spark) takes none: "
+                    "name it with table",
+                )
+            )
+        relative = Path(source.path or ".")
         if relative.is_absolute() or ".." in relative.parts:
             problems.append(
                 _Problem(
@@ -677,11 +714,18 @@ def _reference_problems(spec: ReleaseSpec) -> list[_Problem]:
                         f"'{target}' must name another input and its column (INPUT.COLUMN)",
                     )
                 )
-        if (source.format == "duckdb") != (source.table is not None):
+        if (source.format in ("duckdb", "spark")) != (source.table is not None):
             problems.append(
                 _Problem(
                     f"inputs.{name}.table",
-                    "format duckdb needs the database table to read, and only it takes one",
+                    "formats duckdb and spark need the table to read, and only they take one",
+                )
+            )
+        if source.format == "spark" and spec.engine.name not in ("auto", "spark"):
+            problems.append(
+                _Problem(
+                    f"inputs.{name}.format",
+                    "a Spark table is read by the spark engine: set engine.name to spark (or auto)",
                 )
             )
         if source.identifier in source.columns:

@@ -16,9 +16,10 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import itertools
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,34 @@ def admissions_release(tmp_path_factory: pytest.TempPathFactory) -> pipeline.Rel
     spec_path = folder / "release.yaml"
     spec_path.write_text(yaml.safe_dump(admissions_spec()), encoding="utf-8")
     return pipeline.release(spec_path, folder / "package")
+
+
+@pytest.fixture(scope="session")
+def spark_session() -> Iterator[object]:
+    """One local Spark session for every test marked ``spark`` (the engine uses the active
+    session). Missing pyspark or Java skip them, except in CI, where they are installed."""
+    missing = shutil.which("java") is None
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        missing = True
+    if missing:
+        if os.environ.get("CI"):
+            raise RuntimeError("the Spark tests need pyspark and Java: .ci/run installs them")
+        pytest.skip("pyspark or Java is not installed (.ci/run installs them)")
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .appName("publisher tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("OFF")
+    yield spark
+    spark.stop()
+
+
+@pytest.fixture(autouse=True)
+def _spark_when_marked(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("spark"):
+        request.getfixturevalue("spark_session")

@@ -28,6 +28,7 @@ import yaml
 
 from publisher import accounting, disclosure, postprocess, privacy, strategy
 from publisher.spec import ReleaseSpec, parse
+from publisher.engines import LeafCounts
 
 TRIALS = 400
 A = [f"a{i}" for i in range(6)]
@@ -102,11 +103,12 @@ def exact_counts(release_spec: ReleaseSpec, name: str) -> list[int]:
     return counts
 
 
-def leaf_counts(release_spec: ReleaseSpec) -> np.ndarray[Any, Any]:
-    """The true counts by every key combination, in the strategy's order of attributes."""
+def leaf_counts(release_spec: ReleaseSpec) -> LeafCounts:
+    """The true counts by every key combination of the input's base columns."""
     names = [name for name, _ in strategy.workload_from_spec(release_spec, "x").attributes]
     assert names == ["a", "b"]
-    return TRUTH.astype(np.int64)
+    rows = [(*index, int(count)) for index, count in np.ndenumerate(TRUTH)]
+    return LeafCounts.from_frame(names, TRUTH.shape, rows)
 
 
 def cell_class(truth: int, total: bool) -> str:
@@ -127,13 +129,12 @@ def coverage(model: str, together: bool) -> dict[str, tuple[int, int]]:
     # The exact vectors the release adds noise to, by its own path from the true counts:
     # each table's cells (pure DP) or the strategy's queries (zCDP).
     bounded = privacy.BoundedInput(
+        leaf_counts(release_spec),
         {t.name: np.asarray(exact_counts(release_spec, t.name)) for t in release_spec.tables},
         None,
-        leaf_counts(release_spec),
     )
-    exact = {
-        key: vector.tolist() for key, vector in privacy._exact_answers(plan, "x", bounded).items()
-    }
+    answers = privacy._exact_answers(release_spec, plan, "x", bounded)
+    exact = {key: vector.tolist() for key, vector in answers.items()}
     measurements = {(item.kind, item.name): item.measurement() for item in plan.measurements}
     true_share = TRUTH[A.index("a3")].sum() / TRUTH.sum()
     tally = {name: [0, 0] for name in CLASSES}

@@ -75,7 +75,7 @@ def test_one_by_one_is_what_a_release_measuring_each_table_alone_publishes() -> 
     planned = {table.name: table for table in planner.plan(spec).tables}
     alone = accounting.account(spec, one_by_one=True)
     bounded = privacy.bound_input(spec, "admissions", frame(admissions_rows())["admissions"])
-    exact = privacy._exact_answers(alone, "admissions", bounded)
+    exact = privacy._exact_answers(spec, alone, "admissions", bounded)
     values = {
         (item.kind, item.name): item.measurement()(exact[(item.kind, item.name)].tolist())
         for item in alone.measurements

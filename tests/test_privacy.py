@@ -74,11 +74,11 @@ def test_the_strategy_counts_every_public_key_combination_in_spec_order() -> Non
     assert [name for name, _ in attributes] == ["outcome", "ward"]
     outcomes = spec.categories["outcome"].values
     wards = spec.categories["ward"].values
-    assert bounded.leaves is not None
-    assert bounded.leaves.shape == (len(outcomes), len(wards))
-    assert bounded.leaves[:, wards.index("Burns")].sum() == 0
+    leaves = bounded.workload_leaves(spec, "admissions")
+    assert leaves.shape == (len(outcomes), len(wards))
+    assert leaves[:, wards.index("Burns")].sum() == 0
     by_ward_and_outcome = bounded.tables["admissions-by-ward-and-outcome"]
-    assert (bounded.leaves.T.ravel() == by_ward_and_outcome).all()
+    assert (leaves.T.ravel() == by_ward_and_outcome).all()
 
 
 def test_losses_come_from_opendp_and_add_up_to_the_spec(
@@ -315,11 +315,13 @@ def test_the_records_a_person_keeps_are_chosen_at_random() -> None:
     cells = [(ward, outcome) for ward in WARDS for outcome in ("Discharged", "Transferred")]
     rows = [("P-MANY", ward, outcome) for ward, outcome in cells]
     others = admissions_rows(60)
-    base = privacy.bound_input(spec, "admissions", frame(others)["admissions"]).leaves
+    base = privacy.bound_input(spec, "admissions", frame(others)["admissions"]).workload_leaves(
+        spec, "admissions"
+    )
     seen = np.zeros_like(base)
     for _ in range(40):
-        leaves = privacy.bound_input(spec, "admissions", frame(others + rows)["admissions"]).leaves
-        assert leaves is not None and base is not None
+        bounded = privacy.bound_input(spec, "admissions", frame(others + rows)["admissions"])
+        leaves = bounded.workload_leaves(spec, "admissions")
         kept = leaves - base
         assert kept.sum() == 2 and kept.max() == 1
         seen += kept

@@ -1,0 +1,222 @@
+"""The bounding and counting of one input in SQL, shared by DuckDB and Spark.
+
+Each input is a relation with an ``id`` (the person of its own unit, as a 64-bit hash), for
+an input bounded for a linked unit a ``linked`` (the linked person), and one integer code
+column per base column (``c0``, ``c1``, ...: positions in the public keys). The queries
+return counts only.
+
+Truncation keeps the first ``k`` records of each person in the keyed order::
+
+    row_number() over (partition by id order by key, c0, c1, ...) <= k
+
+The linked projection is :func:`publisher.privacy.linked_projection`'s greedy matching,
+run in rounds. Its edges are the distinct ``(own, linked)`` pairs in the keyed order
+(ties broken by the pair). The sequential algorithm decides each edge from what the
+earlier edges at its two endpoints decided (is the own person matched, how many own
+people the linked person has), so an edge can be decided as soon as every earlier edge at
+both of its endpoints is. Each round decides all such edges: those first, among the
+undecided, at both endpoints. Before each round every undecided edge has an unmatched own
+person and a linked person with a free place (see below), so each of them is accepted,
+exactly as the sequential run accepts it; two of them never share an endpoint, so they
+are independent. After the round, every undecided edge of a now matched own person or a
+now full linked person is rejected in bulk: the sequential run rejects it too, whenever
+it reaches it (matched people stay matched, places only fill), and a rejected edge
+changes nothing. The first undecided edge in the order is always first at both of its
+endpoints, so every round decides at least one edge and the loop ends with exactly the
+sequential run's matching (``tests/test_engines.py`` checks this on random graphs against
+``linked_projection``). With a random order, few rounds are needed (a greedy matching in
+random order has a short dependence length).
+"""
+
+from __future__ import annotations
+
+import itertools
+from abc import abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+from publisher.engines import Int64Array, LeafCounts, OrderKey, SqlDialect
+
+__all__ = [
+    "SqlRunner",
+    "edge_table",
+    "greedy_rounds",
+    "histogram",
+    "leaf_counts",
+    "linked_counted",
+    "linked_counts",
+]
+
+
+class SqlRunner(SqlDialect):
+    """An engine's connection: runs statements, fetches small results, keeps tables."""
+
+    @abstractmethod
+    def fetch(self, query: str) -> list[tuple[int, ...]]:
+        """The rows of a query (counts only: never row-level data)."""
+
+    @abstractmethod
+    def materialize(self, name: str, query: str) -> None:
+        """Keep the result of ``query`` as a table ``name`` for the following queries."""
+
+    @abstractmethod
+    def drop(self, name: str) -> None:
+        """Remove a table made by :meth:`materialize`."""
+
+    def new_name(self, stem: str) -> str:
+        """A table name not used before in this connection."""
+        return f"__{stem}_{next(_NAMES)}"
+
+
+_NAMES = itertools.count()
+
+
+def code_columns(width: int) -> list[str]:
+    return [f"c{position}" for position in range(width)]
+
+
+def leaf_counts(
+    runner: SqlRunner,
+    relation: str,
+    columns: Sequence[str],
+    shape: Sequence[int],
+    bound: int,
+    order: OrderKey,
+) -> LeafCounts:
+    """The exact counts of the records kept by truncation to ``bound`` per person."""
+    codes = code_columns(len(columns))
+    listed = ", ".join(codes)
+    key = order.sql(["id", *codes], split=[True] + [False] * len(codes), dialect=runner)
+    query = f"""
+        SELECT {listed}, count(*) FROM (
+            SELECT {listed},
+                   row_number() OVER (PARTITION BY id ORDER BY key, {listed}) AS position
+            FROM (SELECT id, {listed}, {key} AS key FROM {relation})
+        ) WHERE position <= {int(bound)}
+        GROUP BY {listed}
+    """
+    return LeafCounts.from_frame(columns, shape, runner.fetch(query))
+
+
+def histogram(runner: SqlRunner, relation: str, bins: int) -> Int64Array:
+    """People by their number of records: one bin per count from 1, the last bin for that
+    many records or more."""
+    rows = runner.fetch(
+        f"SELECT least(records, {int(bins)}), count(*) FROM "
+        f"(SELECT count(*) AS records FROM {relation} GROUP BY id) GROUP BY 1"
+    )
+    counts = np.zeros(bins, dtype=np.int64)
+    for records, people in rows:
+        counts[int(records) - 1] = int(people)
+    return counts
+
+
+def greedy_rounds(
+    runner: SqlRunner, edges: str, cap: int, codes: Sequence[str]
+) -> list[tuple[int, ...]]:
+    """Run the greedy matching of ``edges`` (``own``, ``linked``, ``key``, the own person's
+    ``codes``, ``load`` = 0) with at most ``cap`` own people per linked person, in rounds:
+    the counts of the matched own people by ``codes`` (rows of codes then a count; one row
+    per round and combination: they add up).
+
+    Each undecided edge carries ``load``, how many own people its linked person has."""
+    carried = "".join(f", {code}" for code in codes)
+    grouped = ", ".join(codes)
+    rows: list[tuple[int, ...]] = []
+    remaining = edges
+    while True:
+        accepted = runner.new_name("chosen")
+        runner.materialize(
+            accepted,
+            f"""SELECT own, linked{carried} FROM (
+                SELECT own, linked{carried},
+                       row_number() OVER (PARTITION BY own ORDER BY key, linked) AS at_own,
+                       row_number() OVER (PARTITION BY linked ORDER BY key, own) AS at_linked
+                FROM {remaining}
+            ) WHERE at_own = 1 AND at_linked = 1""",
+        )
+        counted = runner.fetch(
+            f"SELECT {grouped}{', ' if codes else ''}count(*) FROM {accepted}"
+            + (f" GROUP BY {grouped}" if codes else "")
+        )
+        found = [row for row in counted if row[-1]]
+        if not found:  # the first undecided edge is always accepted: none are left
+            runner.drop(accepted)
+            break
+        rows.extend(found)
+        # Each linked person gains at most one own person a round.
+        load = "e.load + CASE WHEN c.linked IS NULL THEN 0 ELSE 1 END"
+        left = runner.new_name("edges")
+        runner.materialize(
+            left,
+            f"""SELECT e.own, e.linked, e.key{"".join(f", e.{c}" for c in codes)}, {load} AS load
+                FROM {remaining} e LEFT JOIN (SELECT linked FROM {accepted}) c
+                ON c.linked = e.linked
+                WHERE NOT EXISTS (SELECT 1 FROM {accepted} o WHERE o.own = e.own)
+                AND {load} < {int(cap)}""",
+        )
+        runner.drop(accepted)
+        if remaining != edges:
+            runner.drop(remaining)
+        remaining = left
+    if remaining != edges:
+        runner.drop(remaining)
+    return rows
+
+
+def edge_table(runner: SqlRunner, relation: str, order: OrderKey, width: int = 0) -> str:
+    """The distinct (own, linked) pairs of a linked input, with their order key, the
+    first ``width`` codes of the own person (the same on all their records) and a
+    ``load`` of 0, as :func:`greedy_rounds` reads them."""
+    edges = runner.new_name("edges")
+    key = order.sql(["own", "linked"], split=[True, True], dialect=runner)
+    codes = code_columns(width)
+    people = ", ".join(f"min({code}) AS {code}" for code in codes)
+    joined = (
+        f"(SELECT DISTINCT id AS own, linked FROM {relation}) p"
+        if not codes
+        else f"""(SELECT DISTINCT id AS own, linked FROM {relation}) p
+            JOIN (SELECT id, {people} FROM {relation} GROUP BY id) q ON q.id = p.own"""
+    )
+    listed = "".join(f", q.{code}" for code in codes)
+    plain = "".join(f", {code}" for code in codes)
+    runner.materialize(
+        edges,
+        f"SELECT own, linked, {key} AS key{plain}, 0 AS load FROM "
+        f"(SELECT p.own, p.linked{listed} FROM {joined})",
+    )
+    return edges
+
+
+def linked_counted(
+    runner: SqlRunner, relation: str, caps: Sequence[int], order: OrderKey
+) -> list[int]:
+    """How many own people the linked projection counts under each of ``caps``."""
+    edges = edge_table(runner, relation, order)
+    counted = [sum(int(row[-1]) for row in greedy_rounds(runner, edges, cap, [])) for cap in caps]
+    runner.drop(edges)
+    return counted
+
+
+def linked_counts(
+    runner: SqlRunner,
+    relation: str,
+    columns: Sequence[str],
+    shape: Sequence[int],
+    cap: int,
+    reference_cap: int | None,
+    order: OrderKey,
+) -> tuple[LeafCounts, int]:
+    """The counts of the own people the linked projection counts (each once, with their
+    columns, which are the same on all their records), and how many more a bound of
+    ``reference_cap`` would count (0 without one)."""
+    codes = code_columns(len(columns))
+    edges = edge_table(runner, relation, order, len(codes))
+    leaves = LeafCounts.from_frame(columns, shape, greedy_rounds(runner, edges, cap, codes))
+    more = 0
+    if reference_cap is not None:
+        reference = sum(int(row[-1]) for row in greedy_rounds(runner, edges, reference_cap, []))
+        more = reference - leaves.total
+    runner.drop(edges)
+    return leaves, more
