@@ -276,7 +276,8 @@ def _check_destination_is_public(
         ("the release spec", spec_path.resolve()),
         *(
             (f"the input inputs.{name}", release_spec.input_path(name))
-            for name in release_spec.inputs
+            for name, source in release_spec.inputs.items()
+            if source.path is not None  # a Spark table has no files here
         ),
     ]
     if release_spec.ledger_path.is_relative_to(target):
