@@ -97,11 +97,19 @@ def cli() -> None:
 )
 @click.option("--crimes", default=4200, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=2023, show_default=True, type=int)
-def demo(out_dir: Path, crimes: int, seed: int) -> None:
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(["csv", "parquet"]),
+    default="csv",
+    show_default=True,
+    help="CSV files, or Parquet folders written in parts (for 10 million crimes and more).",
+)
+def demo(out_dir: Path, crimes: int, seed: int, file_format: str) -> None:
     """Write synthetic demo microdata and a ready release.yaml into OUT."""
     from publisher import demo as demo_data
 
-    files = demo_data.generate(out_dir, crimes=crimes, seed=seed)
+    files = demo_data.generate(out_dir, crimes=crimes, seed=seed, format=file_format)
     _say(f"Wrote synthetic demo data ({crimes:,} crimes, seed {seed}) to {out_dir}")
     _say(f"Release spec: {files.spec}")
 

@@ -37,6 +37,8 @@ from publisher.errors import InputError
 __all__ = ["DemoFiles", "generate"]
 
 MAX_CRIMES = 50_000_000
+# Crimes drawn at a time for a Parquet demo (about 0.5 GB of memory at its peak).
+PART_CRIMES = 1_000_000
 
 IntArray = npt.NDArray[np.int64]
 
@@ -254,12 +256,19 @@ class DemoFiles:
     spec: Path
 
 
-def generate(out_dir: Path, *, crimes: int = 4200, seed: int = 2023) -> DemoFiles:
+def generate(
+    out_dir: Path, *, crimes: int = 4200, seed: int = 2023, format: str = "csv"
+) -> DemoFiles:
     """Write synthetic ``crimes.csv``, ``victims.csv``, ``suspects.csv`` and ``release.yaml``.
 
     ``out_dir`` is created if missing; files already there are replaced. The same ``crimes``
     and ``seed`` always give byte-identical files. ``release.yaml`` is a complete release
     spec whose inputs point at the three CSVs next to it.
+
+    With ``format="parquet"`` the inputs are Parquet folders (``crimes/``, ``victims/``,
+    ``suspects/``, as Spark writes a table) written in parts of :data:`PART_CRIMES` crimes,
+    each drawn on its own (victims, groups and suspects within the part; ids numbered on
+    from the earlier parts), so memory stays bounded whatever the number of crimes.
 
     Raises :class:`InputError` if ``crimes`` is outside 1 to 50,000,000, ``seed`` is
     negative, or ``out_dir`` cannot be created or written to.
@@ -285,6 +294,8 @@ def generate(out_dir: Path, *, crimes: int = 4200, seed: int = 2023) -> DemoFile
             "its permissions"
         ) from None
 
+    if format == "parquet":
+        return _generate_parquet(out_dir, crimes, seed)
     crime_frame, victim_frame, suspect_frame = _simulate(np.random.default_rng(seed), crimes)
     files = DemoFiles(
         crimes=out_dir / "crimes.csv",
@@ -310,8 +321,69 @@ def generate(out_dir: Path, *, crimes: int = 4200, seed: int = 2023) -> DemoFile
     return files
 
 
+@dataclass(frozen=True)
+class _Numbering:
+    """Where a part's ids start (their numbers follow those of the earlier parts) and how
+    many digits every id of the demo has."""
+
+    crimes: int = 0
+    victims: int = 0
+    suspects: int = 0
+    width: int | None = None  # None: each file's own width (one part)
+
+
+def _generate_parquet(out_dir: Path, crimes: int, seed: int) -> DemoFiles:
+    """The demo as three Parquet folders, written part by part (see :func:`generate`)."""
+    files = DemoFiles(
+        crimes=out_dir / "crimes",
+        victims=out_dir / "victims",
+        suspects=out_dir / "suspects",
+        spec=out_dir / "release.yaml",
+    )
+    spec_text = _release_yaml(crimes=crimes, seed=seed)
+    for name in ("crimes", "victims", "suspects"):
+        spec_text = spec_text.replace(
+            f"path: {name}.csv\n    format: csv", f"path: {name}\n    format: parquet"
+        )
+
+    def write_parts(staged: Path) -> None:
+        folders = [staged / name for name in ("crimes", "victims", "suspects")]
+        for folder in folders:
+            folder.mkdir()
+        # Every id has as many digits as the largest number any part can give it.
+        numbering = _Numbering(width=_id_width(crimes * 20))
+        for part, start in enumerate(range(0, crimes, PART_CRIMES)):
+            size = min(PART_CRIMES, crimes - start)
+            rng = np.random.default_rng([seed, part])
+            frames = [frame.collect() for frame in _simulate(rng, size, numbering)]
+            for folder, frame in zip(folders, frames, strict=True):
+                frame.write_parquet(folder / f"part-{part:05d}.parquet")
+            crime_frame, victim_frame, suspect_frame = frames
+            numbering = _Numbering(
+                crimes=numbering.crimes + crime_frame.height,
+                victims=numbering.victims + victim_frame.height,
+                suspects=numbering.suspects + suspect_frame["suspect_id"].n_unique(),
+                width=numbering.width,
+            )
+
+    try:
+        _write_atomically(
+            [
+                (out_dir / ".parts", write_parts),
+                (files.spec, lambda path: path.write_text(spec_text, encoding="utf-8")),
+            ],
+            unpack=True,
+        )
+    except OSError as error:
+        raise InputError(
+            f"{out_dir}: cannot write the demo files ({error.strerror}); check the folder's "
+            "permissions and free space"
+        ) from None
+    return files
+
+
 def _simulate(
-    rng: np.random.Generator, n_crimes: int
+    rng: np.random.Generator, n_crimes: int, numbering: _Numbering = _Numbering()
 ) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame]:
     """Draw the three linked tables as lazy frames of codes, decoded to text on writing.
 
@@ -363,16 +435,18 @@ def _simulate(
 
     # Opaque ids: random numbers, so neither an id nor the sorted row order reveals the
     # force, the group or the order of drawing.
-    crime_number = _random_numbers(rng, n_crimes)
-    victim_number = _random_numbers(rng, n_victims)
+    crime_number = _random_numbers(rng, n_crimes) + numbering.crimes
+    victim_number = _random_numbers(rng, n_victims) + numbering.victims
     suspect_present = np.zeros(n_suspects, dtype=bool)
     suspect_present[record_suspect] = True  # a member may by chance be in none of the crimes
     suspect_number = np.zeros(n_suspects, dtype=np.int64)
-    suspect_number[suspect_present] = _random_numbers(rng, int(suspect_present.sum()))
+    suspect_number[suspect_present] = (
+        _random_numbers(rng, int(suspect_present.sum())) + numbering.suspects
+    )
 
-    crime_width = _id_width(n_crimes)
-    victim_width = _id_width(n_victims)
-    suspect_width = _id_width(int(suspect_present.sum()))
+    crime_width = numbering.width or _id_width(n_crimes)
+    victim_width = numbering.width or _id_width(n_victims)
+    suspect_width = numbering.width or _id_width(int(suspect_present.sum()))
 
     crime_order = np.argsort(crime_number)
     crime_frame = pl.DataFrame(
@@ -412,7 +486,10 @@ def _simulate(
 
     # Sort by crime id, then suspect id, through one integer key (far faster than lexsort;
     # at most 5e7 crimes times 5e8 suspects, well inside int64).
-    record_key = crime_number[record_crime] * (n_suspects + 1) + suspect_number[record_suspect]
+    record_key = (
+        crime_number[record_crime] * (int(suspect_number.max()) + 1)
+        + suspect_number[record_suspect]
+    )
     record_order = np.argsort(record_key, kind="stable")
     del record_key
     record_suspect = record_suspect[record_order]
@@ -531,20 +608,38 @@ def _decode(column: str, values: Sequence[str]) -> pl.Expr:
     return pl.col(column).cast(pl.Enum(list(values))).alias(column)
 
 
-def _write_atomically(writers: list[tuple[Path, Callable[[Path], object]]]) -> None:
+def _write_atomically(
+    writers: list[tuple[Path, Callable[[Path], object]]], *, unpack: bool = False
+) -> None:
     """Write every file into a staging folder beside its target, then move all into place.
 
     Each move is an atomic rename on one file system, so a reader never sees half a file;
     if any write fails, the staging folder is removed and the targets stay untouched. New
     files get the usual permissions (the umask), unlike ``mkstemp``'s owner-only files.
+    With ``unpack``, a writer may write a folder of folders (the first writer's target):
+    each folder in it is moved into place (a folder it replaces is removed afterwards).
     """
     folder = writers[0][0].parent
     with tempfile.TemporaryDirectory(dir=folder, prefix=".demo-staging-") as staging:
         staged = [(Path(staging) / target.name, target) for target, _ in writers]
         for (temp, _), (_, write) in zip(staged, writers, strict=True):
+            if unpack and write is writers[0][1]:
+                temp.mkdir()
             write(temp)
-        for temp, target in staged:
+        for position, (temp, target) in enumerate(staged):
+            if unpack and position == 0:
+                for part in sorted(temp.iterdir()):
+                    _replace_folder(part, folder / part.name, Path(staging))
+                continue
             os.replace(temp, target)
+
+
+def _replace_folder(source: Path, target: Path, staging: Path) -> None:
+    """Move the folder ``source`` to ``target``, replacing what is there (a file or a
+    folder is first renamed into ``staging``, removed with it)."""
+    if target.exists() or target.is_symlink():
+        os.replace(target, staging / f"replaced-{target.name}")
+    os.replace(source, target)
 
 
 def _q(text: str) -> str:

@@ -399,7 +399,9 @@ def test_every_command_and_option_is_documented(name: str) -> None:
 
 @pytest.fixture
 def broken_release(monkeypatch: pytest.MonkeyPatch) -> None:
-    def release(spec_path: Path, out_dir: Path, progress: object = None) -> None:
+    def release(
+        spec_path: Path, out_dir: Path, progress: object = None, engine: object = None
+    ) -> None:
         raise RuntimeError(PRIVATE_MESSAGE)
 
     monkeypatch.setattr(pipeline, "release", release)
@@ -432,7 +434,9 @@ def test_unexpected_errors_propagate_when_debugging(
 def test_interrupt_exits_130_without_a_traceback(
     make_release: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def release(spec_path: Path, out_dir: Path, progress: object = None) -> None:
+    def release(
+        spec_path: Path, out_dir: Path, progress: object = None, engine: object = None
+    ) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pipeline, "release", release)

@@ -371,3 +371,40 @@ def test_regenerating_replaces_the_files(tmp_path: Path) -> None:
         "suspects.csv",
         "victims.csv",
     ]
+
+
+# --- Parquet, in parts ----------------------------------------------------------------------
+
+
+def test_parquet_demo_is_written_in_parts_with_unique_linked_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Three parts of 700 crimes: ids number on from part to part, references hold across
+    # parts, and the spec reads the folders. (Memory is bounded by the part's size.)
+    monkeypatch.setattr(demo, "PART_CRIMES", 700)
+    files = demo.generate(tmp_path, crimes=2_000, seed=5, format="parquet")
+    assert sorted(p.name for p in files.crimes.iterdir()) == [
+        "part-00000.parquet",
+        "part-00001.parquet",
+        "part-00002.parquet",
+    ]
+    crimes, victims, suspects = (
+        pl.read_parquet(folder / "*.parquet")
+        for folder in (files.crimes, files.victims, files.suspects)
+    )
+    assert crimes.height == 2_000 and crimes["crime_id"].n_unique() == 2_000
+    assert victims["victim_id"].n_unique() == victims.height
+    assert set(crimes["victim_id"]) == set(victims["victim_id"])
+    assert set(suspects["crime_id"]) <= set(crimes["crime_id"])
+    assert {len(value) for value in crimes["crime_id"]} == {len("CR") + 8}
+    # A suspect belongs to one part: their attributes agree on every record.
+    assert suspects.group_by("suspect_id").agg(pl.col("sex").n_unique())["sex"].max() == 1
+    spec = load(files.spec)
+    assert {name: source.format for name, source in spec.inputs.items()} == dict.fromkeys(
+        ("crimes", "victims", "suspects"), "parquet"
+    )
+    assert spec.input_path("crimes") == files.crimes.resolve()
+    # Regenerating replaces the folders.
+    again = demo.generate(tmp_path, crimes=700, seed=5, format="parquet")
+    assert len(list(again.crimes.iterdir())) == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
