@@ -26,6 +26,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -37,7 +38,16 @@ from publisher.errors import InputError
 from publisher.progress import Progress, quiet
 from publisher.spec import Input, ReleaseSpec
 
-__all__ = ["InputSummary", "check", "identifier_hash", "linked_column", "load"]
+__all__ = [
+    "Counting",
+    "InputSummary",
+    "Staged",
+    "check",
+    "identifier_hash",
+    "linked_column",
+    "load",
+    "reference_column",
+]
 
 # About 16 MB of CSV text per batch (some 300,000 rows of the demo's inputs): large enough
 # to read fast, small enough that memory does not grow with the file.
@@ -68,62 +78,144 @@ class InputSummary(dict[str, int]):
     """Row counts per input, from :func:`check`. Never published: it is not noisy."""
 
 
+@dataclass(frozen=True)
+class Staged:
+    """An input's staged, checked columns: a scan of the Parquet parts in ``folder``."""
+
+    frame: pl.LazyFrame
+    rows: int
+    folder: Path
+
+
+class Counting:
+    """How the checks that span a whole input (or two) are counted: by Polars, streaming
+    from the staged files. An engine that works out of core (DuckDB) counts them itself,
+    on the same staged files (:class:`publisher.engines.duckdb.DuckDBCounting`). Counts
+    only: no value is ever returned."""
+
+    def distinct(self, staged: Staged, columns: list[str]) -> int:
+        """How many distinct combinations of ``columns`` the input has (missing counts)."""
+        return int(
+            staged.frame.select(pl.struct(columns).n_unique()).collect(engine="streaming").item()
+        )
+
+    def unmatched(self, staged: Staged, column: str, target: Staged, target_column: str) -> int:
+        """Rows whose ``column`` matches no ``target_column`` of ``target``."""
+        known = target.frame.select(pl.col(target_column).alias("key")).unique()
+        unmatched = (
+            staged.frame.select(pl.col(column).alias("key"))
+            .join(known, on="key", how="anti")
+            .select(pl.len())
+        )
+        return int(unmatched.collect(engine="streaming").item())
+
+    def differing(self, staged: Staged, identifier: str, columns: list[str]) -> dict[str, int]:
+        """For each of ``columns``: the people whose records hold more than one value."""
+        found = (
+            staged.frame.group_by(identifier)
+            .agg(pl.col(columns).n_unique())
+            .select((pl.col(column) > 1).sum() for column in columns)
+            .collect(engine="streaming")
+            .row(0, named=True)
+        )
+        return {column: int(count) for column, count in found.items()}
+
+
 def identifier_hash(identifier: pl.Expr) -> pl.Expr:
     """An identifier as it is staged: its text's seeded 64-bit hash."""
     return _text_hash(identifier, _IDENTIFIER_SEED)
 
 
 @contextmanager
-def load(spec: ReleaseSpec, progress: Progress = quiet) -> Iterator[dict[str, pl.LazyFrame]]:
+def load(
+    spec: ReleaseSpec,
+    progress: Progress = quiet,
+    *,
+    links: bool = True,
+    counting: Counting | None = None,
+) -> Iterator[dict[str, pl.LazyFrame]]:
     """Check every input, then give scans of their staged, checked columns, valid inside
     the ``with`` block: the identifier (hashed by :func:`identifier_hash`) and the
-    categorical columns as enums of their categories, derived ones included.
+    categorical columns as enums of their categories, derived ones included, and for
+    each unit an input is bounded for through references, the linked person
+    (:func:`linked_column`).
+
+    With ``links=False``, the linked people are left for the caller to find (an engine
+    that joins out of core): the staged hashes of the columns references compare are kept
+    instead, named by :func:`reference_column`.
+
+    ``counting`` counts the checks that span whole inputs (by Polars when None).
 
     Raises :class:`InputError` listing every problem of every input.
     """
     with staging.private_folder() as folder:
-        checked = _each_input(spec, folder, progress)
+        checked = _each_input(spec, folder, progress, links=links, counting=counting)
         yield {name: frame for name, (frame, _) in checked.items()}
 
 
-def check(spec: ReleaseSpec, progress: Progress = quiet) -> InputSummary:
+def reference_column(column: str) -> str:
+    """The staged column holding the hash of ``column``, a column references compare."""
+    return _REFERENCE + column
+
+
+def check(
+    spec: ReleaseSpec, progress: Progress = quiet, counting: Counting | None = None
+) -> InputSummary:
     """Check every input against the spec; raise :class:`InputError` listing all problems."""
     with staging.private_folder() as folder:
-        checked = _each_input(spec, folder, progress)
+        checked = _each_input(spec, folder, progress, counting=counting)
         return InputSummary({name: rows for name, (_, rows) in checked.items()})
 
 
 def _each_input(
-    spec: ReleaseSpec, folder: Path, progress: Progress
+    spec: ReleaseSpec,
+    folder: Path,
+    progress: Progress,
+    *,
+    links: bool = True,
+    counting: Counting | None = None,
 ) -> dict[str, tuple[pl.LazyFrame, int]]:
+    counting = counting or Counting()
     problems: list[str] = []
     staged = {}
     for name in spec.inputs:
         try:
-            staged[name] = _stage(spec, name, folder, progress)
+            staged[name] = _stage(spec, name, folder, progress, counting)
         except InputError as error:
             problems.extend(error.problems)
     if problems:
         raise InputError(problems)
     progress("Checking references between inputs", None)
-    frames = {name: frame for name, (frame, _) in staged.items()}
-    problems = _reference_problems(spec, frames)
+    problems = _reference_problems(spec, staged, counting)
     if problems:
         raise InputError(problems)
+    problems = [
+        problem
+        for name in spec.inputs
+        for problem in _person_problems(spec, name, staged[name], counting)
+    ]
+    if problems:
+        raise InputError(problems)
+    if not links:
+        return {
+            name: (input.frame.select(~cs.starts_with(_SECOND)), input.rows)
+            for name, input in staged.items()
+        }
+    frames = {name: input.frame for name, input in staged.items()}
     linked = {name: _with_linked_units(spec, name, frames) for name in spec.inputs}
-    problems = [problem for name in spec.inputs for problem in _person_problems(spec, name, frames)]
-    if problems:
-        raise InputError(problems)
     # Reference keys were staged for the checks and links only: nothing else sees them.
     return {
-        name: (linked[name].select(~cs.starts_with(_REFERENCE) & ~cs.starts_with(_SECOND)), rows)
-        for name, (_, rows) in staged.items()
+        name: (
+            linked[name].select(~cs.starts_with(_REFERENCE) & ~cs.starts_with(_SECOND)),
+            input.rows,
+        )
+        for name, input in staged.items()
     }
 
 
 def _stage(
-    spec: ReleaseSpec, name: str, folder: Path, progress: Progress
-) -> tuple[pl.LazyFrame, int]:
+    spec: ReleaseSpec, name: str, folder: Path, progress: Progress, counting: Counting
+) -> Staged:
     """Check one input in one pass over its rows and stage its used columns."""
     source = spec.inputs[name]
     path, names, header_bytes = _open(spec, name)
@@ -165,16 +257,15 @@ def _stage(
     rows = counts["__rows"]
     if rows == 0:
         raise InputError(f"{where}: the file has a header but no rows; expected data")
-    frame = pl.scan_parquet(staged / "*.parquet")
+    result = Staged(pl.scan_parquet(staged / "*.parquet"), rows, staged)
     if source.unique_identifier:  # counting distinct identifiers is costly: only if asked
         # Two independent 64-bit hashes: a false duplicate would need both to collide.
-        both = pl.struct(source.identifier, _REFERENCE + source.identifier)
-        distinct = frame.select(both.n_unique()).collect(engine="streaming")
-        counts["__duplicates"] = rows - int(distinct.item())
+        both = [source.identifier, _REFERENCE + source.identifier]
+        counts["__duplicates"] = rows - counting.distinct(result, both)
     problems = _value_problems(where, name, source, counts)
     if problems:
         raise InputError(problems)
-    return frame, rows
+    return result
 
 
 def _open(spec: ReleaseSpec, name: str) -> tuple[Path, list[str], int]:
@@ -300,7 +391,15 @@ def _batches(
     elif source.format == "parquet":
         table = _parquet(path)
         yield from _counted(
-            table.to_batches(columns=columns, batch_size=_BATCH_ROWS), table.count_rows()
+            # One batch read ahead, one file at a time: pyarrow's defaults (16 batches of
+            # 4 files) hold gigabytes of a large table in memory.
+            table.to_batches(
+                columns=columns,
+                batch_size=_BATCH_ROWS,
+                batch_readahead=1,
+                fragment_readahead=1,
+            ),
+            table.count_rows(),
         )
     else:
         yield from _duckdb_batches(path, source, columns)
@@ -627,21 +726,13 @@ def _with_linked_units(
     return frame
 
 
-def _person_problems(spec: ReleaseSpec, name: str, frames: dict[str, pl.LazyFrame]) -> list[str]:
+def _person_problems(spec: ReleaseSpec, name: str, staged: Staged, counting: Counting) -> list[str]:
     """An input bounded for a linked unit counts each of its people once, by their columns:
     those must be the same on all of a person's records (counted, never shown)."""
     source = spec.inputs[name]
     if not source.linked_units:
         return []
-    columns = _read_columns(source)
-    differing = (
-        frames[name]
-        .group_by(source.identifier)
-        .agg(pl.col(columns).n_unique())
-        .select((pl.col(column) > 1).sum() for column in columns)
-        .collect(engine="streaming")
-        .row(0, named=True)
-    )
+    differing = counting.differing(staged, source.identifier, _read_columns(source))
     return [
         person_problem(spec, name, column, count) for column, count in differing.items() if count
     ]
@@ -677,7 +768,9 @@ def unmatched_problem(spec: ReleaseSpec, name: str, column: str, count: int) -> 
     )
 
 
-def _reference_problems(spec: ReleaseSpec, frames: dict[str, pl.LazyFrame]) -> list[str]:
+def _reference_problems(
+    spec: ReleaseSpec, staged: dict[str, Staged], counting: Counting
+) -> list[str]:
     """Rows whose reference matches nothing in the input it points at, and referenced keys
     that are not unique (counted, not shown), compared as hashes streamed from the staged
     files."""
@@ -688,26 +781,19 @@ def _reference_problems(spec: ReleaseSpec, frames: dict[str, pl.LazyFrame]) -> l
     for target in referenced:
         target_input, target_column = target.split(".", 1)
         # Two independent hashes: a false duplicate would need both to collide.
-        both = pl.struct(_REFERENCE + target_column, _SECOND + target_column)
-        repeated = (
-            frames[target_input]
-            .select(pl.len() - both.n_unique())
-            .collect(engine="streaming")
-            .item()
-        )
+        both = [_REFERENCE + target_column, _SECOND + target_column]
+        repeated = staged[target_input].rows - counting.distinct(staged[target_input], both)
         if repeated:
             problems.append(repeated_key_problem(spec, target, repeated))
     for name, source in spec.inputs.items():
         for column, target in source.references.items():
             target_input, target_column = target.split(".", 1)
-            known = frames[target_input].select(pl.col(_REFERENCE + target_column).alias("key"))
-            unmatched = (
-                frames[name]
-                .select(pl.col(_REFERENCE + column).alias("key"))
-                .join(known.unique(), on="key", how="anti")
-                .select(pl.len())
+            count = counting.unmatched(
+                staged[name],
+                _REFERENCE + column,
+                staged[target_input],
+                _REFERENCE + target_column,
             )
-            count = int(unmatched.collect(engine="streaming").item())
             if count:
                 problems.append(unmatched_problem(spec, name, column, count))
     return problems

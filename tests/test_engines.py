@@ -310,3 +310,44 @@ def test_the_duckdb_engine_works_in_a_private_folder_removed_afterwards(
         == []
     )
     assert not any(folder.exists() for folder in seen)
+
+
+# --- the checks, counted by DuckDB --------------------------------------------------------
+
+
+def _corrupt(folder: Path, kind: str) -> None:
+    """One problem in the demo's inputs: a duplicated victim, a suspect record whose crime
+    does not exist, or a suspect whose sex differs between their records."""
+    import csv
+
+    name = "victims.csv" if kind == "duplicate" else "suspects.csv"
+    with (folder / name).open(encoding="utf-8", newline="") as stream:
+        rows = list(csv.reader(stream))
+    if kind == "duplicate":
+        rows += [rows[1], rows[2]]
+    elif kind == "unmatched":
+        rows[3][0] = "CR99999999"
+    else:
+        suspect = rows[6]
+        rows.append([rows[5][0], suspect[1], suspect[2], "Unknown", suspect[4]])
+        rows[-1][3] = "Female" if suspect[3] != "Female" else "Male"
+    with (folder / name).open("w", encoding="utf-8", newline="") as stream:
+        csv.writer(stream, lineterminator="\n").writerows(rows)
+
+
+@pytest.mark.parametrize("kind", ["duplicate", "unmatched", "differing"])
+def test_duckdb_counts_the_checks_across_inputs_as_polars_does(tmp_path: Path, kind: str) -> None:
+    from publisher import demo, pipeline
+    from publisher.errors import InputError
+
+    files = demo.generate(tmp_path, crimes=300, seed=3)
+    _corrupt(tmp_path, kind)
+    found = {}
+    for engine in ENGINES:
+        with pytest.raises(InputError) as error:
+            pipeline.check(files.spec, engine=engine)
+        found[engine] = error.value.problems
+    assert found["polars"] == found["duckdb"]
+    (problem,) = found["duckdb"]
+    assert {"duplicate": "2 duplicate values", "unmatched": "1 values that match no",
+            "differing": "differs between the records of 1 person"}[kind] in problem  # fmt: skip

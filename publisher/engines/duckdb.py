@@ -38,6 +38,12 @@ if TYPE_CHECKING:
 
 __all__ = ["DuckDBEngine", "DuckDBInputs", "DuckDBRunner", "connect"]
 
+_REFERENCES = ingest.reference_column("")
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
 
 def connect(folder: Path, memory_limit: str, threads: int | None = None) -> Any:
     """A DuckDB connection that spills to ``folder`` (private) beyond ``memory_limit``."""
@@ -80,20 +86,74 @@ class DuckDBRunner(sql.SqlRunner):
         self.connection.execute(f"DROP TABLE IF EXISTS {name}")
 
 
+def _parts(folder: Path) -> str:
+    """The staged Parquet parts of an input, as DuckDB reads them (a path made here)."""
+    return "read_parquet('" + str(folder / "*.parquet").replace("'", "''") + "')"
+
+
+class DuckDBCounting(ingest.Counting):
+    """The checks that span whole inputs, counted by DuckDB on the staged files, out of
+    core (the same counts as Polars'; see :class:`publisher.ingest.Counting`)."""
+
+    def __init__(self, connection: Any):
+        self.connection = connection
+
+    def _count(self, query: str) -> int:
+        return int(self.connection.execute(query).fetchone()[0])
+
+    def distinct(self, staged: ingest.Staged, columns: list[str]) -> int:
+        listed = ", ".join(_quoted(column) for column in columns)
+        return self._count(
+            f"SELECT count(*) FROM (SELECT DISTINCT {listed} FROM {_parts(staged.folder)})"
+        )
+
+    def unmatched(
+        self, staged: ingest.Staged, column: str, target: ingest.Staged, target_column: str
+    ) -> int:
+        return self._count(
+            f"SELECT count(*) FROM {_parts(staged.folder)} s WHERE NOT EXISTS (SELECT 1 FROM "
+            f"{_parts(target.folder)} t WHERE t.{_quoted(target_column)} = s.{_quoted(column)})"
+        )
+
+    def differing(
+        self, staged: ingest.Staged, identifier: str, columns: list[str]
+    ) -> dict[str, int]:
+        per_person = ", ".join(
+            f"count(DISTINCT {_quoted(column)}) AS c{position}"
+            for position, column in enumerate(columns)
+        )
+        over = ", ".join(f"count(*) FILTER (WHERE c{p} > 1)" for p in range(len(columns)))
+        row = self.connection.execute(
+            f"SELECT {over} FROM (SELECT {per_person} FROM {_parts(staged.folder)} "
+            f"GROUP BY {_quoted(identifier)})"
+        ).fetchone()
+        return {column: int(count) for column, count in zip(columns, row, strict=True)}
+
+
 class DuckDBEngine(Engine):
     name: EngineName = "duckdb"
 
     def check(self, spec: ReleaseSpec, progress: Progress) -> Checked:
-        return Checked(dict(ingest.check(spec, progress)), {})
+        with staging.private_folder() as folder:
+            connection = connect(folder, spec.engine.memory_limit, spec.engine.threads)
+            try:
+                return Checked(dict(ingest.check(spec, progress, DuckDBCounting(connection))), {})
+            finally:
+                connection.close()
 
     @contextmanager
     def load(self, spec: ReleaseSpec, progress: Progress) -> Iterator[Loaded]:
-        with (
-            ingest.load(spec, progress) as frames,
-            staging.private_folder() as folder,
-            DuckDBInputs.opened(spec, frames, folder) as loaded,
-        ):
-            yield loaded
+        with staging.private_folder() as folder:
+            connection = connect(folder, spec.engine.memory_limit, spec.engine.threads)
+            try:
+                # The checks across whole inputs and the references are counted and
+                # followed by DuckDB, out of core, rather than in memory.
+                with ingest.load(
+                    spec, progress, links=False, counting=DuckDBCounting(connection)
+                ) as frames:
+                    yield DuckDBInputs(frames, DuckDBRunner(connection), folder)
+            finally:
+                connection.close()
 
 
 class DuckDBInputs(Loaded):
@@ -106,6 +166,7 @@ class DuckDBInputs(Loaded):
         self.runner = runner
         self.folder = folder
         self._relations: dict[str, str] = {}
+        self._staged_views: dict[str, str] = {}
 
     @classmethod
     @contextmanager
@@ -120,33 +181,80 @@ class DuckDBInputs(Loaded):
             connection.close()
 
     def relation(self, spec: ReleaseSpec, input_name: str) -> str:
-        """The input as the SQL reads it (``id``, ``linked``, ``c0`` ...), written once as
-        Parquet in the private folder."""
-        if input_name not in self._relations:
-            from publisher import privacy
+        """The input as the SQL reads it (``id``, ``linked``, ``c0`` ...). An input bounded
+        for a linked unit whose frame does not hold the linked person yet (the engine's
+        own load) gets it here, by joining along its references in DuckDB (out of core)."""
+        if input_name in self._relations:
+            return self._relations[input_name]
+        source = spec.inputs[input_name]
+        staged = self._staged(spec, input_name)
+        codes = "".join(
+            f", s.c{position}" for position in range(len(base_columns(spec, input_name)))
+        )
+        described = self.runner.connection.execute(f"SELECT * FROM {staged} LIMIT 0").description
+        names = [column[0] for column in described]
+        joins = ""
+        linked = ""
+        if source.linked_units and "linked" in names:
+            linked = ", s.linked"
+        elif source.linked_units:
+            ((unit, _),) = source.linked_units.items()
+            reach = [r for r in spec.reaches(input_name) if r.unit == unit and r.through][-1]
+            previous, column = "s", ingest.reference_column(reach.through[0].column)
+            for position, hop in enumerate(reach.through):
+                alias = f"h{position}"
+                target = self._staged(spec, hop.input)
+                joins += (
+                    f" JOIN {target} {alias} ON {alias}.{_quoted(ingest.reference_column(hop.key))}"
+                    f" = {previous}.{_quoted(column)}"
+                )
+                following = (
+                    reach.through[position + 1] if position + 1 < len(reach.through) else None
+                )
+                column = "id" if following is None else ingest.reference_column(following.column)
+                previous = alias
+            linked = f", {previous}.id AS linked"
+        name = self.runner.new_name("input")
+        self.runner.connection.execute(
+            f"CREATE TEMP VIEW {name} AS SELECT s.id{linked}{codes} FROM {staged} s{joins}"
+        )
+        self._relations[input_name] = name
+        return name
 
-            source = spec.inputs[input_name]
-            prepared = privacy.prepare(spec, input_name, self.frames[input_name])
-            linked = [
-                pl.col(ingest.linked_column(unit)).alias("linked") for unit in source.linked_units
-            ]
-            codes = [
-                pl.col(column).to_physical().cast(pl.Int64).alias(f"c{position}")
-                for position, column in enumerate(base_columns(spec, input_name))
-            ]
-            # A folder of its own, not named after the input (names come from the spec).
-            path = Path(tempfile.mkdtemp(prefix="input-", dir=self.folder)) / "relation.parquet"
-            prepared.select(pl.col(source.identifier).alias("id"), *linked, *codes).sink_parquet(
-                path
-            )
-            name = self.runner.new_name("input")
-            # A path made here (a temporary folder's), quoted as a SQL string.
-            quoted = "'" + str(path).replace("'", "''") + "'"
-            self.runner.connection.execute(
-                f"CREATE TEMP VIEW {name} AS SELECT * FROM read_parquet({quoted})"
-            )
-            self._relations[input_name] = name
-        return self._relations[input_name]
+    def _staged(self, spec: ReleaseSpec, input_name: str) -> str:
+        """An input's staged columns as DuckDB reads them: ``id``, ``linked`` when the
+        frame has it, the codes ``c0`` ..., and the hashes references compare, written once
+        as Parquet in the private folder (a streaming copy: bounded memory)."""
+        if input_name in self._staged_views:
+            return self._staged_views[input_name]
+        from publisher import privacy
+
+        source = spec.inputs[input_name]
+        prepared = privacy.prepare(spec, input_name, self.frames[input_name])
+        schema = prepared.collect_schema()
+        linked = [
+            pl.col(ingest.linked_column(unit)).alias("linked")
+            for unit in source.linked_units
+            if ingest.linked_column(unit) in schema
+        ]
+        references = [pl.col(column) for column in schema.names() if column.startswith(_REFERENCES)]
+        codes = [
+            pl.col(column).to_physical().cast(pl.Int64).alias(f"c{position}")
+            for position, column in enumerate(base_columns(spec, input_name))
+        ]
+        # A folder of its own, not named after the input (names come from the spec).
+        path = Path(tempfile.mkdtemp(prefix="input-", dir=self.folder)) / "staged.parquet"
+        prepared.select(
+            pl.col(source.identifier).alias("id"), *linked, *codes, *references
+        ).sink_parquet(path)
+        name = self.runner.new_name("staged")
+        # A path made here (a temporary folder's), quoted as a SQL string.
+        quoted = "'" + str(path).replace("'", "''") + "'"
+        self.runner.connection.execute(
+            f"CREATE TEMP VIEW {name} AS SELECT * FROM read_parquet({quoted})"
+        )
+        self._staged_views[input_name] = name
+        return name
 
     def counts(
         self, spec: ReleaseSpec, input_name: str, *, estimate: bool, seed: int
