@@ -7,7 +7,7 @@ records per crime). For each size it writes the demo as Parquet folders (``publi
 --format parquet``, timed), then runs, each in a fresh Python process (wall time and peak
 RSS its own, as in ``run.py``):
 
-- ``duckdb``: the full release on the duckdb engine (``engine.memory_limit`` 2 GB);
+- ``duckdb``: the full release on the duckdb engine (``engine.memory_limit`` 1.5 GB);
 - ``polars``: the full release on the polars engine (at 10 million records only: at 100
   million its in-memory truncation needs more than this machine's 24 GB is safe to try);
 - ``groupby``: DuckDB's own non-private group-bys of the same tables, the baseline: each

@@ -443,7 +443,7 @@ class EngineSettings(_Model):
     # DuckDB: the memory it may use before it spills to the private temporary folder.
     memory_limit: Annotated[
         str, Field(pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
-    ] = "2GB"
+    ] = "1.5GB"
     # DuckDB: how many threads (all cores by default).
     threads: Annotated[int, Number, Field(ge=1, le=1024)] | None = None
     spark: SparkSettings = SparkSettings()
