@@ -34,12 +34,15 @@ from run import _HARNESS, ROOT  # the harness of run.py, shared
 RECORDS_PER_CRIME = 4.228
 
 JOBS = {
+    # Each release starts from a fresh ledger: the same version is never released twice.
     "duckdb": """
 from publisher import pipeline
+(work / "demo" / "ledger.sqlite").unlink(missing_ok=True)
 pipeline.release(work / "demo" / "release.yaml", work / "package-duckdb", engine="duckdb")
 """,
     "polars": """
 from publisher import pipeline
+(work / "demo" / "ledger.sqlite").unlink(missing_ok=True)
 pipeline.release(work / "demo" / "release.yaml", work / "package-polars", engine="polars")
 """,
     "groupby": """
@@ -100,6 +103,7 @@ def run_job(name: str, work: Path) -> dict[str, float]:
         cwd=ROOT,
     )
     if result.returncode != 0:
+        print(result.stderr[-3000:], flush=True)
         return {"failed": 1.0, "seconds": float("nan"), "peak_rss_mb": float("nan")}
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
@@ -228,7 +232,12 @@ def main() -> None:
         (arguments.out / "ENGINES.md").write_text(report(loaded), encoding="utf-8")
         return
     sizes = [int(size) for size in arguments.records.split(",")]
-    results = {}
+    # Sizes run before (another invocation) are kept unless run again.
+    results = (
+        {int(k): v for k, v in json.loads(saved.read_text(encoding="utf-8")).items()}
+        if saved.exists()
+        else {}
+    )
     for size in sizes:
         print(f"benchmarking {size:,} records ...", flush=True)
         jobs = ["groupby", "duckdb"] + (["polars"] if size <= 20_000_000 else [])

@@ -243,7 +243,28 @@ def report(sizes: list[int], results: dict[int, dict[str, dict[str, float]]]) ->
     lines += ["", "## Targets", "", TARGETS.strip(), "", "## Verdict", ""]
     lines += verdicts(results)
     lines += ["", "## Where the time and memory go", "", WHY.strip()]
+    lines += engines_section()
     return "\n".join(lines) + "\n"
+
+
+def engines_section() -> list[str]:
+    """The verdicts of ``engines.py`` (DuckDB and Polars at 10 and 100 million records),
+    when it has been run: its full report is ENGINES.md."""
+    saved = Path(__file__).resolve().parent / "engines.json"
+    if not saved.exists():
+        return []
+    from engines import verdicts
+
+    loaded = {int(k): v for k, v in json.loads(saved.read_text(encoding="utf-8")).items()}
+    return [
+        "",
+        "## Engines at 10 and 100 million records",
+        "",
+        "From `python benchmarks/engines.py` (the demo as Parquet; full report in "
+        "[ENGINES.md](ENGINES.md)):",
+        "",
+        *verdicts(loaded),
+    ]
 
 
 def verdicts(results: dict[int, dict[str, dict[str, float]]]) -> list[str]:
