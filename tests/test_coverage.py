@@ -27,8 +27,8 @@ import pytest
 import yaml
 
 from publisher import accounting, disclosure, postprocess, privacy, strategy
-from publisher.spec import ReleaseSpec, parse
 from publisher.engines import LeafCounts
+from publisher.spec import ReleaseSpec, parse
 
 TRIALS = 400
 A = [f"a{i}" for i in range(6)]
