@@ -1103,6 +1103,8 @@ def _spreadsheet_problems(spec: ReleaseSpec) -> list[_Problem]:
     for name, source in spec.inputs.items():
         places += [(f"inputs.{name}.columns.{column}", column) for column in source.columns]
     places += [(f"shares[{i}].title", share.title) for i, share in enumerate(spec.shares)]
+    # A share's numerator and denominator in words start with what its table counts.
+    places += [(f"tables[{i}].counts", table.counts) for i, table in enumerate(spec.tables)]
     return [
         _Problem(
             where,

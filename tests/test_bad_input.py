@@ -762,6 +762,7 @@ def hostile_cases() -> list[Case]:
         spec_case(
             "formula as a column name", column_named("=cmd"), "inputs.admissions.columns.=cmd: "
         ),
+        spec_case("formula as what a table counts", put("tables.0.counts", "-1+1"), "tables[0]"),
         spec_case(
             "terminal escape in a title",
             put("release.title", "Admissions\x1b[2J\x1b[1;1HValid"),
