@@ -25,7 +25,7 @@ import polars as pl
 import pytest
 import yaml
 
-from publisher import package, pipeline, plan
+from publisher import package, pipeline, plan, privacy
 from publisher import spec as spec_module
 from publisher.site import build_site
 
@@ -446,3 +446,34 @@ def test_its_site_is_built(released: Released) -> None:
     assert "index.html" in pages
     tables = released.checked.spec.tables
     assert all(f"{table.name}.html" in pages for table in tables)
+
+
+def test_figures_at_their_extreme_still_make_a_valid_package_and_site(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The dry run's figures show some cells and hide others; noise can make every count
+    # zero, so that every cell is [low] and no share can be estimated (its denominator is
+    # not above zero). Fails if such figures, which no spec can rule out, would fail after
+    # the spend.
+    spec_path = bare(tmp_path)
+    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    spec["shares"] = [
+        {
+            "name": "red",
+            "table": "by-colour",
+            "title": "Red things",
+            "statement": "of things were red",
+            "numerator": {"colour": ["Red"]},
+        }
+    ]
+    spec_path = dump(tmp_path, spec)
+    monkeypatch.setattr(
+        privacy, "measure", lambda release_spec, frames, progress: privacy.placeholder(release_spec)
+    )
+
+    result = pipeline.release(spec_path, tmp_path / "package")
+
+    assert result.shares[0].estimate is None
+    assert package.validate(result.package_dir) == []
+    build_site(result.package_dir, out_dir=tmp_path / "site", project_dir=tmp_path)
+    assert (tmp_path / "site" / "index.html").is_file()
