@@ -368,22 +368,25 @@ def duckdb_and_links(folder: Path) -> Path:
     )
 
 
+def red_share(**extra: Any) -> dict[str, Any]:
+    """A headline share of the bare spec's table: the share of red things."""
+    return {
+        "name": "red",
+        "table": "by-colour",
+        "title": "Red things",
+        "statement": "of things were red",
+        "numerator": {"colour": ["Red"]},
+        **extra,
+    }
+
+
 def nothing_shown(folder: Path) -> Path:
     """Rules under which no count can be shown: every cell and every total is [low], and
     a share's denominator may be estimated at or below zero."""
     spec = yaml.safe_load(bare(folder).read_text(encoding="utf-8"))
     spec["release"]["id"] = "nothing-shown"
     spec["privacy"]["rho"] = 0.01
-    spec["shares"] = [
-        {
-            "name": "red",
-            "table": "by-colour",
-            "title": "Red things",
-            "statement": "of things were red",
-            "numerator": {"colour": ["Red"]},
-            "denominator": {"colour": ["Red", "Green"]},
-        }
-    ]
+    spec["shares"] = [red_share(denominator={"colour": ["Red", "Green"]})]
     spec["disclosure"] = {"rounding_base": 1000, "threshold": 1_000_000}
     return dump(folder, spec)
 
@@ -457,15 +460,7 @@ def test_figures_at_their_extreme_still_make_a_valid_package_and_site(
     # the spend.
     spec_path = bare(tmp_path)
     spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
-    spec["shares"] = [
-        {
-            "name": "red",
-            "table": "by-colour",
-            "title": "Red things",
-            "statement": "of things were red",
-            "numerator": {"colour": ["Red"]},
-        }
-    ]
+    spec["shares"] = [red_share()]
     spec_path = dump(tmp_path, spec)
     monkeypatch.setattr(
         privacy, "measure", lambda release_spec, frames, progress: privacy.placeholder(release_spec)
