@@ -7,6 +7,7 @@ Category keys are public knowledge declared here; they are never derived from th
 from __future__ import annotations
 
 import math
+import os
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -88,6 +89,9 @@ class Limits:
     cells_per_input: int = 5_000
     cells_per_release: int = 20_000
     keys_per_category: int = 5_000
+    # The largest disclosure threshold: counts are 64-bit integers, and a threshold above
+    # any count a release could hold hides every cell anyway.
+    threshold: int = 1_000_000_000
     # A table's weight, relative to the others (its share of the loss).
     weight: tuple[float, float] = (1e-3, 1e3)
     # The least loss a table may get: less gives noise that swamps every count (a scale
@@ -419,7 +423,7 @@ class Disclosure(_Model):
     """Official-statistics rules applied to the noisy counts."""
 
     rounding_base: Annotated[int, Number, Field(ge=1, le=1000)] = 5
-    threshold: Annotated[int, Number, Field(ge=0)] = 10
+    threshold: Annotated[int, Number, Field(ge=0, le=LIMITS.threshold)] = 10
     total_label: Text = "Total"
     # Also publish, per table, the unrounded consistent estimates with their standard
     # errors and the noisy counts as drawn: post-processing, no extra loss.
@@ -464,7 +468,7 @@ class ReleaseSpec(_Model):
 
     @property
     def ledger_path(self) -> Path:
-        return (self.base_dir / self.privacy.ledger).resolve()
+        return _real(self.base_dir / self.privacy.ledger)
 
     @property
     def dataset_id(self) -> str:
@@ -472,7 +476,7 @@ class ReleaseSpec(_Model):
 
     def input_path(self, name: str) -> Path:
         """An input's file or folder (a Spark table's is the spec's folder: it has none)."""
-        return (self.base_dir / (self.inputs[name].path or ".")).resolve()
+        return _real(self.base_dir / (self.inputs[name].path or "."))
 
     def table(self, name: str) -> Table:
         return next(table for table in self.tables if table.name == name)
@@ -550,6 +554,12 @@ class ReleaseSpec(_Model):
             return source.max_records_per_person
         linked = source.linked_units.get(unit)
         return None if linked is None else linked.max_records_per_person
+
+
+def _real(path: Path) -> Path:
+    """``path`` with its links resolved as far as they go. Unlike ``Path.resolve`` it never
+    raises on a link that points to itself: the file's own checks then report it."""
+    return Path(os.path.realpath(path))
 
 
 @dataclass(frozen=True)
@@ -981,7 +991,13 @@ def _share_problems(spec: ReleaseSpec, share: Share, where: str) -> list[_Proble
 # Names the package and the site generate beside the spec's tables: a table of the same
 # name would overwrite the generated resource or page (headline-shares.csv, the site's
 # tables/index.md) or fail validation after the noise is drawn.
-RESERVED_TABLE_NAMES = frozenset({"headline-shares", "index"})
+# Names of what a package or its site writes beside the tables: the shares' resource, the
+# site's list of tables, the README's and changelog's resources and the noisy measurements.
+RESERVED_TABLE_NAMES = frozenset(
+    {"headline-shares", "index", "readme-md", "changelog-md", "noisy-measurements"}
+)
+# A table's unrounded estimates are the resource TABLE-unrounded.
+RESERVED_TABLE_SUFFIX = "-unrounded"
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
@@ -1048,6 +1064,18 @@ def _limit_problems(spec: ReleaseSpec) -> list[_Problem]:
             )
         )
     floor = LIMITS.min_table_loss[spec.privacy.loss_name]
+    estimates = [spec.truncation_loss(name) for name in spec.truncation_inputs]
+    if estimates and min(estimates) < floor:
+        # The estimate of what the bounds left out is a measurement like a table's.
+        problems.append(
+            _Problem(
+                "privacy.truncation_share",
+                f"the part of the loss that estimates what each input's bounds left out is "
+                f"{spec.privacy.loss_name} = {min(estimates):.3g}, below the least a "
+                f"measurement may get ({floor:g}): raise privacy.truncation_share, or set it "
+                "to 0 to publish no such estimate",
+            )
+        )
     for index, table in enumerate(spec.tables):
         loss = spec.table_loss(table)
         if loss < floor:
@@ -1070,12 +1098,13 @@ def _name_problems(spec: ReleaseSpec) -> list[_Problem]:
     label = spec.disclosure.total_label
     for index, table in enumerate(spec.tables):
         where = f"tables[{index}]"
-        if table.name in RESERVED_TABLE_NAMES:
+        if table.name in RESERVED_TABLE_NAMES or table.name.endswith(RESERVED_TABLE_SUFFIX):
             problems.append(
                 _Problem(
                     f"{where}.name",
-                    f"'{table.name}' is the name of something the package generates: "
-                    "choose another table name",
+                    f"'{table.name}' is the name of something the package generates (the "
+                    f"names {', '.join(sorted(RESERVED_TABLE_NAMES))} and names ending in "
+                    f"'{RESERVED_TABLE_SUFFIX}' are its own): choose another table name",
                 )
             )
         source = spec.inputs.get(table.input)
@@ -1205,9 +1234,16 @@ def _check_expansion(root: yaml.Node) -> None:
     size(root)
 
 
+_MERGE = "tag:yaml.org,2002:merge"
+
+
 def _construct_mapping(loader: _SpecLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    # A merge key (`<<: *defaults`) brings in the keys of another mapping; a key written
+    # beside it overrides the merged one, as YAML says, so only written keys are compared.
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        if key_node.tag == _MERGE:
+            continue
         if not isinstance(key_node, yaml.ScalarNode):
             raise yaml.constructor.ConstructorError(
                 None,
@@ -1236,23 +1272,44 @@ _SpecLoader.add_constructor(
 )
 
 # Controls have no place in a spec: a line break is the only one text may hold (a tab is
-# kept too). Anything else (escape sequences, C1 controls, DEL) is refused where it is.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# kept too). Anything else (escape sequences, C1 controls, DEL) is refused where it is, and
+# so are the invisible characters that reorder or hide text wherever it is shown (a CSV
+# cell, a page, a terminal): bidirectional embeddings, overrides and isolates, the zero-width
+# space and word joiner, line and paragraph separators and the byte order mark. Two keys
+# that differ only by one of them would look identical. (The marks that right-to-left and
+# joined scripts need, U+200C to U+200F and U+061C, are kept.)
+_CONTROL = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"
+)
+# What YAML may give a spec: text, numbers, true/false, null, lists and mappings. Explicit
+# tags such as !!binary (bytes that would skip the checks on text) or !!set give others.
+_PLAIN = (str, int, float, bool, type(None), list, dict)
+_YAML_KIND = {bool: "true/false", int: "a number", float: "a number", type(None): "null"}
 
 
 def _clean(value: Any, path: tuple[int | str, ...], problems: list[_Problem]) -> Any:
     """``value`` with every string (keys too) in Unicode NFC form, so that text typed in
     two normal forms ("Café" composed or decomposed) is one key; control characters and
     overlong text are reported with their YAML path."""
+    if not isinstance(value, _PLAIN):
+        problems.append(
+            _Problem(
+                _yaml_path(path),
+                f"a YAML tag made it {type(value).__name__}, not text, a number or a list: "
+                "remove the tag (such as !!binary or !!set)",
+            )
+        )
+        return None
     if isinstance(value, str):
         text = unicodedata.normalize("NFC", value)
         where = _yaml_path(path)
         control = _CONTROL.search(text)
         if control:
+            kind = "control" if ord(control.group()) < 0x100 else "invisible formatting"
             problems.append(
                 _Problem(
                     where,
-                    f"contains the control character U+{ord(control.group()):04X}; remove it",
+                    f"contains the {kind} character U+{ord(control.group()):04X}; remove it",
                 )
             )
         if len(text) > LIMITS.text_chars:
@@ -1267,6 +1324,15 @@ def _clean(value: Any, path: tuple[int | str, ...], problems: list[_Problem]) ->
     if isinstance(value, list):
         return [_clean(item, (*path, index), problems) for index, item in enumerate(value)]
     if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                problems.append(
+                    _Problem(
+                        _yaml_path((*path, str(key))),
+                        f"this key is read by YAML as {_YAML_KIND.get(type(key), 'a value')}, "
+                        "not text: put it in quotes",
+                    )
+                )
         return {
             _clean(key, (*path, str(key)), problems): _clean(item, (*path, str(key)), problems)
             for key, item in value.items()
@@ -1282,6 +1348,14 @@ def parse(text: str, *, name: str = "release spec", base_dir: Path = Path(".")) 
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         reason = getattr(error, "problem", None) or "not valid YAML"
+        if isinstance(error, yaml.reader.ReaderError):
+            # A character YAML refuses anywhere (NUL, most controls): say which and where
+            # (PyYAML gives the character as its code).
+            code = error.character if isinstance(error.character, int) else ord(error.character)
+            reason = (
+                f"the character U+{code:04X} at character {error.position + 1} is not "
+                "allowed in YAML; remove it"
+            )
         raise SpecError(f"{name}: {where}invalid YAML ({reason}); fix the syntax") from None
     if not isinstance(data, dict):
         raise SpecError(

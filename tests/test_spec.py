@@ -18,6 +18,7 @@ from publisher.spec import (
     LIMITS,
     PUBLISHED_COLUMNS,
     RESERVED_TABLE_NAMES,
+    RESERVED_TABLE_SUFFIX,
     ReleaseSpec,
     load,
     parse,
@@ -857,6 +858,7 @@ def test_the_documented_limits_are_the_checked_ones() -> None:
         f"| table `weight` | {LIMITS.weight[0]:g} to {LIMITS.weight[1]:g} |",
         f"at least rho = {short(LIMITS.min_table_loss['rho'])} (zCDP), epsilon = "
         f"{short(LIMITS.min_table_loss['epsilon'])} (pure)",
+        f"| `disclosure.threshold` | at most {LIMITS.threshold:,} |",
         f"| one piece of text | {LIMITS.text_chars:,} characters |",
         f"| the spec file | {LIMITS.spec_bytes >> 20} MB, nested at most {LIMITS.yaml_depth} "
         f"levels, at most {LIMITS.yaml_values:,} values",
@@ -864,6 +866,7 @@ def test_the_documented_limits_are_the_checked_ones() -> None:
     for fragment in stated:
         assert fragment in section, fragment
     assert all(f"`{name}`" in section for name in RESERVED_TABLE_NAMES)
+    assert f"`{RESERVED_TABLE_SUFFIX}`" in section
 
 
 def test_the_reserved_names_are_those_the_package_generates() -> None:
@@ -871,6 +874,10 @@ def test_the_reserved_names_are_those_the_package_generates() -> None:
 
     assert {*disclosure.COLUMNS, package.TOTAL_FLAG} <= set(PUBLISHED_COLUMNS)
     assert package.SHARES_RESOURCE in RESERVED_TABLE_NAMES
+    assert package.NOISY_MEASUREMENTS in RESERVED_TABLE_NAMES
+    assert package.UNROUNDED_RESOURCE_SUFFIX == RESERVED_TABLE_SUFFIX
+    documents = {package.README, package.CHANGELOG}
+    assert {name.lower().replace(".", "-") for name in documents} <= RESERVED_TABLE_NAMES
 
 
 @pytest.mark.parametrize(
