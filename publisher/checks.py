@@ -325,7 +325,7 @@ def _load_descriptor(package_dir: Path) -> tuple[dict[str, Any] | None, list[str
     path = package_dir / _DESCRIPTOR
     try:
         text = model.read_file(package_dir, _DESCRIPTOR)
-        descriptor = json.loads(text.decode("utf-8"), parse_constant=_no_constant)
+        descriptor = model.parse_json(text.decode("utf-8"))
     except model.UntrustedFile as error:
         if error.reason == _MISSING:
             return None, [f"{path}: descriptor: not found; give the directory of a data package"]
@@ -339,10 +339,6 @@ def _load_descriptor(package_dir: Path) -> tuple[dict[str, Any] | None, list[str
     if not isinstance(descriptor, dict):
         return None, [f"{path}: descriptor: expected a JSON object, found {_json_type(descriptor)}"]
     return descriptor, []
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not allowed in JSON")
 
 
 @dataclass(frozen=True)

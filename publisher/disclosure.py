@@ -98,12 +98,16 @@ def mark_status(
     differs from ``previous`` (the same table of the version this one revises).
 
     ``[low]`` is kept: a cell has one marker, and a value that is not shown has nothing
-    to revise. A key or value missing from ``previous`` counts as changed.
+    to revise. A key or value missing from ``previous`` counts as changed, and so does
+    every value when ``previous`` broke the table down by other columns.
     """
     shown = pl.col("value").is_not_null()
     if provisional:
         flag = shown
         marker = PROVISIONAL
+    elif previous is not None and not set(by) <= set(previous.columns):
+        flag = shown
+        marker = REVISED
     elif previous is not None:
         before = previous.select(*by, pl.col("value").alias("__before"))
         table = table.join(before, on=by, how="left", maintain_order="left", nulls_equal=True)

@@ -46,7 +46,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from publisher import files
-from publisher.errors import PackageError
+from publisher.errors import PackageError, printable
 
 __all__ = [
     "CHANGELOG",
@@ -68,6 +68,8 @@ __all__ = [
     "TablePrivacy",
     "Truncation",
     "UntrustedFile",
+    "advice",
+    "parse_json",
     "path_problem",
     "read",
     "read_file",
@@ -620,7 +622,7 @@ def read(package_dir: Path) -> Package:
     except UntrustedFile as error:
         raise PackageError([*error.problems, hint]) from None
     try:
-        descriptor = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        descriptor = parse_json(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise PackageError(f"{descriptor_path}: not UTF-8 text. {hint}") from None
     except json.JSONDecodeError as error:
@@ -647,6 +649,27 @@ def read(package_dir: Path) -> Package:
     if reader.problems:
         raise PackageError([*reader.problems, hint])
     return package
+
+
+def advice(package_dir: Path) -> str:
+    """The last line of :func:`read`'s errors: what to do about a package it refuses."""
+    return printable(_HINT.format(package=package_dir))
+
+
+def parse_json(text: str) -> Any:
+    """JSON as the publisher writes it: no NaN or Infinity, and no key twice in an object
+    (readers disagree on which of two values wins, so such a descriptor could say one
+    thing to the site and another to a catalogue). Raises ValueError."""
+    return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"the key {_printable(key)!r} appears twice in one object")
+        result[key] = value
+    return result
 
 
 def _no_constant(name: str) -> None:

@@ -72,6 +72,7 @@ SHARES_RESOURCE = "headline-shares"
 TOTAL_FLAG = "is_total"
 UNROUNDED = "unrounded"
 NOISY_MEASUREMENTS = "noisy-measurements"
+UNROUNDED_RESOURCE_SUFFIX = f"-{UNROUNDED}"  # a table's unrounded estimates
 PROFILE = "https://datapackage.org/profiles/2.0/datapackage.json"
 
 
@@ -144,15 +145,7 @@ def previous_release(out_dir: Path) -> PreviousRelease | None:
     if not os.path.lexists(out_dir / DESCRIPTOR):
         return None
     problems = validate(out_dir)
-    verified = None
-    if not problems:
-        try:
-            verified = model.read(out_dir)
-        except PackageError as error:
-            problems = error.problems
-    if verified is not None:
-        problems = _unknown_files(verified)
-    if problems or verified is None:
+    if problems:
         raise PackageError(
             [
                 f"{out_dir}: the package there is not valid, so a release can neither replace "
@@ -161,6 +154,7 @@ def previous_release(out_dir: Path) -> PreviousRelease | None:
                 *problems,
             ]
         )
+    verified = model.read(out_dir)
     hashes = dict(verified.checksums)
     hashes[CHECKSUMS] = hashlib.sha256(model.read_file(out_dir, CHECKSUMS)).hexdigest()
     return PreviousRelease(
@@ -186,16 +180,35 @@ def _published_values(resource: model.Resource) -> pl.DataFrame:
     )
 
 
+def _model_problems(package_dir: Path) -> list[str]:
+    """What the one package model refuses (:func:`model.read`, which the site and the next
+    release read through), and the files no package of ours holds: so that a package
+    ``validate`` passes is one they accept."""
+    try:
+        verified = model.read(package_dir)
+    except PackageError as error:
+        return [line for line in error.problems if line != model.advice(package_dir)]
+    return _unknown_files(verified)
+
+
 def _unknown_files(verified: model.Package) -> list[str]:
     """The files of a valid package that no package of ours holds: a stray export, or a
     copy of the spec or the data, dropped into the folder (and perhaps listed in
-    SHA256SUMS to pass validation)."""
+    SHA256SUMS to pass validation); and its own zip, if it is missing."""
     out_dir = verified.directory
     own_zip = f"{verified.name}-{verified.version}.zip"
     known = {
         item.path for item in verified.files if item.kind != "checksummed" or item.path == own_zip
     }
-    problems = [
+    missing = (
+        []
+        if own_zip in verified.checksums
+        else [
+            f"{out_dir / own_zip}: missing from SHA256SUMS (the zip of the version is part of "
+            "the package); restore it from the published copy, or release again"
+        ]
+    )
+    problems = missing + [
         f"{out_dir / relative}: is not a file of the package (its descriptor does not list it): "
         "remove it from the folder and from SHA256SUMS, it would be published in the archive"
         for relative in sorted({*verified.unlisted, *verified.checksums})
@@ -793,7 +806,7 @@ def _noisy_frame(content: ReleaseContent) -> pl.DataFrame:
 
 
 def _unrounded_name(table: str) -> str:
-    return f"{table}-{UNROUNDED}"
+    return f"{table}{UNROUNDED_RESOURCE_SUFFIX}"
 
 
 def _unrounded_resource(content: ReleaseContent, table: Table, path: Path) -> dict[str, Any]:
@@ -1213,6 +1226,8 @@ def validate(package_dir: Path) -> list[str]:
     # out of it (and quotes a private file's rows) or blocks on a pipe.
     if checks.safe_to_open(package_dir):
         problems = _frictionless_problems(descriptor) + problems
+    if not problems:
+        problems = _model_problems(package_dir)
     return problems
 
 

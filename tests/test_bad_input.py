@@ -43,6 +43,7 @@ from click.testing import CliRunner, Result
 
 from publisher import demo, ledger, package, privacy
 from publisher.cli import cli
+from publisher.site import build as site_build
 from tests.conftest import WARDS, admissions_rows, admissions_spec
 
 PATIENTS = {"patient": {"title": "patient"}}
@@ -518,6 +519,22 @@ def data_linked_outside(project: Project) -> list[str]:
     return [f"{project.data_path} (inputs.admissions.path)", "leads outside the spec's folder"]
 
 
+def data_link_loop(project: Project) -> list[str]:
+    project.data_path.unlink()
+    project.data_path.symlink_to(project.data_path.name)
+    return [f"{project.data_path} (inputs.admissions.path)", "symbolic links"]
+
+
+def table_beside(name: str, **disclosure: object) -> Callable[[dict[str, Any]], None]:
+    """A second table, a copy of the first under ``name``, with disclosure options."""
+
+    def change(spec: dict[str, Any]) -> None:
+        spec["tables"].append({**spec["tables"][0], "name": name})
+        spec["disclosure"].update(disclosure)
+
+    return change
+
+
 def parquet_folder_with(what: str) -> Builder:
     def build(project: Project) -> list[str]:
         folder = project.root / "parts"
@@ -593,16 +610,17 @@ def destination_link_above(project: Project) -> list[str]:
     return [str(project.root / "link"), "symlink"]
 
 
-def restate(package_dir: Path) -> None:
+def restate(package_dir: Path, *, descriptor_too: bool = True) -> None:
     """Restate the descriptor's hashes, the zip and SHA256SUMS after an edit, as someone
     covering their tracks would: the package then validates."""
     descriptor = package_dir / "datapackage.json"
-    meta = json.loads(descriptor.read_text(encoding="utf-8"))
-    for entry in [*meta["resources"], *meta.get("files", [])]:
-        data = (package_dir / entry["path"]).read_bytes()
-        entry["bytes"] = len(data)
-        entry["hash"] = "sha256:" + hashlib.sha256(data).hexdigest()
-    descriptor.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    if descriptor_too:
+        meta = json.loads(descriptor.read_text(encoding="utf-8"))
+        for entry in [*meta["resources"], *meta.get("files", [])]:
+            data = (package_dir / entry["path"]).read_bytes()
+            entry["bytes"] = len(data)
+            entry["hash"] = "sha256:" + hashlib.sha256(data).hexdigest()
+        descriptor.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     for archive_path in package_dir.glob("*.zip"):
         with zipfile.ZipFile(archive_path) as archive:
             names = [info.filename for info in archive.infolist()]
@@ -661,6 +679,27 @@ def previous_package(change: str) -> Builder:
         if change == "pipe":
             os.mkfifo(out / "data" / "pipe.csv")
             return [str(out / "data" / "pipe.csv"), "named pipe"]
+        if change == "stray file listed in a folder":
+            (out / "exports").mkdir()
+            shutil.copy(project.data_path, out / "exports" / "microdata.csv")
+            restate(out)
+            return [str(out / "exports" / "microdata.csv"), "is not a file of the package"]
+        if change == "stray file in the archive":
+            (out / "archive" / "0.0.1").mkdir(parents=True)
+            shutil.copy(project.data_path, out / "archive" / "0.0.1" / "microdata.csv")
+            restate(out)
+            return [str(out / "archive" / "0.0.1"), "has no SHA256SUMS of its own"]
+        if change == "no zip":
+            (zipped,) = out.glob("*.zip")
+            zipped.unlink()
+            restate(out)
+            return [str(zipped), "missing"]
+        if change == "a key twice in the descriptor":
+            descriptor = out / "datapackage.json"
+            text = descriptor.read_text(encoding="utf-8")
+            descriptor.write_text(text.replace('"name":', '"name": "x", "name":', 1), "utf-8")
+            restate(out, descriptor_too=False)
+            return [str(descriptor), "the key 'name' appears twice"]
         (out / "SHA256SUMS").unlink()
         return [str(out / "SHA256SUMS"), "missing"]
 
@@ -712,6 +751,15 @@ def hostile_cases() -> list[Case]:
             "tables[0].weight: ",
             "below the least a table may get",
         ),
+        spec_case(
+            "truncation share 1e-300",
+            put("privacy.truncation_share", 1e-300),
+            "privacy.truncation_share: ",
+            "below the least a measurement may get",
+        ),
+        spec_case(
+            "threshold beyond 64 bits", put("disclosure.threshold", 2**63), "disclosure.threshold: "
+        ),
         # Sizes.
         spec_case("four columns of 300 keys", wide_tables, "tables[0].by: ", "8,100,000,000 cells"),
         spec_case(
@@ -731,6 +779,18 @@ def hostile_cases() -> list[Case]:
             "something the package generates",
         ),
         spec_case("table named index", put("tables.0.name", "index"), "tables[0].name: "),
+        spec_case(
+            "table named like the README's resource",
+            put("tables.0.name", "readme-md"),
+            "tables[0].name: ",
+            "something the package generates",
+        ),
+        spec_case(
+            "table named like a table's unrounded estimates",
+            table_beside("admissions-by-ward-unrounded", unrounded_estimates=True),
+            "tables[1].name: ",
+            "something the package generates",
+        ),
         spec_case(
             "total label is a key",
             put("disclosure.total_label", "Maternity"),
@@ -770,6 +830,26 @@ def hostile_cases() -> list[Case]:
             "control character U+001B",
         ),
         spec_case(
+            "right-to-left override in a key",
+            put("categories.ward.values", [*WARDS[:3], "Oncology\u202e"]),
+            "categories.ward.values[3]: ",
+            "invisible formatting character U+202E",
+        ),
+        spec_case(
+            "zero-width space in a title",
+            put("tables.0.title", "Admissions\u200b by ward"),
+            "tables[0].title: ",
+            "U+200B",
+        ),
+        spec_text_change(
+            "title tagged as binary",
+            lambda t: t.replace("title: Hospital", "title: !!binary G1sySg==\n  old_title: H", 1),
+            "release.title: ",
+            "remove the tag",
+        ),
+        spec_text_change("key read as true", lambda t: t + "yes: 1\n", "put it in quotes"),
+        spec_text_change("NUL in the spec", lambda t: t + "x: a\x00b\n", "U+0000"),
+        spec_case(
             "key typed in two Unicode forms",
             put(
                 "categories.ward.values",
@@ -787,6 +867,7 @@ def hostile_cases() -> list[Case]:
         Case("data is a named pipe", data_replaced("fifo"), BAD_DATA),
         Case("data is a socket", data_replaced("socket"), BAD_DATA),
         Case("data linked from outside the spec's folder", data_linked_outside, BAD_DATA),
+        Case("data is a link to itself", data_link_loop, BAD_DATA),
         Case("parquet folder holding a pipe", parquet_folder_with("fifo"), BAD_DATA),
         Case("parquet folder holding a link", parquet_folder_with("link"), BAD_DATA),
         Case("ledger is a named pipe", ledger_is_a_fifo, BAD_HISTORY),
@@ -819,18 +900,26 @@ def hostile_cases() -> list[Case]:
                 previous,
                 needs_history=True,
             )
-            for change in (
-                "stray file",
-                "stray file listed",
-                "failed checksum",
-                "edited figures",
-                "version escapes",
-                "link to the data",
-                "pipe",
-                "no checksums",
-            )
+            for change in ("edited figures", *CHANGED_PACKAGES)
         ),
     ]
+
+
+# The changes to an earlier package that `validate` sees (an edit restated in every hash
+# is only seen against the ledger, by the next release).
+CHANGED_PACKAGES = (
+    "stray file",
+    "stray file listed",
+    "failed checksum",
+    "version escapes",
+    "link to the data",
+    "pipe",
+    "no checksums",
+    "stray file listed in a folder",
+    "stray file in the archive",
+    "no zip",
+    "a key twice in the descriptor",
+)
 
 
 CASES: list[Case] = [
@@ -1120,6 +1209,59 @@ def test_bad_input(project: Project, case: Case, command: str, noise_draws: list
     assert noise_draws == []
 
 
+@pytest.mark.parametrize("change", CHANGED_PACKAGES)
+def test_validate_refuses_a_package_the_next_release_would_refuse(
+    project: Project, change: str
+) -> None:
+    # Fails if `validate` calls valid a package that the next release refuses to replace
+    # or archive (a stray file listed in SHA256SUMS only, a version that is a path, ...).
+    fragments = previous_package(change)(project)
+
+    result = invoke("validate", project.out)
+
+    assert_refused(result, 1, fragments)
+    assert_no_leak(result)
+
+
+def site_below_a_link(project: Project) -> tuple[Path, list[str]]:
+    (project.root / "real").mkdir()
+    (project.root / "link").symlink_to(project.root / "real", target_is_directory=True)
+    return project.root / "link" / "site", [str(project.root / "link"), "symbolic link"]
+
+
+def site_inside_the_package(project: Project) -> tuple[Path, list[str]]:
+    return project.out / "site", [str(project.out / "site"), "is inside the package"]
+
+
+def site_around_the_package(project: Project) -> tuple[Path, list[str]]:
+    """A folder an earlier `site` built, into which a package was later released."""
+    site = project.root / "site"
+    site.mkdir()
+    (site / ".publisher-site").write_text(site_build.SITE_MARKER_TEXT, encoding="utf-8")
+    shutil.move(project.out, site / PACKAGE)
+    project.out = site / PACKAGE
+    return site, [str(site), "holds the package"]
+
+
+@pytest.mark.parametrize(
+    "destination",
+    [site_below_a_link, site_inside_the_package, site_around_the_package],
+    ids=["below a link", "inside the package", "around the package"],
+)
+def test_site_refuses_a_folder_it_must_not_write(
+    project: Project, destination: Callable[[Project], tuple[Path, list[str]]]
+) -> None:
+    # Fails if `site --out` writes through a link, adds files to the package it reads
+    # (which then fails validation), or would replace a folder holding that package.
+    out, fragments = destination(project)
+    before = snapshot(project.root)
+
+    result = invoke("site", project.out, "--out", out)
+
+    assert_refused(result, 1, fragments)
+    assert snapshot(project.root) == before
+
+
 # --- usage errors ---------------------------------------------------------------------------
 
 
@@ -1202,6 +1344,14 @@ def keys_in_another_unicode_form(project: Project) -> None:
     project.data_path.write_text(csv_text(rows), encoding="utf-8")
 
 
+def yaml_merge_keys(project: Project) -> None:
+    """A second table written as the first merged in (`<<: *first`) with its own name."""
+    text = project.spec_path.read_text(encoding="utf-8")
+    text = text.replace("tables:\n- name:", "tables:\n- &first\n  name:", 1)
+    text = text.replace("shares:", "- <<: *first\n  name: by-outcome\n  by: [outcome]\nshares:", 1)
+    project.spec_path.write_text(text, encoding="utf-8")
+
+
 def plain_negative_number_as_key(project: Project) -> None:
     """A key that is a plain number is not a formula, even with a minus sign."""
     spec = project.spec()
@@ -1220,6 +1370,7 @@ def plain_negative_number_as_key(project: Project) -> None:
         header_over_a_megabyte,
         keys_in_another_unicode_form,
         plain_negative_number_as_key,
+        yaml_merge_keys,
     ],
     ids=[
         "byte order mark",
@@ -1228,6 +1379,7 @@ def plain_negative_number_as_key(project: Project) -> None:
         "header over a megabyte",
         "keys in another Unicode form",
         "a plain negative number as a key",
+        "YAML merge keys",
     ],
 )
 def test_accepted_input_releases_without_a_trace_of_private_values(
@@ -1251,6 +1403,24 @@ def test_accepted_input_releases_without_a_trace_of_private_values(
             assert LEAK.encode() not in path.read_bytes(), path
     (record,) = ledger.Ledger(project.ledger_path).spends()
     assert record.status == "committed"
+
+
+def test_a_revision_that_breaks_a_table_down_anew_releases(project: Project) -> None:
+    # Fails if a new version of the same period, whose table keeps its name but is broken
+    # down by another column, cannot be compared with the version it revises (it stopped
+    # with an internal error: `check`, which has no package to compare with, passed).
+    spec = project.spec()
+    spec["tables"][0]["by"] = ["outcome"]
+    spec["shares"] = []
+    project.write_spec(spec)
+
+    result = invoke("release", project.spec_path, "--out", project.out)
+
+    assert result.exit_code == 0, result.output
+    assert package.validate(project.out) == []
+    table = pl.read_csv(project.out / "data" / "admissions-by-ward.csv", infer_schema=False)
+    shown = table.filter(pl.col("value").is_not_null())
+    assert shown.height and shown["marker"].to_list() == ["[r]"] * shown.height
 
 
 # --- a failure after the noise was drawn -------------------------------------------------------

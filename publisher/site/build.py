@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from publisher import model
+from publisher import files, model
 from publisher.errors import PackageError
 from publisher.site.render import render_pages
 from publisher.site.text import one_line, plain
@@ -120,6 +120,9 @@ def _replaceable(folder: Path, marker: str, text: str) -> str | None:
     """Why ``folder`` must not be replaced by a folder we write, or None if it may be."""
     if folder.is_symlink():
         return "is a symbolic link: give the real folder"
+    link = files.link_on(folder)
+    if link is not None:
+        return f"goes through the symbolic link {link}: give the real folder"
     if not folder.exists():
         return None
     if not folder.is_dir():
@@ -427,7 +430,7 @@ def build_site(
             )
         docs_dir = _config_folder(config, "docs_dir", "docs", config_path)
         site_dir = project_dir / _config_folder(config, "site_dir", "site", config_path)
-        _refuse_destination(site_dir)
+        _refuse_destination(site_dir, package_dir)
         generate_pages(package_dir, project_dir / docs_dir / GENERATED_DIR)
         # The project's settings with the release's own tables in the navigation, from a
         # temporary file beside mkdocs.yml (INHERIT paths are relative to it).
@@ -441,7 +444,7 @@ def build_site(
             build_config.unlink(missing_ok=True)
         return site_dir
 
-    _refuse_destination(out_dir)
+    _refuse_destination(out_dir, package_dir)
     with tempfile.TemporaryDirectory(prefix="publisher-site-") as temporary:
         project = Path(temporary)
         config_path = project_dir / "mkdocs.yml"
@@ -459,9 +462,18 @@ def build_site(
     return out_dir
 
 
-def _refuse_destination(site_dir: Path) -> None:
-    """Refuse a destination before any work: the same check runs again before the swap."""
+def _refuse_destination(site_dir: Path, package_dir: Path | None = None) -> None:
+    """Refuse a destination before any work: the same check runs again before the swap.
+    With ``package_dir``, refuse a site inside the package (it would become files the
+    package does not list) or around it (replacing the site would delete the package)."""
     refused = _replaceable(site_dir, SITE_MARKER, SITE_MARKER_TEXT)
+    if refused is None and package_dir is not None:
+        site, package = Path(os.path.realpath(site_dir)), Path(os.path.realpath(package_dir))
+        if site.is_relative_to(package) or package.is_relative_to(site):
+            refused = (
+                f"{'is inside' if site.is_relative_to(package) else 'holds'} the package "
+                f"{package_dir}"
+            )
     if refused:
         raise PackageError(
             f"{site_dir}: {refused}: `publisher site` replaces the whole folder, so choose a "
