@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -179,10 +180,24 @@ StatisticsStatus = Literal[
 ]
 
 
+def _source_path(value: str) -> str:
+    """Where a source can be found, as the descriptor states it: an https address, or a
+    relative path (no '..', no scheme such as javascript: or data:, no backslash)."""
+    if re.fullmatch(HTTPS_URL, value):
+        return value
+    parts = value.split("/")
+    if ":" in value or "\\" in value or value.startswith(("/", "~", ".")) or ".." in parts:
+        raise ValueError(
+            "expected an https:// address or a relative path without '..', ':' or '\\' "
+            "(for example 'https://example.org/data' or 'crimes/2024.csv')"
+        )
+    return value
+
+
 class Source(_Model):
     title: Text
     description: str = ""
-    path: str | None = None
+    path: Annotated[str, AfterValidator(_source_path)] | None = None
 
 
 class Release(_Model):

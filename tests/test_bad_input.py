@@ -847,6 +847,18 @@ def hostile_cases() -> list[Case]:
             "release.title: ",
             "remove the tag",
         ),
+        spec_case(
+            "source path out of the folder",
+            put("release.sources", [{"title": "Records", "path": "../../secret.csv"}]),
+            "release.sources[0].path: ",
+            "without '..'",
+        ),
+        spec_case(
+            "source path as a javascript: address",
+            put("release.sources", [{"title": "Records", "path": "javascript:alert(1)"}]),
+            "release.sources[0].path: ",
+            "https://",
+        ),
         spec_text_change("key read as true", lambda t: t + "yes: 1\n", "put it in quotes"),
         spec_text_change("NUL in the spec", lambda t: t + "x: a\x00b\n", "U+0000"),
         spec_case(
