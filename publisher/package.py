@@ -247,9 +247,34 @@ def _unknown_archived(out_dir: Path, folder: str, paths: set[str]) -> list[str]:
     return problems
 
 
-def _version_order(version: str) -> tuple[int, ...]:
+def _version_order(version: str) -> tuple[Any, ...]:
+    """Semantic versioning's precedence: 1.0.0-rc.1 < 1.0.0 < 1.0.1 (anything else first)."""
     match = re.fullmatch(SEMVER, version)
-    return tuple(int(part) for part in match.groups()[:3]) if match else (-1,)
+    if match is None:
+        return (-1,)
+    pre = version.partition("-")[2]
+    identifiers = tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in pre.split(".") if pre
+    )
+    return (*(int(part) for part in match.groups()[:3]), not pre, identifiers)
+
+
+def _refuse_an_earlier_version(content: ReleaseContent) -> None:
+    """A package is only replaced by a later version: one it holds already (a re-draw of
+    published figures, with another ledger) or an earlier one would publish two sets of
+    figures under one version, or make the latest version go back."""
+    previous = content.previous
+    version = content.spec.release.version
+    if previous is None:
+        return
+    held = [previous.version, *previous.archived_versions]
+    if version in held or _version_order(version) <= _version_order(previous.version):
+        raise PackageError(
+            f"{previous.directory}: holds version {previous.version}"
+            + (f" (and keeps {', '.join(held[1:])})" if held[1:] else "")
+            + f"; {version} must come after it: set a new release.version after it, or "
+            "choose another --out"
+        )
 
 
 def check_destination(out_dir: Path) -> None:
@@ -448,6 +473,7 @@ def _exchange(first: Path, second: Path) -> bool:
 def _build(content: ReleaseContent, staging: Path) -> None:
     """The whole package: tables, metadata, documents, spreadsheets, the previous versions,
     a zip of this version and the checksums of everything."""
+    _refuse_an_earlier_version(content)
     data_dir = staging / "data"
     data_dir.mkdir()
     resources = []

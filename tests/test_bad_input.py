@@ -363,12 +363,24 @@ def version_already_released(project: Project) -> list[str]:
     spec = project.spec()
     spec["release"]["version"] = "0.1.0"
     project.write_spec(spec)
-    return [
-        str(project.ledger_path),
-        "version 0.1.0",
-        "already in the ledger",
-        "new release.version",
-    ]
+    # `check` and `plan` are refused by the ledger; `release` first by the package it
+    # would replace, which holds that version (the same words, without the ledger's).
+    return ["version 0.1.0", "new release.version"]
+
+
+def version_held_by_the_package(version: str) -> Builder:
+    """A version the package holds already, or an earlier one, with a ledger that does
+    not know it (a new or lost ledger): a release would publish it twice or go back."""
+
+    def build(project: Project) -> list[str]:
+        for path in project.root.glob(f"{LEDGER}*"):
+            path.unlink()
+        spec = project.spec()
+        spec["release"]["version"] = version
+        project.write_spec(spec)
+        return [str(project.out), "holds version 0.1.0", f"{version} must come after it"]
+
+    return build
 
 
 def loss_would_pass_the_cap(project: Project) -> list[str]:
@@ -905,6 +917,15 @@ def hostile_cases() -> list[Case]:
         Case("package folder is a pipe", destination_is_a_fifo, BAD_DESTINATION),
         Case("package folder below a link", destination_link_above, BAD_DESTINATION),
         # The package a release would replace and archive.
+        *(
+            Case(
+                f"version {version} over a package of 0.1.0, with a new ledger",
+                version_held_by_the_package(version),
+                previous,
+                needs_history=True,
+            )
+            for version in ("0.1.0", "0.1.0-rc.1")
+        ),
         *(
             Case(
                 f"previous package: {change}",
