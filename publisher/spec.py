@@ -1139,13 +1139,38 @@ def _name_problems(spec: ReleaseSpec) -> list[_Problem]:
     return list({(p.path, p.message): p for p in problems}.values())
 
 
-def _spreadsheet_problems(spec: ReleaseSpec) -> list[_Problem]:
-    """Text that lands in a CSV cell and that a spreadsheet would run as a formula."""
+def _key_places(spec: ReleaseSpec) -> list[tuple[str, str]]:
+    """Every key a table's rows are labelled with, and the names of its key columns."""
     places: list[tuple[str, str]] = [("disclosure.total_label", spec.disclosure.total_label)]
     for name, category in spec.categories.items():
         places += [(f"categories.{name}.values[{i}]", v) for i, v in enumerate(category.values)]
     for name, source in spec.inputs.items():
         places += [(f"inputs.{name}.columns.{column}", column) for column in source.columns]
+    return places
+
+
+# Keys are shown on one line with single spaces (a page, a chart, a sheet): a line break,
+# a tab, a no-break or other special space, or two spaces in a row would make two keys look
+# the same ("a  b" and "a b").
+_NOT_ONE_LINE = re.compile(r"[^\S ]| {2}")
+
+
+def _key_problems(spec: ReleaseSpec) -> list[_Problem]:
+    """Keys and key column names that would not show as written, on one line."""
+    return [
+        _Problem(
+            where,
+            f"'{text}' holds a line break, a tab, a special space or two spaces in a row; a "
+            "key is shown on one line with single spaces, so write it that way",
+        )
+        for where, text in _key_places(spec)
+        if _NOT_ONE_LINE.search(text)
+    ]
+
+
+def _spreadsheet_problems(spec: ReleaseSpec) -> list[_Problem]:
+    """Text that lands in a CSV cell and that a spreadsheet would run as a formula."""
+    places = _key_places(spec)
     places += [(f"shares[{i}].title", share.title) for i, share in enumerate(spec.shares)]
     # A share's numerator and denominator in words start with what its table counts.
     places += [(f"tables[{i}].counts", table.counts) for i, table in enumerate(spec.tables)]
@@ -1390,6 +1415,7 @@ def parse(text: str, *, name: str = "release spec", base_dir: Path = Path(".")) 
                 *_limit_problems(spec),
                 *_name_problems(spec),
                 *_spreadsheet_problems(spec),
+                *_key_problems(spec),
             ]
     if problems:
         raise SpecError([f"{name}: {p.path}: {p.message}" for p in problems])

@@ -848,6 +848,18 @@ def hostile_cases() -> list[Case]:
             "invisible formatting character U+202E",
         ),
         spec_case(
+            "keys that differ by a second space",
+            put("categories.ward.values", [*WARDS[:2], "Day case", "Day  case"]),
+            "categories.ward.values[3]: ",
+            "one line with single spaces",
+        ),
+        spec_case(
+            "no-break space in a key column's name",
+            column_named("ward\u00a0name"),
+            "inputs.admissions.columns.ward\u00a0name: ",
+            "one line with single spaces",
+        ),
+        spec_case(
             "zero-width space in a title",
             put("tables.0.title", "Admissions\u200b by ward"),
             "tables[0].title: ",
