@@ -12,7 +12,12 @@ RSS its own, as in ``run.py``):
   million its in-memory truncation needs more than this machine's 24 GB is safe to try);
 - ``groupby``: DuckDB's own non-private group-bys of the same tables, the baseline: each
   table's counts over its full public keys (zeros included) from the Parquet folders,
-  written as CSV, with DuckDB's defaults (all cores, 80% of memory).
+  written as CSV, with DuckDB's defaults (all cores, 80% of memory);
+- ``bounded``: the same group-bys after the simplest per-person bound in DuckDB's own SQL
+  (``row_number() over (partition by id) <= k``, no checks, no linked bound): what
+  bounding per person costs DuckDB by itself, for comparison.
+
+The releases save the seconds of each stage, so the report says where the time goes.
 
 It writes ``ENGINES.md`` and ``engines.json`` and says for each target whether it is met.
 """
@@ -27,34 +32,49 @@ import sys
 import tempfile
 import textwrap
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import _HARNESS, ROOT  # the harness of run.py, shared
 
 RECORDS_PER_CRIME = 4.228
 
-JOBS = {
-    # Each release starts from a fresh ledger: the same version is never released twice.
-    "duckdb": """
+Run = dict[str, Any]  # seconds, peak_rss_mb (and a release's stages), or failed
+
+# A release on one engine, from a fresh ledger (the same version is never released twice),
+# with the seconds of each stage (as its progress names them) saved beside the demo.
+_RELEASE = """
 from publisher import pipeline
+stages = {{}}
+last = [time.perf_counter(), None]
+def progress(stage, fraction):
+    now = time.perf_counter()
+    if stage != last[1]:
+        if last[1] is not None:
+            stages[last[1]] = stages.get(last[1], 0.0) + now - last[0]
+        last[0], last[1] = now, stage
 (work / "demo" / "ledger.sqlite").unlink(missing_ok=True)
-pipeline.release(work / "demo" / "release.yaml", work / "package-duckdb", engine="duckdb")
-""",
-    "polars": """
-from publisher import pipeline
-(work / "demo" / "ledger.sqlite").unlink(missing_ok=True)
-pipeline.release(work / "demo" / "release.yaml", work / "package-polars", engine="polars")
-""",
-    "groupby": """
+pipeline.release(
+    work / "demo" / "release.yaml", work / "package-{engine}", progress, engine="{engine}"
+)
+progress(None, None)
+(work / "stages-{engine}.json").write_text(json.dumps(stages))
+"""
+
+JOBS = {engine: _RELEASE.format(engine=engine) for engine in ("duckdb", "polars")}
+
+# DuckDB's own group-bys of the same tables (each table's counts over its full public
+# keys, zeros included, written as CSV), from ``relation(input)``, which each job defines.
+_GROUP_BYS = """
 import itertools
-import duckdb
 from publisher import spec as spec_module
 spec = spec_module.load(work / "demo" / "release.yaml")
 out = work / "groupby"
 out.mkdir(exist_ok=True)
-connection = duckdb.connect()
 def quoted(text):
     return "'" + text.replace("'", "''") + "'"
+def parquet(name):
+    return f"read_parquet({quoted(str(spec.input_path(name) / '*.parquet'))})"
 for table in spec.tables:
     source = spec.inputs[table.input]
     columns = []
@@ -75,14 +95,50 @@ for table in spec.tables:
         f'AS "{c}")'
         for c in table.by
     )
-    path = quoted(str(spec.input_path(table.input) / "*.parquet"))
     connection.execute(
         f"COPY (SELECT {by}, coalesce(n, 0) AS count FROM {keys} LEFT JOIN "
-        f"(SELECT {by}, count(*) AS n FROM (SELECT {', '.join(columns)} FROM read_parquet({path})) "
-        f"GROUP BY ALL) USING ({by})) TO {quoted(str(out / (table.name + '.csv')))} (HEADER)"
+        f"(SELECT {by}, count(*) AS n FROM (SELECT {', '.join(columns)} "
+        f"FROM {relation(spec, table.input)}) GROUP BY ALL) USING ({by})) "
+        f"TO {quoted(str(out / (table.name + '.csv')))} (HEADER)"
     )
-""",
-}
+"""
+
+# The baseline: the Parquet folders as they are.
+JOBS["groupby"] = (
+    """
+import duckdb
+connection = duckdb.connect()
+def relation(spec, name):
+    return parquet(name)
+"""
+    + _GROUP_BYS
+)
+
+# A second baseline, the same after the simplest per-person bound in DuckDB's own SQL (no
+# privacy machinery, no checks): each input kept to ``max_records_per_person`` records of
+# each person (an input bounded for a linked unit: each of its own people once; the linked
+# bound itself left out), materialised once per input. It shows what bounding per person
+# costs DuckDB by itself.
+JOBS["bounded"] = (
+    """
+import duckdb
+connection = duckdb.connect()
+bounded = {}
+def relation(spec, name):
+    if name not in bounded:
+        source = spec.inputs[name]
+        identifier = '"' + source.identifier.replace('"', '""') + '"'
+        kept = 1 if source.linked_units else source.max_records_per_person
+        bounded[name] = f"bounded_{len(bounded)}"
+        connection.execute(
+            f"CREATE TEMP TABLE {bounded[name]} AS SELECT * EXCLUDE (__n) FROM "
+            f"(SELECT *, row_number() OVER (PARTITION BY {identifier}) AS __n "
+            f"FROM {parquet(name)}) WHERE __n <= {kept}"
+        )
+    return bounded[name]
+"""  # noqa: S608 (the text of a script whose SQL holds the spec's names only)
+    + _GROUP_BYS
+)
 
 TARGETS = """
 - 100 million records on the duckdb engine: peak RSS at most 4 GB.
@@ -93,7 +149,7 @@ TARGETS = """
 """
 
 
-def run_job(name: str, work: Path) -> dict[str, float]:
+def run_job(name: str, work: Path) -> Run:
     script = textwrap.dedent(_HARNESS).format(body=textwrap.dedent(JOBS[name]))
     result = subprocess.run(
         [sys.executable, "-c", script, str(work)],
@@ -105,10 +161,14 @@ def run_job(name: str, work: Path) -> dict[str, float]:
     if result.returncode != 0:
         print(result.stderr[-3000:], flush=True)
         return {"failed": 1.0, "seconds": float("nan"), "peak_rss_mb": float("nan")}
-    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+    measured = dict(json.loads(result.stdout.strip().splitlines()[-1]))
+    stages = work / f"stages-{name}.json"
+    if stages.exists():
+        measured["stages"] = json.loads(stages.read_text(encoding="utf-8"))
+    return measured
 
 
-def benchmark(records: int, jobs: list[str]) -> dict[str, dict[str, float]]:
+def benchmark(records: int, jobs: list[str]) -> dict[str, Run]:
     crimes = round(records / RECORDS_PER_CRIME)
     with tempfile.TemporaryDirectory(prefix="publisher-engines-") as folder:
         work = Path(folder)
@@ -146,7 +206,7 @@ def benchmark(records: int, jobs: list[str]) -> dict[str, dict[str, float]]:
     return results
 
 
-def _cell(run: dict[str, float] | None) -> str:
+def _cell(run: Run | None) -> str:
     if run is None:
         return "not run"
     if run.get("failed"):
@@ -154,7 +214,13 @@ def _cell(run: dict[str, float] | None) -> str:
     return f"{run['seconds']:.0f} s ({run['peak_rss_mb'] / 1024:.2f} GB)"
 
 
-def report(results: dict[int, dict[str, dict[str, float]]]) -> str:
+def _ratio(top: Run | None, bottom: Run | None, digits: int = 1) -> str:
+    if not top or not bottom or top.get("failed") or bottom.get("failed"):
+        return "-"
+    return f"{top['seconds'] / bottom['seconds']:.{digits}f}x"
+
+
+def report(results: dict[int, dict[str, Run]]) -> str:
     lines = [
         "# Engines benchmark",
         "",
@@ -163,34 +229,51 @@ def report(results: dict[int, dict[str, dict[str, float]]]) -> str:
         "`python benchmarks/engines.py`.",
         "",
         "Wall time (peak RSS) of each job in its own process, start-up included. Records are "
-        "rows over the three inputs.",
+        "rows over the three inputs. The releases are whole releases (checks, dry run, "
+        "bounds, OpenDP's noise, package, spreadsheets, validation). The baselines are "
+        "DuckDB on the same Parquet folders, non-private: its group-bys of the same tables "
+        "as they are, and after the simplest per-person bound in its own SQL (no checks, "
+        "no linked bound).",
         "",
         "| records | demo as Parquet | duckdb release | polars release | DuckDB group-bys | "
-        "duckdb / group-bys | duckdb / polars |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "bounded group-bys | duckdb / group-bys | duckdb / bounded | duckdb / polars |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for _, r in sorted(results.items()):
-        duck, polars, group = r.get("duckdb"), r.get("polars"), r.get("groupby")
-        over_group = (
-            f"{duck['seconds'] / group['seconds']:.1f}x"
-            if duck and group and not duck.get("failed")
-            else "-"
-        )
-        over_polars = (
-            f"{duck['seconds'] / polars['seconds']:.2f}x"
-            if duck and polars and not polars.get("failed") and not duck.get("failed")
-            else "-"
-        )
+        duck, polars = r.get("duckdb"), r.get("polars")
+        group, bounded = r.get("groupby"), r.get("bounded")
         lines.append(
             f"| {int(r['demo']['records']):,} | {_cell(r['demo'])} | {_cell(duck)} | "
-            f"{_cell(polars)} | {_cell(group)} | {over_group} | {over_polars} |"
+            f"{_cell(polars)} | {_cell(group)} | {_cell(bounded)} | {_ratio(duck, group)} | "
+            f"{_ratio(duck, bounded)} | {_ratio(duck, polars, 2)} |"
         )
     lines += ["", "## Targets", "", TARGETS.strip(), "", "## Verdict", ""]
     lines += verdicts(results)
+    lines += ["", "## Where a release's time goes", ""]
+    lines += stages(results)
     return "\n".join(lines) + "\n"
 
 
-def verdicts(results: dict[int, dict[str, dict[str, float]]]) -> list[str]:
+def stages(results: dict[int, dict[str, Run]]) -> list[str]:
+    """Seconds per stage of each release, as its progress names the stages."""
+    runs = [
+        (records, engine, r[engine]["stages"])
+        for records, r in sorted(results.items())
+        for engine in ("duckdb", "polars")
+        if engine in r and "stages" in r[engine]
+    ]
+    if not runs:
+        return ["(not measured)"]
+    names = list(dict.fromkeys(name for _, _, measured in runs for name in measured))
+    header = " | ".join(f"{records:,} {engine}" for records, engine, _ in runs)
+    lines = [f"| stage | {header} |", "| --- |" + " ---: |" * len(runs)]
+    for name in names:
+        cells = " | ".join(f"{measured.get(name, 0.0):.1f} s" for _, _, measured in runs)
+        lines.append(f"| {name} | {cells} |")
+    return lines
+
+
+def verdicts(results: dict[int, dict[str, Run]]) -> list[str]:
     found = []
     large = results.get(max(results)) if results else None
     if large and large.get("duckdb") and not large["duckdb"].get("failed"):
@@ -205,6 +288,11 @@ def verdicts(results: dict[int, dict[str, dict[str, float]]]) -> list[str]:
             f"- duckdb release / DuckDB's group-bys at {records:,} records: {ratio:.1f}x "
             f"({'met' if ratio <= 3 else f'missed: {ratio:.1f}x of the 3x asked'})."
         )
+        if large.get("bounded") and not large["bounded"].get("failed"):
+            found.append(
+                f"- For comparison, duckdb release / DuckDB's bounded group-bys: "
+                f"{_ratio(large['duckdb'], large['bounded'])} (no target)."
+            )
         minutes = large["demo"]["seconds"] / 60
         found.append(f"- The demo as Parquet at {records:,} records: {minutes:.1f} minutes.")
     small = results.get(min(results)) if results else None
@@ -240,7 +328,7 @@ def main() -> None:
     )
     for size in sizes:
         print(f"benchmarking {size:,} records ...", flush=True)
-        jobs = ["groupby", "duckdb"] + (["polars"] if size <= 20_000_000 else [])
+        jobs = ["groupby", "bounded", "duckdb"] + (["polars"] if size <= 20_000_000 else [])
         results[size] = benchmark(size, jobs)
     saved.write_text(
         json.dumps({str(k): v for k, v in results.items()}, indent=2) + "\n", encoding="utf-8"
