@@ -118,11 +118,14 @@ class DuckDBCounting(ingest.Counting):
     def differing(
         self, staged: ingest.Staged, identifier: str, columns: list[str]
     ) -> dict[str, int]:
+        # A person's values differ when their least and greatest differ (the columns hold no
+        # empty value by now): plain aggregates, which DuckDB spills to disk, where
+        # ``count(DISTINCT ...)`` per person holds every person's set in memory.
         per_person = ", ".join(
-            f"count(DISTINCT {_quoted(column)}) AS c{position}"
+            f"min({_quoted(column)}) <> max({_quoted(column)}) AS c{position}"
             for position, column in enumerate(columns)
         )
-        over = ", ".join(f"count(*) FILTER (WHERE c{p} > 1)" for p in range(len(columns)))
+        over = ", ".join(f"count(*) FILTER (WHERE c{p})" for p in range(len(columns)))
         row = self.connection.execute(
             f"SELECT {over} FROM (SELECT {per_person} FROM {_parts(staged.folder)} "
             f"GROUP BY {_quoted(identifier)})"
