@@ -255,12 +255,22 @@ def test_the_engines_agree_on_a_linked_input(cap: int) -> None:
 def test_auto_chooses_by_the_size_of_the_inputs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "admissions.csv").write_text("patient_ref,ward,outcome\n" + "P1,Oncology,x\n" * 100)
+    # 100 records in 1,425 bytes: 22 records by the CSV estimate; a Parquet copy of
+    # them: exactly 100, from its footer.
+    rows = "P1,Oncology,x\n" * 100
+    (tmp_path / "admissions.csv").write_text("patient_ref,ward,outcome\n" + rows)
+    pl.read_csv(tmp_path / "admissions.csv").write_parquet(tmp_path / "admissions.parquet")
     spec = parse(yaml.safe_dump(admissions_spec()), base_dir=tmp_path)
     assert engines.choose(spec) == "polars"
-    monkeypatch.setattr(engines, "AUTO_DUCKDB_BYTES", 1000)
+    monkeypatch.setattr(engines, "AUTO_DUCKDB_RECORDS", 20)
     assert engines.choose(spec) == "duckdb"
     assert engines.choose(spec, "polars") == "polars"
+    raw = admissions_spec()
+    raw["inputs"]["admissions"] |= {"path": "admissions.parquet", "format": "parquet"}  # type: ignore[index,operator]
+    monkeypatch.setattr(engines, "AUTO_DUCKDB_RECORDS", 99)
+    assert engines.choose(parse(yaml.safe_dump(raw), base_dir=tmp_path)) == "duckdb"
+    monkeypatch.setattr(engines, "AUTO_DUCKDB_RECORDS", 100)
+    assert engines.choose(parse(yaml.safe_dump(raw), base_dir=tmp_path)) == "polars"
     raw = admissions_spec()
     raw["engine"] = {"name": "duckdb"}
     assert engines.choose(parse(yaml.safe_dump(raw), base_dir=tmp_path)) == "duckdb"

@@ -6,7 +6,7 @@ chooses (``engine.name``, ``--engine``):
 - ``polars``: in memory, OpenDP's truncation transformation on a Polars frame (the
   embedded default for inputs that fit in memory);
 - ``duckdb``: out of core (DuckDB spills to disk in the private folder), the default
-  above :data:`AUTO_DUCKDB_BYTES` of input files;
+  above :data:`AUTO_DUCKDB_RECORDS` records over the inputs;
 - ``spark``: on a Spark session (local or a cluster), reading each input where it lives;
   its checks run in Spark too.
 
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from publisher.spec import ReleaseSpec
 
 __all__ = [
-    "AUTO_DUCKDB_BYTES",
+    "AUTO_DUCKDB_RECORDS",
     "ENGINES",
     "Checked",
     "Engine",
@@ -67,10 +67,10 @@ __all__ = [
 
 EngineName = Literal["polars", "duckdb", "spark"]
 ENGINES: tuple[EngineName, ...] = ("polars", "duckdb", "spark")
-# Above this many bytes of input files, ``auto`` chooses DuckDB (benchmarks/REPORT.md: at
-# this size Polars holds about 2.5 GB while DuckDB stays within its memory limit, at a
-# similar time).
-AUTO_DUCKDB_BYTES = 1 << 30
+# Above this many records over the inputs, ``auto`` chooses DuckDB (benchmarks/ENGINES.md:
+# at 10 million records DuckDB takes no longer than Polars and half its memory, and
+# Polars' memory grows with the inputs while DuckDB's stays within its limit).
+AUTO_DUCKDB_RECORDS = 10_000_000
 
 Int64Array = npt.NDArray[np.int64]
 
@@ -351,8 +351,9 @@ def get(name: str) -> Engine:
 
 def choose(spec: ReleaseSpec, override: str | None = None) -> EngineName:
     """The engine a release runs on: ``override`` (``--engine``), else ``engine.name``;
-    ``auto`` is Spark when an input is a Spark table, DuckDB when the input files add up
-    to more than :data:`AUTO_DUCKDB_BYTES`, Polars otherwise."""
+    ``auto`` is Spark when an input is a Spark table, DuckDB when the inputs hold more
+    than :data:`AUTO_DUCKDB_RECORDS` records (as :func:`ingest.records_estimate` counts
+    them without reading the rows), Polars otherwise."""
     name = override or spec.engine.name
     if name != "auto":
         for known in ENGINES:
@@ -361,31 +362,10 @@ def choose(spec: ReleaseSpec, override: str | None = None) -> EngineName:
         raise SpecError(f"--engine {name}: expected auto, {', '.join(ENGINES)}")
     if any(source.format == "spark" for source in spec.inputs.values()):
         return "spark"
-    return "duckdb" if input_bytes(spec) > AUTO_DUCKDB_BYTES else "polars"
+    from publisher import ingest
 
-
-def input_bytes(spec: ReleaseSpec) -> int:
-    """The size of the input files (a Parquet folder: its files), 0 for what is missing."""
-    total = 0
-    for name in spec.inputs:
-        path = spec.input_path(name)
-        try:
-            if path.is_dir():
-                total += sum(_sizes(path))
-            else:
-                total += path.stat().st_size
-        except OSError:
-            continue
-    return total
-
-
-def _sizes(folder: Any) -> Iterator[int]:
-    for root, _, names in os.walk(folder):
-        for name in names:
-            try:
-                yield os.stat(os.path.join(root, name), follow_symlinks=False).st_size
-            except OSError:
-                continue
+    records = sum(ingest.records_estimate(spec, name) for name in spec.inputs)
+    return "duckdb" if records > AUTO_DUCKDB_RECORDS else "polars"
 
 
 @contextmanager
