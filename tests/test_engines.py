@@ -7,6 +7,7 @@ not bind (whatever the order) and, on the same keyed order, where they do. (Spar
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -361,3 +362,32 @@ def test_duckdb_counts_the_checks_across_inputs_as_polars_does(tmp_path: Path, k
     (problem,) = found["duckdb"]
     assert {"duplicate": "2 duplicate values", "unmatched": "1 values that match no",
             "differing": "differs between the records of 1 person"}[kind] in problem  # fmt: skip
+
+
+# --- what the docs say of the engines ------------------------------------------------------
+
+
+def test_the_readme_and_the_spec_reference_quote_the_engines_benchmark() -> None:
+    """Fails when the measured figures the README and docs/spec.md quote are no longer
+    those of the committed benchmark (``benchmarks/engines.json``): rerun it and update
+    the docs together."""
+    root = Path(__file__).resolve().parents[1]
+    measured = json.loads((root / "benchmarks" / "engines.json").read_text(encoding="utf-8"))
+    readme = " ".join((root / "README.md").read_text(encoding="utf-8").split())
+    reference = " ".join((root / "docs" / "spec.md").read_text(encoding="utf-8").split())
+
+    def quoted(run: dict[str, Any]) -> str:
+        return f"{run['seconds']:.0f} s, {run['peak_rss_mb'] / 1024:.1f} GB"
+
+    ten, hundred = measured["10000000"], measured["100000000"]
+    assert f"| 10 million | {quoted(ten['polars'])} | {quoted(ten['duckdb'])} |" in readme
+    assert f"{quoted(hundred['duckdb'])} |" in readme
+    assert f"{hundred['duckdb']['peak_rss_mb'] / 1024:.1f} GB in all at 100 million" in reference
+    for engine in ("duckdb", "polars"):
+        run = ten[engine]
+        assert f"{run['seconds']:.0f} s and {run['peak_rss_mb'] / 1024:.1f} GB" in reference
+    ratio = hundred["duckdb"]["seconds"] / hundred["bounded"]["seconds"]
+    assert f"{ratio:.1f} times what DuckDB itself takes" in reference
+    assert engines.AUTO_DUCKDB_RECORDS == 10_000_000
+    assert "`auto` chooses above 10 million records" in readme
+    assert "which `auto` chooses above 10 million records" in reference
