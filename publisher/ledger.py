@@ -426,6 +426,12 @@ class Ledger:
         self.path = Path(path)
         self.read_only = read_only
         self.busy_seconds = busy_seconds
+        if os.path.lexists(self.path) and not self.path.exists():
+            # A link to itself or to nothing: SQLite would fail on it, or create its target.
+            raise BudgetError(
+                f"{self.path}: is a link that leads to no file (a loop, or a missing target); "
+                "set privacy.ledger to a file path"
+            )
         if self.path.is_dir():
             raise BudgetError(
                 f"{self.path}: is a directory, not a ledger file; set privacy.ledger to a file path"

@@ -260,13 +260,20 @@ def _version_order(version: str) -> tuple[Any, ...]:
 
 
 def _refuse_an_earlier_version(content: ReleaseContent) -> None:
-    """A package is only replaced by a later version: one it holds already (a re-draw of
-    published figures, with another ledger) or an earlier one would publish two sets of
-    figures under one version, or make the latest version go back."""
+    """A package is only replaced by a later version of the same release: one it holds
+    already (a re-draw of published figures, with another ledger) or an earlier one would
+    publish two sets of figures under one version, or make the latest version go back."""
     previous = content.previous
     version = content.spec.release.version
     if previous is None:
         return
+    if previous.name != content.spec.release.id:
+        # Its versions would be archived and revised as this release's.
+        raise PackageError(
+            f"{previous.directory}: holds the release '{previous.name}', not "
+            f"'{content.spec.release.id}' (a package folder keeps the versions of one "
+            "release): choose another --out"
+        )
     held = [previous.version, *previous.archived_versions]
     if version in held or _version_order(version) <= _version_order(previous.version):
         raise PackageError(
@@ -293,6 +300,12 @@ def check_destination(out_dir: Path) -> None:
         raise PackageError(
             f"{out_dir}: is the root of a file system; a release replaces the whole folder it "
             f"writes, so give a folder inside it (for example {out_dir / 'datapackage'})"
+        )
+    holder = next((folder for folder in target.parents if (folder / DESCRIPTOR).is_file()), None)
+    if holder is not None:
+        raise PackageError(
+            f"{out_dir}: is inside the package {holder}; a release there would add files to "
+            "that package and break its checksums: give a folder outside it"
         )
     _restore_interrupted_swap(out_dir)
     if target.parent.is_dir():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -72,7 +73,7 @@ def _preview(
     digests: dict[str, str] | None = None,
 ) -> None:
     """Whether the ledger would accept the release (version, cap), without changing it."""
-    if release_spec.ledger_path.exists():
+    if os.path.lexists(release_spec.ledger_path):  # a broken link too: the ledger says so
         progress("Checking the ledger", None)
         book = ledger.Ledger(release_spec.ledger_path, read_only=True)
         book.preview(_spend_request(release_spec, spec_path, book, digests))

@@ -89,6 +89,9 @@ class Limits:
     cells_per_table: int = 5_000
     cells_per_input: int = 5_000
     cells_per_release: int = 20_000
+    # Each table is a CSV, a sheet of each spreadsheet and a page of the site, and the
+    # work of checking and planning grows with their number (1,000 tables: 43 s to check).
+    tables_per_release: int = 200
     keys_per_category: int = 5_000
     # The largest disclosure threshold: counts are 64-bit integers, and a threshold above
     # any count a release could hold hides every cell anyway.
@@ -1044,6 +1047,15 @@ def _limit_problems(spec: ReleaseSpec) -> list[_Problem]:
                     f"{LIMITS.keys_per_category:,}: group the keys (see groups)",
                 )
             )
+    if len(spec.tables) > LIMITS.tables_per_release:
+        problems.append(
+            _Problem(
+                "tables",
+                f"{len(spec.tables):,} tables, more than the {LIMITS.tables_per_release:,} a "
+                "release may have: split them between releases, or merge tables that share "
+                "their columns",
+            )
+        )
     sizes = [_cells(spec, table) for table in spec.tables]
     if problems or None in sizes:
         return problems  # the sizes below need every table's keys

@@ -497,6 +497,13 @@ def two_tables_of_3000_cells(spec: dict[str, Any]) -> None:
     spec["shares"] = []
 
 
+def many_tables(spec: dict[str, Any]) -> None:
+    """201 small tables: more than a release may have."""
+    table = spec["tables"][0]
+    spec["tables"] = [{**table, "name": f"table-{index:03d}"} for index in range(201)]
+    spec["shares"] = []
+
+
 def column_named(name: str) -> Callable[[dict[str, Any]], None]:
     def change(spec: dict[str, Any]) -> None:
         columns = spec["inputs"]["admissions"]["columns"]
@@ -565,6 +572,18 @@ def parquet_folder_with(what: str) -> Builder:
     return build
 
 
+def ledger_is_a_link_loop(project: Project) -> list[str]:
+    """A ledger that is a link to itself: check said valid and budget "no ledger", while
+    release refused it. (A link to a file not yet made is followed: the ledger is made
+    where the operator's link points.)"""
+    link = project.root / "ledger-link.sqlite"
+    link.symlink_to(link.name)
+    spec = project.spec()
+    spec["privacy"]["ledger"] = link.name
+    project.write_spec(spec)
+    return [str(link), "is a link that leads to no file", "set privacy.ledger"]
+
+
 def ledger_is_a_fifo(project: Project) -> list[str]:
     os.mkfifo(project.root / "ledger-pipe")
     spec = project.spec()
@@ -601,6 +620,24 @@ def destination_inside_the_input_folder(project: Project) -> list[str]:
     project.write_spec(spec)
     project.out = folder / "package"
     return [str(project.out), "is inside the input inputs.admissions"]
+
+
+def destination_inside_a_package(project: Project) -> list[str]:
+    """A folder inside the earlier package: a release there would break its checksums."""
+    package = project.out
+    project.out = package / "data" / "nested"
+    return [str(project.out), f"is inside the package {package}"]
+
+
+def another_release_over_the_package(project: Project) -> list[str]:
+    """Another release's id: its package would be archived as this release's."""
+    spec = project.spec()
+    old = spec["release"]["id"]
+    spec["release"]["id"] = "another-release"
+    spec["release"]["version"] = "0.2.0"
+    spec["privacy"]["dataset"] = old  # the same data: the ledger's cap goes on
+    project.write_spec(spec)
+    return [str(project.out), f"holds the release '{old}', not 'another-release'"]
 
 
 def destination_is_the_root(project: Project) -> list[str]:
@@ -777,6 +814,7 @@ def hostile_cases() -> list[Case]:
         spec_case(
             "two tables of 3,000 cells", two_tables_of_3000_cells, "inputs.admissions: ", "6,000"
         ),
+        spec_case("201 tables", many_tables, "tables: ", "201 tables, more than the 200"),
         spec_case(
             "5,001 keys",
             put("categories.ward.values", keys(5001)),
@@ -907,6 +945,7 @@ def hostile_cases() -> list[Case]:
         Case("parquet folder holding a pipe", parquet_folder_with("fifo"), BAD_DATA),
         Case("parquet folder holding a link", parquet_folder_with("link"), BAD_DATA),
         Case("ledger is a named pipe", ledger_is_a_fifo, BAD_HISTORY),
+        Case("ledger is a link to itself", ledger_is_a_link_loop, BAD_HISTORY),
         # Where the package goes.
         Case(
             "package folder holds the spec",
@@ -924,6 +963,18 @@ def hostile_cases() -> list[Case]:
             "package folder inside a Parquet input",
             destination_inside_the_input_folder,
             BAD_DESTINATION,
+        ),
+        Case(
+            "package folder inside the earlier package",
+            destination_inside_a_package,
+            BAD_DESTINATION,
+            needs_history=True,
+        ),
+        Case(
+            "another release over the package",
+            another_release_over_the_package,
+            BAD_DESTINATION,
+            needs_history=True,
         ),
         Case("package folder is the root", destination_is_the_root, BAD_DESTINATION),
         Case("package folder is a pipe", destination_is_a_fifo, BAD_DESTINATION),

@@ -855,6 +855,7 @@ def test_the_documented_limits_are_the_checked_ones() -> None:
         f"| cells in one table | {LIMITS.cells_per_table:,} |",
         f"| cells of all the tables of one input | {LIMITS.cells_per_input:,} |",
         f"| cells of all the tables of a release | {LIMITS.cells_per_release:,} |",
+        f"| tables of a release | {LIMITS.tables_per_release:,} |",
         f"| table `weight` | {LIMITS.weight[0]:g} to {LIMITS.weight[1]:g} |",
         f"at least rho = {short(LIMITS.min_table_loss['rho'])} (zCDP), epsilon = "
         f"{short(LIMITS.min_table_loss['epsilon'])} (pure)",
