@@ -272,6 +272,10 @@ def test_auto_chooses_by_the_size_of_the_inputs(
     assert engines.choose(parse(yaml.safe_dump(raw), base_dir=tmp_path)) == "duckdb"
     monkeypatch.setattr(engines, "AUTO_DUCKDB_RECORDS", 100)
     assert engines.choose(parse(yaml.safe_dump(raw), base_dir=tmp_path)) == "polars"
+    # Without the duckdb package, auto stays on Polars.
+    monkeypatch.setattr(engines, "AUTO_DUCKDB_RECORDS", 20)
+    monkeypatch.setattr(engines.importlib.util, "find_spec", lambda name: None)
+    assert engines.choose(spec) == "polars"
     raw = admissions_spec()
     raw["engine"] = {"name": "duckdb"}
     assert engines.choose(parse(yaml.safe_dump(raw), base_dir=tmp_path)) == "duckdb"

@@ -29,6 +29,7 @@ stay OpenDP's, in :mod:`publisher.privacy` and :mod:`publisher.accounting`.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -353,7 +354,7 @@ def choose(spec: ReleaseSpec, override: str | None = None) -> EngineName:
     """The engine a release runs on: ``override`` (``--engine``), else ``engine.name``;
     ``auto`` is Spark when an input is a Spark table, DuckDB when the inputs hold more
     than :data:`AUTO_DUCKDB_RECORDS` records (as :func:`ingest.records_estimate` counts
-    them without reading the rows), Polars otherwise."""
+    them without reading the rows) and the duckdb package is installed, Polars otherwise."""
     name = override or spec.engine.name
     if name != "auto":
         for known in ENGINES:
@@ -365,7 +366,9 @@ def choose(spec: ReleaseSpec, override: str | None = None) -> EngineName:
     from publisher import ingest
 
     records = sum(ingest.records_estimate(spec, name) for name in spec.inputs)
-    return "duckdb" if records > AUTO_DUCKDB_RECORDS else "polars"
+    # Without the duckdb package (an extra), Polars: slower beyond, but it runs.
+    installed = importlib.util.find_spec("duckdb") is not None
+    return "duckdb" if records > AUTO_DUCKDB_RECORDS and installed else "polars"
 
 
 @contextmanager
