@@ -383,7 +383,9 @@ def test_the_readme_and_the_spec_reference_quote_the_engines_benchmark() -> None
     def quoted(run: dict[str, Any]) -> str:
         return f"{run['seconds']:.0f} s, {run['peak_rss_mb'] / 1024:.1f} GB"
 
-    ten, hundred = measured["10000000"], measured["100000000"]
+    one, ten, hundred = measured["1000000"], measured["10000000"], measured["100000000"]
+    assert f"| 1 million | {quoted(one['polars'])} | {quoted(one['duckdb'])} |" in readme
+    assert one["duckdb"]["seconds"] <= one["polars"]["seconds"] * 1.1  # auto's threshold
     assert f"| 10 million | {quoted(ten['polars'])} | {quoted(ten['duckdb'])} |" in readme
     assert f"{quoted(hundred['duckdb'])} |" in readme
     assert f"{hundred['duckdb']['peak_rss_mb'] / 1024:.1f} GB in all at 100 million" in reference
@@ -392,6 +394,6 @@ def test_the_readme_and_the_spec_reference_quote_the_engines_benchmark() -> None
         assert f"{run['seconds']:.0f} s and {run['peak_rss_mb'] / 1024:.1f} GB" in reference
     ratio = hundred["duckdb"]["seconds"] / hundred["bounded"]["seconds"]
     assert f"{ratio:.1f} times what DuckDB itself takes" in reference
-    assert engines.AUTO_DUCKDB_RECORDS == 10_000_000
-    assert "`auto` chooses above 10 million records" in readme
-    assert "which `auto` chooses above 10 million records" in reference
+    assert engines.AUTO_DUCKDB_RECORDS == 1_000_000
+    assert "`auto` chooses above 1 million records" in readme
+    assert "which `auto` chooses above 1 million records" in reference

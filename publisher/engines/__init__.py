@@ -69,9 +69,9 @@ __all__ = [
 EngineName = Literal["polars", "duckdb", "spark"]
 ENGINES: tuple[EngineName, ...] = ("polars", "duckdb", "spark")
 # Above this many records over the inputs, ``auto`` chooses DuckDB (benchmarks/ENGINES.md:
-# at 10 million records DuckDB takes no longer than Polars and half its memory, and
-# Polars' memory grows with the inputs while DuckDB's stays within its limit).
-AUTO_DUCKDB_RECORDS = 10_000_000
+# from 1 million records DuckDB takes no longer than Polars, and less memory, and Polars'
+# memory grows with the inputs while DuckDB's stays within its limit).
+AUTO_DUCKDB_RECORDS = 1_000_000
 
 Int64Array = npt.NDArray[np.int64]
 
