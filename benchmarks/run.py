@@ -141,28 +141,25 @@ WHY = """
 The release does far more than the plain baseline: it reads every input row once and
 checks it (identifiers, keys, references between inputs, unique identifiers),
 fingerprints the inputs for the ledger (SHA-256 of every byte), stages what it uses as
-Parquet in a private folder (identifiers hashed), shuffles and truncates each input once
-with OpenDP's truncation transformation, measures every table with OpenDP on the kept
-records, estimates consistent tables, and writes and validates a package with
-spreadsheets, a zip and checksums.
+Parquet in a private folder (identifiers hashed), rehearses the whole package and the
+site's pages from placeholder figures before anything is spent (about 1 s, whatever the
+data's size), bounds each input once in a random order, measures each input's tables
+together with OpenDP, estimates consistent tables, and writes and validates a package with
+spreadsheets, a zip and checksums. Above a million records (every size here but the two
+smallest) `auto` runs the private computation on DuckDB (see ENGINES.md).
 
 Per-table OpenDP "as usually used" pays, for every table, the Context's search for the
 noise scale (about 2 s, whatever the data's size) and a per-person truncation over the
-whole input (a window over the identifier, about 0.5 s per million records). The release
-builds each measurement at its scale (OpenDP's privacy map still checks it against the
-table's share) and truncates each input once: the stability map of OpenDP's truncation
-gives the distance at which every table of the input is measured, and with one record per
-person the truncation is a group-by on the identifier, several times faster than the
-window. At 10M crimes the truncation itself dominates (suspects: 26 million records), so
-the speed-up over per-table OpenDP narrows.
+whole input (a window over the identifier). The release builds each measurement at its
+scale (OpenDP's privacy map still checks it) and bounds each input once. The speed-up
+narrows with size because the per-person bounds then dominate both; at 1M crimes it
+missed its target once the dry run (about 1 s) and the start-up of the engines were
+added (it was 6.5x before them).
 
 Memory: Polars' CSV reader maps the whole file into memory, which is why the plain
 baseline and per-table OpenDP peak above 5 GB at 10M crimes (2.3 GB of CSV). The release
 reads inputs with pyarrow in blocks of 16 MB and stages them, so reading costs well under
-1 GB whatever the file's size; its peak comes from truncating the largest input in memory
-(26 million suspect records at 10M crimes: hashed identifiers and enum keys, shuffled and
-grouped by person). (Tried and not kept: a streamed staging sorted by identifier hash,
-which halved nothing that mattered and doubled the time of each measurement.)
+1 GB whatever the file's size, and DuckDB bounds and counts within its memory limit.
 """
 
 

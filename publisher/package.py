@@ -301,7 +301,16 @@ def check_destination(out_dir: Path) -> None:
             f"{out_dir}: is the root of a file system; a release replaces the whole folder it "
             f"writes, so give a folder inside it (for example {out_dir / 'datapackage'})"
         )
-    holder = next((folder for folder in target.parents if (folder / DESCRIPTOR).is_file()), None)
+    # A package as publisher makes them (a descriptor and its checksums), not any folder
+    # with a datapackage.json above it.
+    holder = next(
+        (
+            folder
+            for folder in target.parents
+            if (folder / DESCRIPTOR).is_file() and (folder / CHECKSUMS).is_file()
+        ),
+        None,
+    )
     if holder is not None:
         raise PackageError(
             f"{out_dir}: is inside the package {holder}; a release there would add files to "
