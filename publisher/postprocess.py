@@ -118,8 +118,8 @@ class TableEstimates:
         standard error and the margin whose outward-rounded 95% interval covers the true
         value with at least 95% probability (see :mod:`publisher.intervals`)."""
         errors = np.sqrt(
-            # The diagonal of C V C^T, through BLAS (an einsum here is not).
-            np.maximum(((combinations @ self.covariance) * combinations).sum(axis=1), 0.0)
+            # The diagonal of C V C^T.
+            np.maximum((_rows_times(combinations, self.covariance) * combinations).sum(axis=1), 0.0)
         )
         if self.weights is None or self.noise is None:
             models: list[intervals.ErrorModel] = [
@@ -129,10 +129,23 @@ class TableEstimates:
             noise = self.noise
             models = [
                 intervals.error_model(row, noise.distributions, noise.scales, noise.variances)
-                for row in combinations @ self.weights
+                for row in _rows_times(combinations, self.weights)
             ]
         margins = np.asarray([intervals.margin(model, base) for model in models])
         return errors, margins
+
+
+def _rows_times(combinations: Matrix, matrix: Matrix) -> Matrix:
+    """``combinations @ matrix``, with the rows that pick one cell (a single 1) taken as
+    that cell's row of ``matrix``: exactly what the product gives for them, without the
+    product (a table's cells are such rows: 5,000 cells took seconds through BLAS)."""
+    picks = (np.count_nonzero(combinations, axis=1) == 1) & (combinations.max(axis=1) == 1.0)
+    product = np.empty((combinations.shape[0], matrix.shape[1]))
+    product[picks] = matrix[np.argmax(combinations[picks], axis=1)]
+    if not picks.all():
+        # Totals and other sums, through BLAS (an einsum here is not).
+        product[~picks] = combinations[~picks] @ matrix
+    return product
 
 
 def quantile(distribution: str) -> float:
