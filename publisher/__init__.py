@@ -9,8 +9,11 @@ The modules, in the order data flows through them (see DESIGN.md):
 - ``ledger``: the private SQLite privacy-budget ledger: reserve before noise, commit after.
 - ``accounting``: what each measurement costs each privacy unit (OpenDP's privacy maps),
   from public parameters only; under zCDP an input's measurements are its strategy's.
-- ``privacy``: differentially private counts with OpenDP (the only module that counts
-  rows; ``ingest`` only checks them).
+- ``engines``: where each input is bounded and counted (Polars in memory, DuckDB out of
+  core, or Spark): exact counts only, the same on every engine (``ingest`` only checks
+  rows).
+- ``privacy``: differentially private counts with OpenDP, the only module that draws
+  noise, from the engines' exact counts.
 - ``postprocess``: consistent estimates (least squares, from the strategy's answers or
   the tables' noisy cells), totals and headline shares with intervals, from noisy values
   only.
