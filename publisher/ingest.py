@@ -523,17 +523,9 @@ def records_estimate(spec: ReleaseSpec, name: str) -> int:
 def _plain(path: Path) -> bool:
     """Whether ``path`` is a regular file, or a folder holding only folders and regular
     files, none of them a link."""
-    mode = os.lstat(path).st_mode
-    if stat.S_ISREG(mode):
-        return True
-    if not stat.S_ISDIR(mode):
-        return False
-    for root, folders, names in os.walk(path):
-        for entry in (*folders, *names):
-            mode = os.lstat(os.path.join(root, entry)).st_mode
-            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                return False
-    return True
+    if stat.S_ISDIR(os.lstat(path).st_mode):
+        return all(what is None for _, what in files.walk_regular(path))
+    return files.kind_problem(path, follow_links=False) is None
 
 
 def _quoted(identifier: str) -> str:
