@@ -19,7 +19,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from publisher import engines, ingest, privacy, staging
+from publisher import engines, privacy, staging
 from publisher.engines import OrderKey, sql
 from publisher.engines.duckdb import DuckDBRunner, connect
 from publisher.engines.polars import order_key
@@ -213,23 +213,18 @@ def linked_spec(cap: int) -> ReleaseSpec:
 def suspects(groups: int, seed: int) -> pl.LazyFrame:
     """Suspect records linked to victims: groups of suspects sharing victims, so that a
     bound per victim binds in some groups and not in others."""
+    from tests.test_audit import suspect_records
+
     rng = np.random.default_rng(seed)  # test data, not privacy noise
-    rows = []
+    victims: dict[str, list[tuple[str, str]]] = {}
     for group in range(groups):
         members = [f"S{group}-{m}" for m in range(int(rng.integers(1, 6)))]
         wards = {member: WARDS[rng.integers(len(WARDS))] for member in members}
         for victim in range(int(rng.integers(1, 4))):
             for member in members:
                 if rng.random() < 0.8:
-                    rows.append((member, wards[member], f"V{group}-{victim}"))
-    frame = pl.DataFrame(rows, schema=["suspect_id", "ward", "victim"], orient="row")
-    return (
-        frame.lazy()
-        .with_columns(
-            ingest.identifier_hash(pl.col("victim")).alias(ingest.linked_column("victim"))
-        )
-        .drop("victim")
-    )
+                    victims.setdefault(f"V{group}-{victim}", []).append((member, wards[member]))
+    return suspect_records(victims)
 
 
 @pytest.mark.parametrize("cap", [2, 8])
