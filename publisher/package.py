@@ -360,7 +360,7 @@ def stage(content: ReleaseContent, out_dir: Path) -> Path:
     )
     try:
         # mkdtemp makes the directory private (0700); a published package is for everyone.
-        staging.chmod(0o777 & ~_umask())
+        staging.chmod(0o777 & ~staging_folders.umask())
         with named_as(staging, out_dir):
             try:
                 build(content, staging)
@@ -440,10 +440,6 @@ def _restore_interrupted_swap(out_dir: Path) -> None:
         retired[-1].rename(target)
 
 
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
 
 
 def _swap(staging: Path, target: Path) -> None:

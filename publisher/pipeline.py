@@ -10,6 +10,9 @@ import dataclasses
 import hashlib
 import math
 import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -60,9 +63,10 @@ def check(spec_path: Path, progress: Progress = quiet, engine: str | None = None
     not yet released, room under the cap). Spends nothing."""
     progress = _observed(progress)
     release_spec = spec.load(spec_path)
-    checked = engines.get(engines.choose(release_spec, engine)).check(release_spec, progress)
-    _preview(release_spec, spec_path, progress, checked.digests)
-    rehearse(release_spec, spec_path, None, progress)
+    with _rehearsing(release_spec, spec_path, None, progress) as rehearsed:
+        checked = engines.get(engines.choose(release_spec, engine)).check(release_spec, progress)
+        _preview(release_spec, spec_path, progress, checked.digests)
+        rehearsed()
     return CheckResult(release_spec, dict(checked.rows))
 
 
@@ -116,6 +120,37 @@ def rehearse(
             ) from None
 
 
+@contextmanager
+def _rehearsing(
+    release_spec: spec.ReleaseSpec,
+    spec_path: Path,
+    previous: package.PreviousRelease | None,
+    progress: Progress,
+) -> Iterator[Callable[[], None]]:
+    """:func:`rehearse` in a thread of its own while the block reads the inputs: the dry
+    run reads none of them, so it runs beside the reading instead of after it. Yields
+    the function that waits for it and raises what it found: the block calls it once the
+    inputs are checked, so a problem with the inputs is still reported first. The thread
+    is waited for before the block is left, whatever happens in it (its scratch folder is
+    removed by then)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publisher-rehearsal") as pool:
+        # The thread reports nothing (the display is the main thread's); at each of its
+        # stages it stops if an interrupt has arrived (raised in the main thread, which
+        # leaves the block and waits here).
+        future = pool.submit(rehearse, release_spec, spec_path, previous, _stop_if_interrupted)
+
+        def finished() -> None:
+            if not future.done():
+                progress("Rehearsing the package with placeholder figures", None)
+            future.result()
+
+        yield finished
+
+
+def _stop_if_interrupted(step: str, fraction: float | None) -> None:
+    interrupts.checkpoint()
+
+
 def release(
     spec_path: Path, out_dir: Path, progress: Progress = quiet, engine: str | None = None
 ) -> ReleaseResult:
@@ -140,11 +175,14 @@ def release(
         progress("Checking the package to be replaced", None)
     previous = package.previous_release(out_dir)
     _check_previous_against_ledger(release_spec, previous)
-    with engines.get(engines.choose(release_spec, engine)).load(release_spec, progress) as loaded:
+    with (
+        _rehearsing(release_spec, spec_path, previous, progress) as rehearsed,
+        engines.get(engines.choose(release_spec, engine)).load(release_spec, progress) as loaded,
+    ):
         # What ``check`` does, then the reserve (which checks the ledger as check's
         # preview does, and resolves a reservation whose process is gone): nothing the
         # spec or the inputs cause can fail after it.
-        rehearse(release_spec, spec_path, previous, progress)
+        rehearsed()
         return _release(release_spec, spec_path, loaded, out_dir, previous, progress)
 
 

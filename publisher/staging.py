@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["PREFIX", "alive", "private_folder"]
+__all__ = ["PREFIX", "alive", "private_folder", "umask"]
 
 PREFIX = "publisher-private-"
 
@@ -48,3 +48,20 @@ def alive(pid: int) -> bool:
     except PermissionError:
         pass  # it exists, under another user
     return True
+
+
+def umask() -> int:
+    """The process's file-creation mask, read without changing it where the system says
+    it (Linux's ``/proc``): setting and restoring it, the only portable way, would give
+    files created meanwhile by another thread (the dry run runs beside the reading of the
+    inputs) the mask set for that instant."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        status = ""
+    for line in status.splitlines():
+        if line.startswith("Umask:"):
+            return int(line.split()[1], 8)
+    current = os.umask(0o077)  # for that instant, the most private mask, not the least
+    os.umask(current)
+    return current

@@ -261,11 +261,12 @@ def test_a_release_reports_its_stages_and_how_far_each_has_gone(
         lambda step, fraction: reports.append((step, fraction)),
     )
     steps = list(dict.fromkeys(step for step, _ in reports))
-    assert steps == [
+    # The dry run runs beside the reading: the release waits for it (and says so) only if
+    # it is still running once the inputs are checked.
+    rehearsing = "Rehearsing the package with placeholder figures"
+    assert [step for step in steps if step != rehearsing] == [
         "Reading and checking admissions",
         "Checking references between inputs",
-        "Rehearsing the package with placeholder figures",
-        "Rehearsing the site pages",
         "Reserving the privacy loss",
         "Bounding admissions",
         "Measuring the admissions tables",

@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from publisher import files, model
+from publisher import staging as staging_folders
 from publisher.errors import PackageError
 from publisher.site.render import render_pages
 from publisher.site.text import one_line, plain
@@ -90,7 +91,7 @@ def _staged(target: Path, purpose: str) -> Iterator[Path]:
     staging = _staging_dir(target, purpose)
     try:
         # mkdtemp makes the folder private (0700); a site is for everyone to read.
-        staging.chmod(0o777 & ~_umask())
+        staging.chmod(0o777 & ~staging_folders.umask())
         yield staging
         _swap_into_place(staging, target)
     finally:
@@ -98,10 +99,6 @@ def _staged(target: Path, purpose: str) -> Iterator[Path]:
             shutil.rmtree(staging)
 
 
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
 
 
 def _marked(folder: Path, marker: str, text: str) -> bool:
