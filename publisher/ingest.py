@@ -24,7 +24,7 @@ import stat
 import tempfile
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,8 +109,11 @@ class Counting:
         )
         return int(unmatched.collect(engine="streaming").item())
 
-    def differing(self, staged: Staged, identifier: str, columns: list[str]) -> dict[str, int]:
-        """For each of ``columns``: the people whose records hold more than one value."""
+    def differing(
+        self, staged: Staged, identifier: str, columns: dict[str, Sequence[str]]
+    ) -> dict[str, int]:
+        """For each of ``columns`` (with its keys: the values it can hold once staged):
+        the people whose records hold more than one value."""
         found = (
             staged.frame.group_by(identifier)
             .agg(pl.col(columns).n_unique())
@@ -772,7 +775,11 @@ def _person_problems(spec: ReleaseSpec, name: str, staged: Staged, counting: Cou
     source = spec.inputs[name]
     if not source.linked_units:
         return []
-    differing = counting.differing(staged, source.identifier, _read_columns(source))
+    columns = {
+        column: spec.categories[source.columns[column].categories].values
+        for column in _read_columns(source)
+    }
+    differing = counting.differing(staged, source.identifier, columns)
     return [
         person_problem(spec, name, column, count) for column, count in differing.items() if count
     ]

@@ -86,6 +86,11 @@ class DuckDBRunner(sql.SqlRunner):
         self.connection.execute(f"DROP TABLE IF EXISTS {name}")
 
 
+def _enum(keys: Sequence[str]) -> str:
+    """A DuckDB enum type of ``keys`` (public: the spec's), as SQL."""
+    return "ENUM(" + ", ".join("'" + key.replace("'", "''") + "'" for key in keys) + ")"
+
+
 def _parts(folder: Path) -> str:
     """The staged Parquet parts of an input, as DuckDB reads them (a path made here)."""
     return "read_parquet('" + str(folder / "*.parquet").replace("'", "''") + "')"
@@ -116,14 +121,16 @@ class DuckDBCounting(ingest.Counting):
         )
 
     def differing(
-        self, staged: ingest.Staged, identifier: str, columns: list[str]
+        self, staged: ingest.Staged, identifier: str, columns: dict[str, Sequence[str]]
     ) -> dict[str, int]:
         # A person's values differ when their least and greatest differ (the columns hold no
         # empty value by now): plain aggregates, which DuckDB spills to disk, where
-        # ``count(DISTINCT ...)`` per person holds every person's set in memory.
+        # ``count(DISTINCT ...)`` per person holds every person's set in memory. Compared as
+        # enums of the column's keys (which are all it holds): integers, not text.
         per_person = ", ".join(
-            f"min({_quoted(column)}) <> max({_quoted(column)}) AS c{position}"
-            for position, column in enumerate(columns)
+            f"min({typed}) <> max({typed}) AS c{position}"
+            for position, (column, keys) in enumerate(columns.items())
+            for typed in [f"CAST({_quoted(column)} AS {_enum(keys)})"]
         )
         over = ", ".join(f"count(*) FILTER (WHERE c{p})" for p in range(len(columns)))
         row = self.connection.execute(

@@ -43,6 +43,7 @@ from publisher.engines import Int64Array, LeafCounts, OrderKey, SqlDialect
 __all__ = [
     "SqlRunner",
     "edge_table",
+    "first_edges",
     "greedy_rounds",
     "histogram",
     "leaf_counts",
@@ -86,17 +87,32 @@ def leaf_counts(
     bound: int,
     order: OrderKey,
 ) -> LeafCounts:
-    """The exact counts of the records kept by truncation to ``bound`` per person."""
+    """The exact counts of the records kept by truncation to ``bound`` per person.
+
+    A person with at most ``bound`` records keeps them all, so only the others are put in
+    the keyed order (a window sorts each person's records; a count per person does not):
+    the same counts as the window over everyone, in about half the time on the demo."""
     codes = code_columns(len(columns))
     listed = ", ".join(codes)
+    carried = "".join(f", s.{code}" for code in codes)
     key = order.sql(["id", *codes], split=[True] + [False] * len(codes), dialect=runner)
     query = f"""
-        SELECT {listed}, count(*) FROM (
-            SELECT {listed},
-                   row_number() OVER (PARTITION BY id ORDER BY key, {listed}) AS position
-            FROM (SELECT id, {listed}, {key} AS key FROM {relation})
-        ) WHERE position <= {int(bound)}
-        GROUP BY {listed}
+        WITH people AS (SELECT id, count(*) AS records FROM {relation} GROUP BY id),
+        counted AS (
+            SELECT s.id{carried}, p.records FROM {relation} s JOIN people p ON p.id = s.id
+        )
+        SELECT {listed}, sum(kept) FROM (
+            SELECT {listed}, count(*) AS kept FROM counted
+            WHERE records <= {int(bound)} GROUP BY {listed}
+            UNION ALL
+            SELECT {listed}, count(*) AS kept FROM (
+                SELECT {listed},
+                       row_number() OVER (PARTITION BY id ORDER BY key, {listed}) AS position
+                FROM (SELECT id, {listed}, {key} AS key FROM counted
+                      WHERE records > {int(bound)})
+            ) WHERE position <= {int(bound)}
+            GROUP BY {listed}
+        ) GROUP BY {listed}
     """
     return LeafCounts.from_frame(columns, shape, runner.fetch(query))
 
@@ -115,18 +131,27 @@ def histogram(runner: SqlRunner, relation: str, bins: int) -> Int64Array:
 
 
 def greedy_rounds(
-    runner: SqlRunner, edges: str, cap: int, codes: Sequence[str]
+    runner: SqlRunner,
+    edges: str,
+    cap: int,
+    codes: Sequence[str],
+    firsts: str | None = None,
 ) -> list[tuple[int, ...]]:
     """Run the greedy matching of ``edges`` (``own``, ``linked``, ``key``, the own person's
     ``codes``, ``load`` = 0) with at most ``cap`` own people per linked person, in rounds:
     the counts of the matched own people by ``codes`` (rows of codes then a count; one row
-    per round and combination: they add up).
+    per round and combination: they add up). ``firsts`` is :func:`first_edges` of the
+    edges, when the caller has made it for several caps.
 
     Each undecided edge carries ``load``, how many own people its linked person has."""
     carried = "".join(f", {code}" for code in codes)
     grouped = ", ".join(codes)
     rows: list[tuple[int, ...]] = []
-    remaining = _settle_first(runner, edges, cap, codes, rows)
+    own_firsts = firsts is None
+    firsts = first_edges(runner, edges, codes) if firsts is None else firsts
+    remaining = _settle_first(runner, edges, firsts, cap, codes, rows)
+    if own_firsts:
+        runner.drop(firsts)
     while True:
         accepted = runner.new_name("chosen")
         runner.materialize(
@@ -159,20 +184,43 @@ def greedy_rounds(
                 AND {load} < {int(cap)}""",
         )
         runner.drop(accepted)
-        if remaining != edges:
-            runner.drop(remaining)
-        remaining = left
-    if remaining != edges:
         runner.drop(remaining)
+        remaining = left
+    runner.drop(remaining)
     return rows
 
 
+def first_edges(runner: SqlRunner, edges: str, codes: Sequence[str]) -> str:
+    """A new table of each own person's first edge in the order (``own``, ``linked``, the
+    own person's ``codes``) with the linked person's ``degree``: how many own people they
+    have in all. It does not depend on the cap, so one serves every cap."""
+    carried = "".join(f", e.{code}" for code in codes)
+    firsts = runner.new_name("firsts")
+    runner.materialize(
+        firsts,
+        f"""SELECT e.own, e.linked{carried}, d.degree FROM (
+                SELECT own, linked{"".join(f", {code}" for code in codes)},
+                       row_number() OVER (PARTITION BY own ORDER BY key, linked) AS at_own
+                FROM {edges}
+            ) e JOIN (SELECT linked, count(*) AS degree FROM {edges} GROUP BY linked) d
+            ON d.linked = e.linked
+            WHERE e.at_own = 1""",
+    )
+    return firsts
+
+
 def _settle_first(
-    runner: SqlRunner, edges: str, cap: int, codes: Sequence[str], rows: list[tuple[int, ...]]
+    runner: SqlRunner,
+    edges: str,
+    firsts: str,
+    cap: int,
+    codes: Sequence[str],
+    rows: list[tuple[int, ...]],
 ) -> str:
     """Decide at once the own people whose first edge in the order goes to a linked person
-    with at most ``cap`` own people in all: adds their counts to ``rows`` and returns the
-    other own people's edges (a new table), on which the rounds give the rest.
+    with at most ``cap`` own people in all (from ``firsts``, see :func:`first_edges`): adds
+    their counts to ``rows`` and returns the other own people's edges (a new table), on
+    which the rounds give the rest.
 
     The sequential run accepts such a first edge (the own person is unmatched, and the
     linked person can never be full) and then rejects the person's later edges, so these
@@ -180,31 +228,18 @@ def _settle_first(
     edge are the same without them. In data like the demo, where most linked people have
     few own people, this decides most edges in one pass.
     """
-    carried = "".join(f", e.{code}" for code in codes)
     grouped = ", ".join(codes)
-    settled = runner.new_name("settled")
-    runner.materialize(
-        settled,
-        f"""SELECT e.own{carried} FROM (
-                SELECT own, linked{"".join(f", {code}" for code in codes)},
-                       row_number() OVER (PARTITION BY own ORDER BY key, linked) AS at_own
-                FROM {edges}
-            ) e JOIN (SELECT linked FROM {edges} GROUP BY linked HAVING count(*) <= {int(cap)}) d
-            ON d.linked = e.linked
-            WHERE e.at_own = 1""",
-    )
     counted = runner.fetch(
-        f"SELECT {grouped}{', ' if codes else ''}count(*) FROM {settled}"
-        + (f" GROUP BY {grouped}" if codes else "")
+        f"SELECT {grouped}{', ' if codes else ''}count(*) FROM {firsts} "
+        f"WHERE degree <= {int(cap)}" + (f" GROUP BY {grouped}" if codes else "")
     )
     rows.extend(row for row in counted if row[-1])
     left = runner.new_name("edges")
     runner.materialize(
         left,
         f"SELECT e.* FROM {edges} e WHERE NOT EXISTS "
-        f"(SELECT 1 FROM {settled} s WHERE s.own = e.own)",
+        f"(SELECT 1 FROM {firsts} s WHERE s.own = e.own AND s.degree <= {int(cap)})",
     )
-    runner.drop(settled)
     return left
 
 
@@ -232,7 +267,11 @@ def linked_counted(
 ) -> list[int]:
     """How many own people the linked projection counts under each of ``caps``."""
     edges = edge_table(runner, relation, order)
-    counted = [sum(int(row[-1]) for row in greedy_rounds(runner, edges, cap, [])) for cap in caps]
+    firsts = first_edges(runner, edges, [])
+    counted = [
+        sum(int(row[-1]) for row in greedy_rounds(runner, edges, cap, [], firsts)) for cap in caps
+    ]
+    runner.drop(firsts)
     runner.drop(edges)
     return counted
 
@@ -251,10 +290,13 @@ def linked_counts(
     ``reference_cap`` would count (0 without one)."""
     codes = code_columns(len(columns))
     edges = edge_table(runner, relation, order, len(codes))
-    leaves = LeafCounts.from_frame(columns, shape, greedy_rounds(runner, edges, cap, codes))
+    firsts = first_edges(runner, edges, codes)
+    rows = greedy_rounds(runner, edges, cap, codes, firsts)
+    leaves = LeafCounts.from_frame(columns, shape, rows)
     more = 0
     if reference_cap is not None:
-        reference = sum(int(row[-1]) for row in greedy_rounds(runner, edges, reference_cap, []))
-        more = reference - leaves.total
+        reference = greedy_rounds(runner, edges, reference_cap, [], firsts)
+        more = sum(int(row[-1]) for row in reference) - leaves.total
+    runner.drop(firsts)
     runner.drop(edges)
     return leaves, more
