@@ -440,8 +440,6 @@ def _restore_interrupted_swap(out_dir: Path) -> None:
         retired[-1].rename(target)
 
 
-
-
 def _swap(staging: Path, target: Path) -> None:
     """Replace ``target`` with ``staging``: an atomic exchange where the system has one
     (Linux renameat2), else two renames, after which a kill between them is repaired by

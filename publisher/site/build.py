@@ -99,8 +99,6 @@ def _staged(target: Path, purpose: str) -> Iterator[Path]:
             shutil.rmtree(staging)
 
 
-
-
 def _marked(folder: Path, marker: str, text: str) -> bool:
     """Whether ``folder`` holds the regular file ``marker`` starting with ``text``."""
     path = folder / marker
