@@ -24,7 +24,7 @@ import stat
 import tempfile
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,7 +110,7 @@ class Counting:
         return int(unmatched.collect(engine="streaming").item())
 
     def differing(
-        self, staged: Staged, identifier: str, columns: dict[str, Sequence[str]]
+        self, staged: Staged, identifier: str, columns: Mapping[str, Sequence[str]]
     ) -> dict[str, int]:
         """For each of ``columns`` (with its keys: the values it can hold once staged):
         the people whose records hold more than one value."""

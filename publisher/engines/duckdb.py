@@ -9,7 +9,7 @@ on it within ``engine.memory_limit``, spilling to that private folder when it ne
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,7 +121,7 @@ class DuckDBCounting(ingest.Counting):
         )
 
     def differing(
-        self, staged: ingest.Staged, identifier: str, columns: dict[str, Sequence[str]]
+        self, staged: ingest.Staged, identifier: str, columns: Mapping[str, Sequence[str]]
     ) -> dict[str, int]:
         # A person's values differ when their least and greatest differ (the columns hold no
         # empty value by now): plain aggregates, which DuckDB spills to disk, where
