@@ -34,7 +34,8 @@ The rules, each named by a short stable id in its messages:
   exactly once, and no other does.
 - ``interval``: ``0 <= lower_95 <= value <= upper_95`` for counts, and
   ``0 <= lower_95 <= percent <= upper_95 <= 100`` for headline shares.
-- ``checksum``: ``SHA256SUMS`` exists, each line names a plain path and matches its file,
+- ``checksum``: ``SHA256SUMS`` exists, is exactly as ``publisher release`` writes it (see
+  :func:`publisher.model.parse_checksums`), each line names a plain path and matches its file,
   every file of the package but ``SHA256SUMS`` itself is listed, and the package holds
   nothing but regular files (no links, pipes or devices). Previous versions under
   ``archive/`` are checked through these hashes only.
@@ -97,7 +98,6 @@ _MARKER = re.compile(r"\[[a-z]+\]")
 _INTEGER = re.compile(r"-?[0-9]+")
 _NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_CHECKSUM_LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
 _RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
     r"(?:[Zz]|[-+][0-9]{2}:[0-9]{2})"
@@ -853,8 +853,8 @@ def read_checksums(
     package_dir: Path,
 ) -> tuple[dict[str, tuple[str, int]] | None, list[str]]:
     """The paths SHA256SUMS lists, each with its SHA-256 and line number, and the problems
-    of its lines (a line that is not ``<hash>  <path>``, an untrusted path, a path listed
-    twice). None, with the problem, when the file is missing or cannot be read."""
+    of its lines (see :func:`model.parse_checksums`: anything but what `publisher release`
+    writes). None, with the problem, when the file is missing or is refused as a whole."""
     listed, numbered = _checksum_lines(package_dir)
     return listed, [problem for _, problem in numbered]
 
@@ -864,7 +864,7 @@ def _checksum_lines(
 ) -> tuple[dict[str, tuple[str, int]] | None, list[tuple[int, str]]]:
     sums_path = package_dir / CHECKSUMS
     try:
-        lines = model.read_file(package_dir, CHECKSUMS).decode("utf-8").splitlines()
+        data = model.read_file(package_dir, CHECKSUMS)
     except model.UntrustedFile as error:
         if error.reason != _MISSING:
             return None, [(0, f"{sums_path}: checksum: {error.reason}; expected a text file")]
@@ -875,35 +875,13 @@ def _checksum_lines(
                 f"its files in {CHECKSUMS} (restore it, or release the package again)",
             )
         ]
-    except UnicodeDecodeError as error:
-        return None, [(0, f"{sums_path}: checksum: cannot be read ({type(error).__name__})")]
-    problems: list[tuple[int, str]] = []
-    listed: dict[str, tuple[str, int]] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        at = f"{sums_path}: line {number}: checksum"
-        match = _CHECKSUM_LINE.fullmatch(line)
-        if not match:
-            problems.append(
-                (
-                    number,
-                    f"{at}: not in sha256sum format; expected '<64 hexadecimal digits>  <path>'",
-                )
-            )
-            continue
-        expected, relative = match.group(1).lower(), match.group(2)
-        refused = model.path_problem(relative)
-        if refused:
-            problems.append((number, f"{at}: the path {relative!r}: {refused}"))
-            continue
-        if relative in listed:
-            problems.append(
-                (number, f"{at}: {relative!r} is already listed on line {listed[relative][1]}")
-            )
-            continue
-        listed[relative] = (expected, number)
-    return listed, problems
+    listed, problems = model.parse_checksums(data)
+    return listed, [
+        (number, f"{sums_path}: line {number}: checksum: {reason}")
+        if number
+        else (number, f"{sums_path}: checksum: {reason}")
+        for number, reason in problems
+    ]
 
 
 # --- the zip of the version ----------------------------------------------------------------

@@ -69,6 +69,7 @@ __all__ = [
     "Truncation",
     "UntrustedFile",
     "advice",
+    "parse_checksums",
     "parse_json",
     "path_problem",
     "read",
@@ -89,7 +90,13 @@ COUNT_COLUMNS = (VALUE, MARKER, LOWER, UPPER)
 _SAFE_PART = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+\-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_CHECKSUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
+# Exactly the line `publisher release` writes (text mode: two spaces, never " *").
+_CHECKSUM_LINE = re.compile(r"([0-9a-f]{64})  (.+)")
+_CHECKSUM_FORMAT = (
+    "expected 64 lowercase hexadecimal digits, two spaces and a path, as `sha256sum` writes "
+    "them ('<hash>  <path>')"
+)
+_CHECKSUM_FIX = "download the package again, or release it again"
 _HINT = (
     "The package is read as `publisher release` writes it: check it with "
     "`publisher validate {package}`, fix it or release again"
@@ -995,32 +1002,90 @@ def _read_share(reader: _Reader, obj: Mapping[str, Any], index: int) -> Share:
 
 
 def _read_checksums(reader: _Reader, package_dir: Path) -> dict[str, str]:
-    """The package's SHA256SUMS (the format `sha256sum` writes), by path; {} if absent."""
+    """The package's SHA256SUMS (see :func:`parse_checksums`), by path; {} if absent."""
     path = package_dir / CHECKSUMS
     if not path.exists() and not path.is_symlink():
         return {}
     try:
-        text = read_file(package_dir, CHECKSUMS).decode("utf-8")
+        data = read_file(package_dir, CHECKSUMS)
     except UntrustedFile as error:
         reader.problems.extend(error.problems)
         return {}
-    except UnicodeDecodeError:
-        reader.problems.append(f"{path}: not UTF-8 text; release the package again")
-        return {}
-    checksums: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        match = _CHECKSUM_LINE.match(line)
-        if not line.strip():
-            continue
-        if match is None or path_problem(match.group(2)) or match.group(2) in checksums:
-            reader.problems.append(
-                f"{path}: line {number}: expected 64 lowercase hexadecimal digits, two spaces "
-                "and a relative path inside the package, each path once, as `sha256sum` "
-                "writes them; release the package again"
+    listed, problems = parse_checksums(data)
+    reader.problems += [
+        f"{path}: line {number}: {reason}" if number else f"{path}: {reason}"
+        for number, reason in problems
+    ]
+    return {relative: digest for relative, (digest, _) in (listed or {}).items()}
+
+
+def parse_checksums(
+    data: bytes,
+) -> tuple[dict[str, tuple[str, int]] | None, list[tuple[int, str]]]:
+    """The paths a SHA256SUMS file lists, each with its SHA-256 and line number, and the
+    problems found, each as (line number, reason), the number 0 for the file as a whole.
+
+    Strict, as `validate` must be: only what `publisher release` writes is read, UTF-8
+    without a byte order mark, LF line endings, a final newline, no blank line, and each
+    line ``<64 lowercase hex>  <path>`` with a plain path (:func:`path_problem`) listed once.
+    A file that went through a tool converting its line endings (CRLF, bare CR) or its
+    encoding is refused as a whole (None), not half-read: its lines are not looked at.
+    """
+    if data.startswith(b"\xef\xbb\xbf"):
+        return None, [
+            (
+                1,
+                "starts with a byte order mark; expected UTF-8 text without one, as "
+                f"`sha256sum` writes it: {_CHECKSUM_FIX}",
             )
-            continue
-        checksums[match.group(2)] = match.group(1)
-    return checksums
+        ]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, [(0, f"is not UTF-8 text: {_CHECKSUM_FIX}")]
+    if "\r" in text:
+        return None, [
+            (
+                text.count("\n", 0, text.index("\r")) + 1,
+                "has a carriage return (CR, as in Windows CRLF line endings); expected LF "
+                f"line endings, as `sha256sum` writes them: {_CHECKSUM_FIX}, with no tool "
+                "converting line endings",
+            )
+        ]
+    if not text:
+        return None, [
+            (0, f"is empty; expected a line for each file of the package: {_CHECKSUM_FIX}")
+        ]
+    if not text.endswith("\n"):
+        return None, [
+            (
+                text.count("\n") + 1,
+                "does not end with a newline; expected each line to end with LF, as "
+                f"`sha256sum` writes them: {_CHECKSUM_FIX}",
+            )
+        ]
+    problems: list[tuple[int, str]] = []
+    listed: dict[str, tuple[str, int]] = {}
+    for number, line in enumerate(text[:-1].split("\n"), start=1):
+        match = _CHECKSUM_LINE.fullmatch(line)
+        if not line:
+            problems.append((number, f"is blank; expected one line per file: {_CHECKSUM_FIX}"))
+        elif match is None:
+            problems.append(
+                (number, f"not in sha256sum format; {_CHECKSUM_FORMAT}: {_CHECKSUM_FIX}")
+            )
+        elif refused := path_problem(match.group(2)):
+            problems.append((number, f"the path '{_printable(match.group(2))}': {refused}"))
+        elif match.group(2) in listed:
+            problems.append(
+                (
+                    number,
+                    f"'{match.group(2)}' is already listed on line {listed[match.group(2)][1]}",
+                )
+            )
+        else:
+            listed[match.group(2)] = (match.group(1), number)
+    return listed, problems
 
 
 class _Files:

@@ -653,7 +653,7 @@ def _write_checksums(staging: Path) -> None:
         for path in sorted(staging.rglob("*"))
         if path.is_file()
     ]
-    (staging / CHECKSUMS).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (staging / CHECKSUMS).write_text("\n".join(lines) + "\n", encoding="utf-8", newline="\n")
 
 
 def _file_facts(path: Path) -> dict[str, Any]:

@@ -14,12 +14,13 @@ import os
 import shutil
 import socket
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from publisher import checks, package, pipeline
+from publisher import checks, model, package, pipeline
 from publisher.errors import PackageError
 
 BY_WARD = "data/admissions-by-ward.csv"
@@ -490,11 +491,58 @@ def test_checksums_wrong_missing_unknown_and_malformed(package_dir: Path) -> Non
         "SHA256SUMS is stale",
         f"{sums}: line {count - 2}: checksum: lists 'data/gone.csv', which is not a file in the "
         "package",
-        f"{sums}: line {count - 1}: checksum: not in sha256sum format; expected "
-        "'<64 hexadecimal digits>  <path>'",
+        f"{sums}: line {count - 1}: checksum: not in sha256sum format; expected 64 lowercase "
+        "hexadecimal digits, two spaces and a path, as `sha256sum` writes them "
+        "('<hash>  <path>'): download the package again, or release it again",
         f"{sums}: line {count}: checksum: the path '../escape': {PLAIN}",
         f"{archived}: checksum: not listed in SHA256SUMS; expected every file of the package in it",
     ]
+
+
+def _second_line(change: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
+    """``change`` applied to the second line of SHA256SUMS only."""
+
+    def changed(data: bytes) -> bytes:
+        first, second, rest = data.split(b"\n", 2)
+        return b"\n".join([first, change(second), rest])
+
+    return changed
+
+
+# Each way a SHA256SUMS can differ from what `publisher release` writes (and `sha256sum`
+# writes in text mode): how its bytes change, the line reported, and what is said there.
+NEAR_MISSES = {
+    "CRLF line endings": (lambda data: data.replace(b"\n", b"\r\n"), 1, "carriage return"),
+    "a bare CR": (_second_line(lambda line: line + b"\r"), 2, "carriage return"),
+    "a byte order mark": (lambda data: b"\xef\xbb\xbf" + data, 1, "byte order mark"),
+    "no final newline": (lambda data: data[:-1], -1, "does not end with a newline"),
+    "uppercase hexadecimal": (_second_line(bytes.upper), 2, "sha256sum format"),
+    "the binary-mode marker": (
+        _second_line(lambda line: line.replace(b"  ", b" *", 1)),
+        2,
+        "sha256sum format",
+    ),
+    "a trailing space": (_second_line(lambda line: line + b" "), 2, "the path"),
+    "a blank line": (_second_line(lambda line: b"\n" + line), 2, "is blank"),
+}
+
+
+@pytest.mark.parametrize("near_miss", NEAR_MISSES)
+def test_checksums_are_read_only_as_release_writes_them(package_dir: Path, near_miss: str) -> None:
+    # Fails if `validate` or the package model accepts a SHA256SUMS that `publisher
+    # release` would never write (both read it with one parser: this keeps them agreeing).
+    change, number, said = NEAR_MISSES[near_miss]
+    sums = package_dir / "SHA256SUMS"
+    data = sums.read_bytes()
+    number = number if number > 0 else data.count(b"\n")
+    sums.write_bytes(change(data))
+    at = f"{sums}: line {number}: "
+    assert any(
+        p.startswith(f"{at}checksum: ") and said in p for p in checks.check_package(package_dir)
+    )
+    with pytest.raises(PackageError) as caught:
+        model.read(package_dir)
+    assert any(p.startswith(at) and said in p for p in caught.value.problems)
 
 
 def test_missing_checksums_are_an_error(package_dir: Path) -> None:
