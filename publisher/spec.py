@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from publisher import files
+from publisher import files, lookalike
 from publisher.errors import SpecError
 
 __all__ = [
@@ -1180,6 +1180,43 @@ def _key_problems(spec: ReleaseSpec) -> list[_Problem]:
     ]
 
 
+def _lookalike_problems(spec: ReleaseSpec) -> list[_Problem]:
+    """Keys a reader could not tell apart: two keys of one category that look the same
+    (equal TR39 skeletons, such as 'Kent' and 'Kent' spelt with a Cyrillic e, U+0435),
+    and any key or key column name with a word mixing Latin, Greek or Cyrillic letters,
+    which is how such lookalikes are typed or pasted."""
+    problems: list[_Problem] = []
+    for where, text in _key_places(spec):
+        mixed = lookalike.mixed_script(text)
+        if mixed:
+            word, odd = mixed
+            problems.append(
+                _Problem(
+                    where,
+                    f"'{text}' mixes Latin, Greek or Cyrillic letters in the word '{word}' "
+                    f"({lookalike.code_point(odd)} is of another script than its first "
+                    "letter), so it can look like another key: type the word again in one "
+                    "script",
+                )
+            )
+    for name, category in spec.categories.items():
+        seen: dict[str, int] = {}
+        for index, key in enumerate(category.values):
+            first = seen.setdefault(lookalike.skeleton(key), index)
+            if first != index:
+                problems.append(
+                    _Problem(
+                        f"categories.{name}.values[{index}]",
+                        f"'{key}' looks the same as '{category.values[first]}' "
+                        f"(values[{first}]) but is another key ("
+                        f"{lookalike.difference(key, category.values[first])}), so readers "
+                        "could not tell their rows apart: type both keys again in one script, "
+                        "or keep one",
+                    )
+                )
+    return problems
+
+
 def _spreadsheet_problems(spec: ReleaseSpec) -> list[_Problem]:
     """Text that lands in a CSV cell and that a spreadsheet would run as a formula."""
     places = _key_places(spec)
@@ -1428,6 +1465,7 @@ def parse(text: str, *, name: str = "release spec", base_dir: Path = Path(".")) 
                 *_name_problems(spec),
                 *_spreadsheet_problems(spec),
                 *_key_problems(spec),
+                *_lookalike_problems(spec),
             ]
     if problems:
         raise SpecError([f"{name}: {p.path}: {p.message}" for p in problems])

@@ -892,6 +892,19 @@ def hostile_cases() -> list[Case]:
             "one line with single spaces",
         ),
         spec_case(
+            "keys that look the same in two scripts",
+            put("categories.ward.values", [*WARDS, "Ward A", "Ward \u0391"]),
+            "categories.ward.values[5]: ",
+            "looks the same as 'Ward A'",
+            "U+0391 (GREEK CAPITAL LETTER ALPHA)",
+        ),
+        spec_case(
+            "a key with a Cyrillic letter among Latin ones",
+            put("categories.ward.values", [*WARDS[:3], "Paedi\u0430trics"]),
+            "categories.ward.values[3]: ",
+            "U+0430 (CYRILLIC SMALL LETTER A)",
+        ),
+        spec_case(
             "no-break space in a key column's name",
             column_named("ward\u00a0name"),
             "inputs.admissions.columns.ward\u00a0name: ",

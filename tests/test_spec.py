@@ -509,6 +509,71 @@ def test_category_values_must_be_unique() -> None:
     assert "'Discharged' is listed twice" in problem_at(problems_of(data), "categories.outcome")
 
 
+# Lookalike letters are written as escapes, so that the tests' own text shows which.
+@pytest.mark.parametrize(
+    ("lookalikes", "difference"),
+    [
+        (
+            ["Kent", "K\u0435nt"],
+            "character 2 is U+0435 (CYRILLIC SMALL LETTER IE) here, "
+            "U+0065 (LATIN SMALL LETTER E) there",
+        ),
+        (
+            ["Ward A", "Ward \u0391"],
+            "character 6 is U+0391 (GREEK CAPITAL LETTER ALPHA) here, "
+            "U+0041 (LATIN CAPITAL LETTER A) there",
+        ),
+    ],
+)
+def test_keys_that_look_the_same_are_refused(lookalikes: list[str], difference: str) -> None:
+    # Fails if two keys of one category with equal TR39 skeletons load.
+    data = spec_dict()
+    data["categories"]["outcome"]["values"] = [*OUTCOMES, *lookalikes]
+    where = f"categories.outcome.values[{len(OUTCOMES) + 1}]"
+    assert (
+        f"{NAME}: {where}: '{lookalikes[1]}' looks the same as '{lookalikes[0]}' "
+        f"(values[{len(OUTCOMES)}]) but is another key ({difference}), so readers could not "
+        "tell their rows apart: type both keys again in one script, or keep one"
+    ) in problems_of(data)
+
+
+def test_a_word_mixing_scripts_is_refused() -> None:
+    # Fails if a key typed with one Cyrillic letter among Latin ones loads.
+    data = spec_dict()
+    data["categories"]["outcome"]["values"] = [*OUTCOMES, "Lost to f\u043ellow-up"]
+    where = f"categories.outcome.values[{len(OUTCOMES)}]"
+    assert problem_at(problems_of(data), where) == (
+        f"{NAME}: {where}: 'Lost to f\u043ellow-up' mixes Latin, Greek or Cyrillic letters in "
+        "the word 'f\u043ellow' (U+043E (CYRILLIC SMALL LETTER O) is of another script than "
+        "its first letter), so it can look like another key: type the word again in one script"
+    )
+
+
+def test_real_keys_are_not_taken_for_lookalikes() -> None:
+    # Fails if the lookalike rules refuse keys real releases use (accents, Welsh, digits,
+    # punctuation, a whole key in Greek or Cyrillic).
+    keys = [
+        "Avon and Somerset",
+        "Devon & Cornwall",
+        "Metropolitan Police",
+        "Dyfed-Powys",
+        "Gw\u0177r",
+        "Ynys M\u00f4n",
+        "Caf\u00e9",
+        "Cafe",
+        "0-17",
+        "Under 18",
+        "18 and over",
+        "Mixed/Multiple",
+        "Not known",
+        "\u0391\u03b8\u03ae\u03bd\u03b1",
+        "\u041c\u043e\u0441\u043a\u0432\u0430",
+    ]
+    data = spec_dict()
+    data["categories"]["outcome"]["values"] = keys
+    assert parse_dict(data).categories["outcome"].values == keys
+
+
 def test_category_needs_values() -> None:
     data = spec_dict()
     data["categories"]["ward"]["values"] = []
