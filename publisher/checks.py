@@ -69,12 +69,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from jsonschema import FormatChecker  # type: ignore[import-untyped]
-from jsonschema.validators import validator_for  # type: ignore[import-untyped]
-from referencing import Registry, Resource
-from referencing.exceptions import Unresolvable
-from referencing.jsonschema import DRAFT7
-
 from publisher import files, model
 
 __all__ = [
@@ -161,6 +155,8 @@ def check_profile(descriptor: object) -> list[str]:
     The descriptor must also declare that profile in ``$schema``. Works on the parsed JSON,
     so a package can be checked before it is written.
     """
+    from referencing.exceptions import Unresolvable
+
     problems = []
     if isinstance(descriptor, dict) and descriptor.get("$schema") != PROFILE:
         problems.append(f"$['$schema']: expected {PROFILE!r}, the Data Package v2 profile")
@@ -184,7 +180,14 @@ def _profile_validator() -> Any:
     ``$ref`` between them (absolute, or relative to that base) resolves from the shipped
     copies. The registry has no ``retrieve`` function: a ``$ref`` to anything else fails
     with ``Unresolvable`` instead of going to the network.
+
+    jsonschema and referencing are imported here, as frictionless is (see
+    :mod:`publisher.package`): a release imports them first on the thread of its dry run.
     """
+    from jsonschema.validators import validator_for  # type: ignore[import-untyped]
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT7
+
     folder = resources.files("publisher").joinpath("profiles")
     contents: dict[str, dict[str, Any]] = {}
     for name in _PROFILE_FILES:
@@ -202,6 +205,8 @@ def _profile_validator() -> Any:
 def _format_checker() -> Any:
     """The standard format checks, plus RFC 3339 date-times, which jsonschema checks only
     when an optional library is installed: ``created`` must be checked everywhere alike."""
+    from jsonschema import FormatChecker  # type: ignore[import-untyped]
+
     checker = FormatChecker()
 
     checker.checks("date-time", raises=ValueError)(_is_datetime)

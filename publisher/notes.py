@@ -13,14 +13,16 @@ inside) is printed as it is.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import re
 from collections.abc import Iterable
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
+if TYPE_CHECKING:
+    import jinja2
 
 __all__ = [
     "Markdown",
@@ -86,7 +88,12 @@ def _code_block(code: str, language: str) -> Markdown:
     return Markdown(f"{fence}{language}\n{code}\n{fence}")
 
 
+@functools.cache
 def _environment() -> jinja2.Environment:
+    """The templates' environment, made once (it keeps the compiled templates). jinja2 is
+    imported here: a release imports it first on the thread of its dry run."""
+    import jinja2
+
     folder = resources.files("publisher").joinpath("templates")
     environment = jinja2.Environment(
         loader=jinja2.FunctionLoader(

@@ -24,7 +24,6 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import frictionless
 import polars as pl
 
 from publisher import checks, files, guarantee, model, notes
@@ -1274,6 +1273,10 @@ def validate(package_dir: Path) -> list[str]:
 
 
 def _frictionless_problems(descriptor: Path) -> list[str]:
+    # Imported here: it takes a while, and a release imports it first on the thread of its
+    # dry run, beside the reading of the inputs, rather than before the reading starts.
+    import frictionless
+
     try:
         report = frictionless.validate(str(descriptor))
     except Exception as error:  # frictionless raises many kinds for unreadable descriptors
