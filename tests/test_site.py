@@ -1129,7 +1129,10 @@ def test_checksums_and_files_are_checked_for_shape_and_place(tmp_path: Path) -> 
         generate_pages(package, tmp_path / "pages")
     problems = raised.value.problems
     assert any("files[0].path: expected a relative path inside the package" in p for p in problems)
-    assert any(re.search(r"SHA256SUMS: line \d+: expected 64 lowercase", p) for p in problems)
+    assert any(
+        re.search(r"SHA256SUMS: line \d+: not in sha256sum format; expected 64 lowercase", p)
+        for p in problems
+    )
 
 
 def test_refuses_to_replace_a_folder_it_did_not_write(package: Path, tmp_path: Path) -> None:
