@@ -2,7 +2,8 @@
 
 The modules, in the order data flows through them (see DESIGN.md):
 
-- ``spec``: the YAML release spec, loaded safely into frozen, validated models.
+- ``spec``: the YAML release spec, loaded safely into frozen, validated models
+  (``lookalike``: category keys readers could not tell apart are refused).
 - ``ingest``: the private inputs, read once in bounded batches, checked against the spec
   and staged for the measurements (identifiers hashed).
 - ``staging``: private temporary folders for those working copies.
