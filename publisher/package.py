@@ -143,8 +143,8 @@ def previous_release(out_dir: Path) -> PreviousRelease | None:
     folder is never archived, so nothing private is ever published through it."""
     if not os.path.lexists(out_dir / DESCRIPTOR):
         return None
-    problems = validate(out_dir)
-    if problems:
+    problems, verified = _validated(out_dir)
+    if verified is None:
         raise PackageError(
             [
                 f"{out_dir}: the package there is not valid, so a release can neither replace "
@@ -153,7 +153,6 @@ def previous_release(out_dir: Path) -> PreviousRelease | None:
                 *problems,
             ]
         )
-    verified = model.read(out_dir)
     hashes = dict(verified.checksums)
     hashes[CHECKSUMS] = hashlib.sha256(model.read_file(out_dir, CHECKSUMS)).hexdigest()
     return PreviousRelease(
@@ -179,15 +178,16 @@ def _published_values(resource: model.Resource) -> pl.DataFrame:
     )
 
 
-def _model_problems(package_dir: Path) -> list[str]:
+def _model_problems(package_dir: Path) -> tuple[list[str], model.Package | None]:
     """What the one package model refuses (:func:`model.read`, which the site and the next
     release read through), and the files no package of ours holds: so that a package
-    ``validate`` passes is one they accept."""
+    ``validate`` passes is one they accept. With the package as read, when it passes."""
     try:
         verified = model.read(package_dir)
     except PackageError as error:
-        return [line for line in error.problems if line != model.advice(package_dir)]
-    return _unknown_files(verified)
+        return [line for line in error.problems if line != model.advice(package_dir)], None
+    problems = _unknown_files(verified)
+    return problems, None if problems else verified
 
 
 def _unknown_files(verified: model.Package) -> list[str]:
@@ -1258,18 +1258,24 @@ def validate(package_dir: Path) -> list[str]:
     """Validate a package: frictionless (every table against its schema), the Data Package
     v2 profile and the publisher's own rules (see :mod:`publisher.checks`); one line per
     problem, empty when valid."""
+    return _validated(package_dir)[0]
+
+
+def _validated(package_dir: Path) -> tuple[list[str], model.Package | None]:
+    """:func:`validate`'s problems, and the package as the model reads it when there are
+    none (so that a caller needing both reads it once)."""
     descriptor = package_dir / DESCRIPTOR
     if not descriptor.is_file():
-        return [f"{descriptor}: not found; give the directory of a data package"]
+        return [f"{descriptor}: not found; give the directory of a data package"], None
     problems = checks.check_package(package_dir)
     # Frictionless opens what the descriptor names (and fetches URLs): only once every
     # path is known to be a plain file of the package, so that it never follows a link
     # out of it (and quotes a private file's rows) or blocks on a pipe.
     if checks.safe_to_open(package_dir):
         problems = _frictionless_problems(descriptor) + problems
-    if not problems:
-        problems = _model_problems(package_dir)
-    return problems
+    if problems:
+        return problems, None
+    return _model_problems(package_dir)
 
 
 def _frictionless_problems(descriptor: Path) -> list[str]:
