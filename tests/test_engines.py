@@ -98,7 +98,9 @@ def in_rounds(
         table,
         f"SELECT own, linked, {key} AS key, own AS c0, 0 AS load FROM graph",  # noqa: S608
     )
-    rows = sql.greedy_rounds(runner, table, cap, ["c0"])
+    firsts = sql.first_edges(runner, table, ["c0"])
+    rows = sql.greedy_rounds(runner, table, firsts, cap, ["c0"])
+    runner.drop(firsts)
     runner.drop(table)
     runner.connection.unregister("graph")
     assert all(count == 1 for _, count in rows)  # each own person matched once

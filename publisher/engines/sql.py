@@ -131,27 +131,19 @@ def histogram(runner: SqlRunner, relation: str, bins: int) -> Int64Array:
 
 
 def greedy_rounds(
-    runner: SqlRunner,
-    edges: str,
-    cap: int,
-    codes: Sequence[str],
-    firsts: str | None = None,
+    runner: SqlRunner, edges: str, firsts: str, cap: int, codes: Sequence[str]
 ) -> list[tuple[int, ...]]:
     """Run the greedy matching of ``edges`` (``own``, ``linked``, ``key``, the own person's
     ``codes``, ``load`` = 0) with at most ``cap`` own people per linked person, in rounds:
     the counts of the matched own people by ``codes`` (rows of codes then a count; one row
     per round and combination: they add up). ``firsts`` is :func:`first_edges` of the
-    edges, when the caller has made it for several caps.
+    edges (made once for every cap the caller runs).
 
     Each undecided edge carries ``load``, how many own people its linked person has."""
     carried = "".join(f", {code}" for code in codes)
     grouped = ", ".join(codes)
     rows: list[tuple[int, ...]] = []
-    own_firsts = firsts is None
-    firsts = first_edges(runner, edges, codes) if firsts is None else firsts
     remaining = _settle_first(runner, edges, firsts, cap, codes, rows)
-    if own_firsts:
-        runner.drop(firsts)
     while True:
         accepted = runner.new_name("chosen")
         runner.materialize(
@@ -269,7 +261,7 @@ def linked_counted(
     edges = edge_table(runner, relation, order)
     firsts = first_edges(runner, edges, [])
     counted = [
-        sum(int(row[-1]) for row in greedy_rounds(runner, edges, cap, [], firsts)) for cap in caps
+        sum(int(row[-1]) for row in greedy_rounds(runner, edges, firsts, cap, [])) for cap in caps
     ]
     runner.drop(firsts)
     runner.drop(edges)
@@ -291,11 +283,11 @@ def linked_counts(
     codes = code_columns(len(columns))
     edges = edge_table(runner, relation, order, len(codes))
     firsts = first_edges(runner, edges, codes)
-    rows = greedy_rounds(runner, edges, cap, codes, firsts)
+    rows = greedy_rounds(runner, edges, firsts, cap, codes)
     leaves = LeafCounts.from_frame(columns, shape, rows)
     more = 0
     if reference_cap is not None:
-        reference = greedy_rounds(runner, edges, reference_cap, [], firsts)
+        reference = greedy_rounds(runner, edges, firsts, reference_cap, [])
         more = sum(int(row[-1]) for row in reference) - leaves.total
     runner.drop(firsts)
     runner.drop(edges)
